@@ -1,0 +1,1 @@
+"""Sub-commands beyond info / train / evaluate (registered on import)."""

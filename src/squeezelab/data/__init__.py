@@ -1,0 +1,21 @@
+"""Data sources, seeded splits and the batched augmentation pipeline."""
+
+from .pipeline import Batches, Preprocess, random_crop_flip, to_tensor
+from .sources import DataError, ImageSet, Source, cache_dir, load_source
+from .splits import Splits, split_source
+from .synthetic import make_synthetic
+
+__all__ = [
+    "Batches",
+    "DataError",
+    "ImageSet",
+    "Preprocess",
+    "Source",
+    "Splits",
+    "cache_dir",
+    "load_source",
+    "make_synthetic",
+    "random_crop_flip",
+    "split_source",
+    "to_tensor",
+]

@@ -1,0 +1,344 @@
+"""Image sources decoded once into uint8 arrays: CIFAR pickles, image folders, synthetic.
+
+Every source yields a :class:`ImageSet` of ``(N, H, W, 3)`` uint8 images and int64 labels.
+Decoded arrays are cached as ``.npz`` (no pickles) keyed by the source file's content hash, so
+50,000 JPEGs are decoded once, not every epoch or every run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import pickle
+import tarfile
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from .synthetic import make_synthetic
+
+CACHE_ENV = "SQUEEZELAB_DATA_DIR"
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".ppm", ".tif", ".tiff")
+ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".zip")
+
+CIFAR = {
+    "cifar10": {
+        "url": "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
+        "md5": "c58f30108f718f92721af3b95e74349a",
+        "folder": "cifar-10-batches-py",
+        "train": [f"data_batch_{i}" for i in range(1, 6)],
+        "test": ["test_batch"],
+        "label_key": b"labels",
+        "meta": ("batches.meta", b"label_names"),
+    },
+    "cifar100": {
+        "url": "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
+        "md5": "eb9058c3a382ffc7106e4002c42a8d85",
+        "folder": "cifar-100-python",
+        "train": ["train"],
+        "test": ["test"],
+        "label_key": b"fine_labels",
+        "meta": ("meta", b"fine_label_names"),
+    },
+}
+
+
+class DataError(RuntimeError):
+    """A data source is missing, corrupt or malformed; the message names the file."""
+
+
+@dataclass
+class ImageSet:
+    """Decoded images ``(N, H, W, 3)`` uint8 with labels ``(N,)`` int64 and class names."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    classes: list[str]
+
+    def __post_init__(self) -> None:
+        if self.images.ndim != 4 or self.images.shape[-1] != 3 or self.images.dtype != np.uint8:
+            raise DataError(f"images must be (N, H, W, 3) uint8, got {self.images.shape}")
+        if len(self.images) != len(self.labels):
+            raise DataError("images and labels differ in length")
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def subset(self, index: np.ndarray) -> ImageSet:
+        return ImageSet(self.images[index], self.labels[index], self.classes)
+
+
+@dataclass
+class Source:
+    """A loaded source: the training images and, where the source has one, its test set."""
+
+    name: str
+    train: ImageSet
+    test: ImageSet | None = None
+
+
+def cache_dir(data_dir: str | os.PathLike[str] | None = None) -> Path:
+    """Return the cache directory: ``data_dir``, else ``$SQUEEZELAB_DATA_DIR``, else ~/.cache."""
+    if data_dir is not None:
+        path = Path(data_dir)
+    elif os.environ.get(CACHE_ENV):
+        path = Path(os.environ[CACHE_ENV])
+    else:
+        base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+        path = Path(base) / "squeezelab"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def load_source(
+    spec: str, data_dir: str | os.PathLike[str] | None = None, progress: bool = True
+) -> Source:
+    """Load a data source by name (``cifar10``, ``cifar100``, ``synthetic``) or path."""
+    if spec == "synthetic":
+        return Source("synthetic", make_synthetic(2000, seed=0), make_synthetic(500, seed=1))
+    if spec.startswith("synthetic:"):
+        n = _parse_int(spec.split(":", 1)[1], spec)
+        return Source(spec, make_synthetic(n, seed=0), make_synthetic(max(n // 4, 10), seed=1))
+    if spec in CIFAR:
+        return _load_cifar(spec, _find_cifar(spec, data_dir), data_dir)
+    path = Path(spec).expanduser()
+    if not path.exists():
+        raise DataError(
+            f"data source {spec!r} is neither a known name (cifar10, cifar100, synthetic) "
+            f"nor an existing path"
+        )
+    for name, info in CIFAR.items():
+        if _looks_like_cifar(path, info["folder"]):
+            return _load_cifar(name, path, data_dir)
+    return Source(str(path), _cached(path, data_dir, progress, _decode_image_folder))
+
+
+def _parse_int(text: str, spec: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise DataError(f"bad data source {spec!r}: expected synthetic:N, N an integer") from None
+    if value < 20:
+        raise DataError(f"bad data source {spec!r}: N must be at least 20")
+    return value
+
+
+# --- CIFAR, official python format -------------------------------------------------------
+
+
+def _find_cifar(name: str, data_dir: str | os.PathLike[str] | None) -> Path:
+    info = CIFAR[name]
+    root = cache_dir(data_dir)
+    archive = root / Path(info["url"]).name
+    if (root / info["folder"]).is_dir():
+        return root / info["folder"]
+    if archive.is_file():
+        return archive
+    try:
+        from torchvision.datasets.utils import download_url
+
+        download_url(info["url"], str(root), md5=info["md5"])
+    except Exception as err:
+        raise DataError(
+            f"{name} is not in {root} and could not be downloaded ({err}). Download "
+            f"{info['url']} and pass its path with --data PATH, or put it in {root} "
+            f"(or set --data-dir / ${CACHE_ENV})."
+        ) from None
+    return archive
+
+
+def _looks_like_cifar(path: Path, folder: str) -> bool:
+    if path.is_dir():
+        return (path / folder).is_dir() or path.name == folder
+    return path.name.startswith(folder.split("-batches")[0].replace("-python", "")) and any(
+        path.name.endswith(s) for s in (".tar.gz", ".tgz", ".tar")
+    )
+
+
+class _ArrayUnpickler(pickle.Unpickler):
+    """Unpickle CIFAR batches only: dicts of bytes, lists and numpy arrays, nothing callable."""
+
+    _ALLOWED: ClassVar[set[tuple[str, str]]] = {
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("copyreg", "_reconstructor"),
+    }
+
+    def find_class(self, module: str, name: str) -> object:
+        if (module, name) in self._ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
+
+
+def _read_batch(data: bytes, where: str) -> dict:
+    try:
+        batch = _ArrayUnpickler(io.BytesIO(data), encoding="bytes").load()
+    except Exception as err:
+        raise DataError(f"corrupt CIFAR batch {where}: {err}") from None
+    if not isinstance(batch, dict):
+        raise DataError(f"corrupt CIFAR batch {where}: not a dictionary")
+    return batch
+
+
+def _cifar_members(path: Path, folder: str) -> Iterator[tuple[str, bytes]]:
+    if path.is_dir():
+        base = path / folder if (path / folder).is_dir() else path
+        for f in sorted(base.iterdir()):
+            if f.is_file():
+                yield f.name, f.read_bytes()
+        return
+    try:
+        with tarfile.open(path) as tar:
+            for member in tar:
+                if member.isfile():
+                    yield Path(member.name).name, tar.extractfile(member).read()
+    except (tarfile.TarError, OSError, EOFError) as err:
+        raise DataError(f"corrupt archive {path}: {err}") from None
+
+
+def _load_cifar(name: str, path: Path, data_dir: str | os.PathLike[str] | None) -> Source:
+    info = CIFAR[name]
+    files = dict(_cifar_members(path, info["folder"]))
+    missing = [f for f in info["train"] + info["test"] if f not in files]
+    if missing:
+        raise DataError(f"{path} is not an official {name} archive: missing {missing}")
+
+    def read(names: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        images, labels = [], []
+        for f in names:
+            batch = _read_batch(files[f], f"{path}:{f}")
+            try:
+                data = np.asarray(batch[b"data"], dtype=np.uint8)
+                labels.append(np.asarray(batch[info["label_key"]], dtype=np.int64))
+                images.append(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
+            except (KeyError, ValueError) as err:
+                raise DataError(f"malformed CIFAR batch {path}:{f}: {err}") from None
+        return np.ascontiguousarray(np.concatenate(images)), np.concatenate(labels)
+
+    meta_file, meta_key = info["meta"]
+    n_classes = 10 if name == "cifar10" else 100
+    classes = [str(i) for i in range(n_classes)]
+    if meta_file in files:
+        names = _read_batch(files[meta_file], f"{path}:{meta_file}").get(meta_key)
+        if names:
+            classes = [n.decode() if isinstance(n, bytes) else str(n) for n in names]
+    train, test = read(info["train"]), read(info["test"])
+    return Source(name, ImageSet(*train, classes), ImageSet(*test, classes))
+
+
+# --- Image folders and archives ----------------------------------------------------------
+
+
+def _cached(path: Path, data_dir, progress: bool, decode) -> ImageSet:
+    key = _content_hash(path)
+    target = cache_dir(data_dir) / f"images-{key}.npz"
+    if target.is_file():
+        try:
+            with np.load(target, allow_pickle=False) as z:
+                return ImageSet(z["images"], z["labels"], [str(c) for c in z["classes"]])
+        except Exception:
+            target.unlink(missing_ok=True)  # a broken cache entry is rebuilt, never trusted
+    images = decode(path, progress)
+    tmp = target.with_suffix(f".tmp{os.getpid()}.npz")
+    np.savez(tmp, images=images.images, labels=images.labels, classes=np.array(images.classes))
+    os.replace(tmp, target)
+    return images
+
+
+def _content_hash(path: Path) -> str:
+    h = hashlib.sha256()
+    if path.is_file():
+        with path.open("rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    else:  # a folder: hash the names, sizes and modification times of its files
+        for f in sorted(p for p in path.rglob("*") if p.is_file()):
+            st = f.stat()
+            h.update(f"{f.relative_to(path)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:24]
+
+
+def _iter_image_files(path: Path) -> Iterator[tuple[str, bytes]]:
+    """Yield (relative path, bytes) of every image file in a folder or archive."""
+    name = path.name.lower()
+    try:
+        if path.is_dir():
+            for f in sorted(path.rglob("*")):
+                if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES:
+                    yield f.relative_to(path).as_posix(), f.read_bytes()
+        elif name.endswith(".zip"):
+            with zipfile.ZipFile(path) as z:
+                for info in sorted(z.infolist(), key=lambda i: i.filename):
+                    if not info.is_dir() and Path(info.filename).suffix.lower() in IMAGE_SUFFIXES:
+                        yield info.filename, z.read(info)
+        elif any(name.endswith(s) for s in (".tar", ".tar.gz", ".tgz")):
+            with tarfile.open(path) as tar:
+                for m in tar:
+                    if m.isfile() and Path(m.name).suffix.lower() in IMAGE_SUFFIXES:
+                        yield m.name, tar.extractfile(m).read()
+        else:
+            raise DataError(
+                f"{path}: not a folder or a {'/'.join(ARCHIVE_SUFFIXES)} archive of class folders"
+            )
+    except (tarfile.TarError, zipfile.BadZipFile, OSError, EOFError) as err:
+        raise DataError(f"corrupt archive {path}: {err}") from None
+
+
+def _class_of(rel: str) -> str | None:
+    parts = [p for p in rel.split("/") if p not in ("", ".")]
+    return "/".join(parts[:-1]) if len(parts) >= 2 else None
+
+
+def _decode_image_folder(path: Path, progress: bool) -> ImageSet:
+    from tqdm import tqdm
+
+    files = sorted(_iter_image_files(path), key=lambda item: item[0])
+    if not files:
+        raise DataError(f"{path} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+    dirs = {_class_of(rel) for rel, _ in files}
+    if None in dirs:
+        raise DataError(f"{path}: images must sit in class folders (found one at the top level)")
+    # Class folders sit at the top level or under one common top folder.
+    tops = {d.split("/")[0] for d in dirs}
+    strip = len(tops) == 1 and all("/" in d for d in dirs)
+    labels_of = {d: (d.split("/", 1)[1] if strip else d) for d in dirs}
+    classes = sorted(set(labels_of.values()))
+    index = {c: i for i, c in enumerate(classes)}
+    images, labels = [], []
+    for rel, data in tqdm(files, desc=f"decoding {path.name}", disable=None if progress else True, unit="img"):
+        images.append(_decode(data, f"{path}:{rel}"))
+        labels.append(index[labels_of[_class_of(rel)]])
+    shapes = {im.shape for im in images}
+    if len(shapes) > 1:
+        side = min(min(s[0], s[1]) for s in shapes)
+        images = [_center_square(im, side) for im in images]
+    return ImageSet(np.stack(images), np.asarray(labels, dtype=np.int64), classes)
+
+
+def _decode(data: bytes, where: str) -> np.ndarray:
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            return np.asarray(im.convert("RGB"), dtype=np.uint8)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        raise DataError(f"corrupt image {where}: {err}") from None
+
+
+def _center_square(im: np.ndarray, side: int) -> np.ndarray:
+    """Resize the shorter side to ``side`` and crop the centre square (mixed-size folders)."""
+    h, w = im.shape[:2]
+    scale = side / min(h, w)
+    pil = Image.fromarray(im).resize((max(side, round(w * scale)), max(side, round(h * scale))))
+    left, top = (pil.width - side) // 2, (pil.height - side) // 2
+    return np.asarray(pil.crop((left, top, left + side, top + side)))

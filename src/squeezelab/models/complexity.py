@@ -1,0 +1,68 @@
+"""Parameter counts, float32 size and multiply-accumulates of a model at an input size."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+
+@dataclass(frozen=True)
+class Complexity:
+    """What one forward pass costs and what the weights weigh."""
+
+    params: int
+    size_mb: float  # float32 bytes / 1e6
+    macs: int  # multiply-accumulates of one forward pass of one image
+
+    def to_dict(self) -> dict[str, float | int]:
+        return asdict(self)
+
+
+def count_params(model: nn.Module) -> int:
+    """Count the trainable parameters of ``model``."""
+    return sum(p.numel() for p in model.parameters())
+
+
+def count_macs(model: nn.Module, image_size: int) -> int:
+    """Count the multiply-accumulates of one forward pass on a ``3 x S x S`` image."""
+    check_input_size(model, image_size)
+    was_training = model.training
+    model.eval()
+    x = torch.zeros(1, 3, image_size, image_size)
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(x)
+    model.train(was_training)
+    # FlopCounterMode counts 2 FLOPs per multiply-accumulate of conv and matmul.
+    return counter.get_total_flops() // 2
+
+
+def check_input_size(model: nn.Module, image_size: int) -> None:
+    """Raise a clear error when ``model`` cannot take ``image_size`` inputs."""
+    if image_size < 1:
+        raise ValueError(f"image_size must be positive, got {image_size}")
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, 3, image_size, image_size, device=_device_of(model)))
+    except RuntimeError as err:
+        raise ValueError(
+            f"{type(model).__name__} cannot take {image_size}x{image_size} inputs "
+            f"(a feature map shrinks below its kernel): use a larger image size"
+        ) from err
+    finally:
+        model.train(was_training)
+
+
+def measure(model: nn.Module, image_size: int) -> Complexity:
+    """Return the parameters, float32 megabytes and MACs of ``model``."""
+    params = count_params(model)
+    return Complexity(params=params, size_mb=params * 4 / 1e6, macs=count_macs(model, image_size))
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    p = next(model.parameters(), None)
+    return p.device if p is not None else torch.device("cpu")

@@ -1,0 +1,60 @@
+"""Evaluate a finished run's weights on a split, preprocessing inputs as the run did."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..data import Batches, Preprocess, to_tensor
+from ..models import get_model
+from .checkpoint import CheckpointError, load_weights
+from .config import RunConfig, from_dict
+from .loop import evaluate, load_splits
+from .runtime import pick_device, resolve_precision
+
+
+def load_run_model(run_dir: str | Path) -> tuple[torch.nn.Module, RunConfig, int]:
+    """Rebuild a run's model with its final weights; return (model, config, classes)."""
+    run = Path(run_dir)
+    if not (run / "config.json").is_file():
+        raise CheckpointError(f"{run} is not a squeezelab run directory (no config.json)")
+    recipe = json.loads((run / "config.json").read_text())
+    cfg = from_dict(recipe["config"], str(run))
+    weights = load_weights(run)
+    n = recipe["num_classes"]
+    model = get_model(cfg.model, num_classes=n, **cfg.model_options())
+    model.load_state_dict(weights)
+    return model, cfg, n
+
+
+def evaluate_run(
+    run_dir: str | Path,
+    data: str | None = None,
+    split: str = "test",
+    data_dir: str | None = None,
+    device: str | None = None,
+) -> dict[str, Any]:
+    """Return ``{"accuracy", "loss", "n"}`` of a run's final weights on ``split``."""
+    model, cfg, num_classes = load_run_model(run_dir)
+    if data is not None:
+        cfg = cfg.replace(data=data)
+    # Evaluate on every image of the split, not a training subset.
+    splits = load_splits(cfg.replace(train_subset=None), data_dir)
+    if splits.num_classes != num_classes:
+        raise ValueError(
+            f"{data or cfg.data} has {splits.num_classes} classes, the model {num_classes}"
+        )
+    part = splits.get(split)
+    dev = pick_device(device)
+    model = model.to(dev, memory_format=torch.channels_last)
+    batches = Batches(
+        to_tensor(part, dev),
+        torch.from_numpy(part.labels).to(dev),
+        256,
+        Preprocess(cfg.image_size, dev),
+    )
+    loss, acc, n = evaluate(model, batches, dev, resolve_precision(cfg.precision, dev))
+    return {"accuracy": acc, "loss": loss, "n": n}

@@ -1,0 +1,396 @@
+"""Train and evaluate one run: seeded, mixed precision where it pays, resumable exactly.
+
+A run directory holds ``config.json`` (the recipe), ``metrics.jsonl`` (one line per epoch),
+``checkpoint.safetensors`` (everything needed to resume), then ``model.safetensors`` and
+``result.json`` when the run ends.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from .. import __version__
+from ..data import Batches, Preprocess, Source, Splits, load_source, split_source, to_tensor
+from ..models import get_model
+from ..models.complexity import check_input_size
+from .checkpoint import TrainingState, load_checkpoint, save_checkpoint
+from .config import RunConfig
+from .runtime import (
+    autocast,
+    pick_device,
+    resolve_precision,
+    rng_state,
+    seed_everything,
+    set_rng_state,
+)
+from .schedules import build_scheduler, current_lr, steps_per_iteration
+from .transfer import init_from
+
+CHECKPOINT = "checkpoint.safetensors"
+DIVERGENCE_CHECK_EVERY = 10  # optimizer steps between finite-loss checks (each one syncs)
+
+
+class RunDirError(RuntimeError):
+    """A run directory holds another run, or a finished one was asked to start again."""
+
+
+@dataclass
+class RunResult:
+    """The outcome of a run; accuracies in percent."""
+
+    val_acc: float
+    val_loss: float | None
+    train_loss: float | None
+    test_acc: float
+    test_loss: float | None
+    epochs: int
+    diverged: bool
+    checkpoint: str
+    train_s: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class _Parts:
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    scaler: torch.amp.GradScaler | None
+    generator: torch.Generator
+    train: Batches
+    val: Batches
+    test: Batches
+    num_classes: int
+
+
+def train(
+    cfg: RunConfig,
+    out_dir: str | os.PathLike[str],
+    *,
+    data_dir: str | None = None,
+    resume: bool = False,
+    device: str | None = None,
+    progress: bool | None = None,
+    verbose: bool = True,
+) -> RunResult:
+    """Train ``cfg`` into ``out_dir``; with ``resume``, continue from its last checkpoint."""
+    cfg.validate()
+    out = Path(out_dir)
+    if (out / "result.json").is_file() and resume:
+        _check_same_run(out, cfg)
+        return RunResult(**json.loads((out / "result.json").read_text()))
+    state = _prepare_dir(out, cfg, resume)
+    dev = pick_device(device)
+    precision = resolve_precision(cfg.precision, dev)
+    show = sys.stderr.isatty() if progress is None else progress
+    seed_everything(cfg.seed)
+    parts = _build(cfg, dev, precision, data_dir, fresh=state is None)
+    history: list[dict[str, Any]] = []
+    start = 0
+    if state is not None:
+        parts.model.load_state_dict(state.model)
+        parts.optimizer.load_state_dict(state.optimizer)
+        parts.scheduler.load_state_dict(state.scheduler)
+        if parts.scaler is not None and state.scaler:
+            parts.scaler.load_state_dict(state.scaler)
+        set_rng_state(state.rng, parts.generator)
+        history, start = state.history, state.epoch
+        _log(f"resuming {out} after epoch {start}/{cfg.epochs}", verbose)
+    _write_json(out / "config.json", _recipe(cfg, dev, precision, parts.num_classes))
+    diverged = any(row.get("diverged") for row in history)
+    for epoch in range(start + 1, cfg.epochs + 1):
+        if diverged:
+            break
+        row = _run_epoch(cfg, parts, dev, precision, epoch, show)
+        history.append(row)
+        diverged = row["diverged"]
+        save_checkpoint(
+            out / CHECKPOINT,
+            TrainingState(
+                epoch=epoch,
+                model=parts.model.state_dict(),
+                optimizer=parts.optimizer.state_dict(),
+                scheduler=parts.scheduler.state_dict(),
+                rng=rng_state(parts.generator),
+                history=history,
+                scaler=parts.scaler.state_dict() if parts.scaler is not None else None,
+            ),
+        )
+        _write_lines(out / "metrics.jsonl", history)
+        _log(_format_row(row, cfg.epochs), verbose)
+    return _finish(out, cfg, parts, dev, precision, history)
+
+
+def _prepare_dir(out: Path, cfg: RunConfig, resume: bool) -> TrainingState | None:
+    if (out / CHECKPOINT).is_file() or (out / "result.json").is_file():
+        if not resume:
+            raise RunDirError(
+                f"{out} already holds a run; pass --resume to continue it or choose another --out"
+            )
+        _check_same_run(out, cfg)
+        return load_checkpoint(out / CHECKPOINT) if (out / CHECKPOINT).is_file() else None
+    out.mkdir(parents=True, exist_ok=True)
+    return None
+
+
+def _check_same_run(out: Path, cfg: RunConfig) -> None:
+    path = out / "config.json"
+    if not path.is_file():
+        return
+    stored = json.loads(path.read_text())["config"]
+    differ = sorted(k for k, v in cfg.to_dict().items() if stored.get(k) != v)
+    if differ:
+        raise RunDirError(
+            f"{out} holds a run with a different config (fields {', '.join(differ)}); "
+            "choose another --out"
+        )
+
+
+@functools.lru_cache(maxsize=2)
+def cached_source(spec: str, data_dir: str | None) -> Source:
+    """Load a source once per process (a study trains many runs on it)."""
+    return load_source(spec, data_dir, progress=sys.stderr.isatty())
+
+
+def load_splits(cfg: RunConfig, data_dir: str | None = None) -> Splits:
+    """Load and split ``cfg.data`` as the run does."""
+    return split_source(
+        cached_source(cfg.data, data_dir),
+        cfg.val_fraction,
+        cfg.test_fraction,
+        cfg.split_seed,
+        cfg.train_subset,
+    )
+
+
+def _build(
+    cfg: RunConfig, dev: torch.device, precision: str, data_dir: str | None, fresh: bool
+) -> _Parts:
+    splits = load_splits(cfg, data_dir)
+    model = get_model(cfg.model, num_classes=splits.num_classes, **cfg.model_options())
+    check_input_size(model, cfg.image_size)
+    if cfg.init and fresh:
+        init_from(model, cfg.init, cfg.model)
+    model = model.to(dev, memory_format=torch.channels_last)
+    preprocess = Preprocess(cfg.image_size, dev)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    n_train = len(splits.train)
+    train = Batches(
+        to_tensor(splits.train, dev),
+        torch.from_numpy(splits.train.labels).to(dev),
+        cfg.batch_size,
+        preprocess,
+        generator,
+        augment=True,
+        drop_last=n_train % cfg.batch_size == 1,  # a 1-image batch breaks batch norm
+    )
+    eval_bs = max(256, cfg.batch_size)
+    val, test = (
+        Batches(to_tensor(s, dev), torch.from_numpy(s.labels).to(dev), eval_bs, preprocess)
+        for s in (splits.val, splits.test)
+    )
+    optimizer = torch.optim.SGD(
+        model.parameters(),
+        lr=cfg.lr,
+        momentum=cfg.momentum,
+        weight_decay=cfg.weight_decay,
+        nesterov=cfg.nesterov,
+    )
+    scheduler = build_scheduler(cfg, optimizer, len(train))
+    scaler = torch.amp.GradScaler("cuda") if precision == "fp16" and dev.type == "cuda" else None
+    return _Parts(
+        model, optimizer, scheduler, scaler, generator, train, val, test, splits.num_classes
+    )
+
+
+def _run_epoch(
+    cfg: RunConfig, parts: _Parts, dev: torch.device, precision: str, epoch: int, show: bool
+) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    lr = current_lr(parts.optimizer)
+    train_loss, train_acc, diverged = train_one_epoch(
+        parts, dev, precision, cfg.label_smoothing, desc=f"epoch {epoch}/{cfg.epochs}", show=show
+    )
+    row: dict[str, Any] = {"epoch": epoch, "lr": lr, "diverged": diverged}
+    if diverged:
+        chance = 100.0 / parts.num_classes
+        row.update(train_loss=None, train_acc=train_acc, val_loss=None, val_acc=chance)
+    else:
+        val_loss, val_acc, _ = evaluate(parts.model, parts.val, dev, precision)
+        row.update(train_loss=train_loss, train_acc=train_acc, val_loss=val_loss, val_acc=val_acc)
+        if cfg.test_each_epoch:
+            row["test_loss"], row["test_acc"], _ = evaluate(parts.model, parts.test, dev, precision)
+        if not steps_per_iteration(parts.scheduler):
+            parts.scheduler.step(val_loss)
+    row["epoch_s"] = time.perf_counter() - t0
+    return row
+
+
+def train_one_epoch(
+    parts: _Parts,
+    dev: torch.device,
+    precision: str,
+    label_smoothing: float = 0.0,
+    desc: str = "",
+    show: bool = False,
+) -> tuple[float, float, bool]:
+    """Run one epoch of SGD; return (mean loss, accuracy %, diverged)."""
+    model, opt, sched, scaler = parts.model, parts.optimizer, parts.scheduler, parts.scaler
+    criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
+    per_step = steps_per_iteration(sched)
+    model.train()
+    loss_sum = torch.zeros((), device=dev)
+    correct = torch.zeros((), device=dev, dtype=torch.long)
+    seen = 0
+    bar = tqdm(parts.train, desc=desc, disable=not show, leave=False, unit="batch")
+    for step, (x, y) in enumerate(bar, 1):
+        with autocast(precision, dev):
+            logits = model(x)
+        loss = criterion(logits.float(), y)
+        opt.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+        else:
+            loss.backward()
+            opt.step()
+        if per_step:
+            sched.step()
+        loss_sum += loss.detach() * len(y)
+        correct += (logits.detach().argmax(1) == y).sum()
+        seen += len(y)
+        if step % DIVERGENCE_CHECK_EVERY == 0 or step == len(parts.train):
+            total = loss_sum.item()
+            if not math.isfinite(total):
+                bar.close()
+                return math.nan, 100.0 * correct.item() / seen, True
+            if show:
+                bar.set_postfix(loss=f"{total / seen:.3f}")
+    return loss_sum.item() / max(seen, 1), 100.0 * correct.item() / max(seen, 1), False
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module, batches: Batches, dev: torch.device, precision: str = "fp32"
+) -> tuple[float, float, int]:
+    """Return (mean cross-entropy, accuracy %, n) of ``model`` over ``batches``."""
+    was_training = model.training
+    model.eval()
+    loss_sum, correct, n = 0.0, 0, 0
+    for x, y in batches:
+        with autocast(precision, dev):
+            logits = model(x)
+        loss_sum += nn.functional.cross_entropy(logits.float(), y, reduction="sum").item()
+        correct += (logits.argmax(1) == y).sum().item()
+        n += len(y)
+    model.train(was_training)
+    return loss_sum / max(n, 1), 100.0 * correct / max(n, 1), n
+
+
+def _finish(
+    out: Path,
+    cfg: RunConfig,
+    parts: _Parts,
+    dev: torch.device,
+    precision: str,
+    history: list[dict[str, Any]],
+) -> RunResult:
+    from safetensors.torch import save_file
+
+    last = history[-1]
+    diverged = bool(last["diverged"])
+    if diverged:
+        test_loss, test_acc = None, 100.0 / parts.num_classes
+    else:
+        test_loss, test_acc, _ = evaluate(parts.model, parts.test, dev, precision)
+        weights = {k: v.detach().cpu().contiguous() for k, v in parts.model.state_dict().items()}
+        tmp = out / ".model.safetensors.tmp"
+        save_file(weights, str(tmp), metadata={"model": cfg.model})
+        os.replace(tmp, out / "model.safetensors")
+    result = RunResult(
+        val_acc=last["val_acc"],
+        val_loss=last["val_loss"],
+        train_loss=last["train_loss"],
+        test_acc=test_acc,
+        test_loss=test_loss,
+        epochs=len(history),
+        diverged=diverged,
+        checkpoint=str(out / CHECKPOINT),
+        train_s=sum(row["epoch_s"] for row in history),
+    )
+    _write_json(out / "result.json", result.to_dict())
+    return result
+
+
+def _recipe(cfg: RunConfig, dev: torch.device, precision: str, num_classes: int) -> dict[str, Any]:
+    """The resolved config with what produced it (package, torch, git commit, device)."""
+    return {
+        "config": cfg.to_dict(),
+        "key": cfg.key(),
+        "num_classes": num_classes,
+        "squeezelab": __version__,
+        "torch": torch.__version__,
+        "git_commit": _git_commit(),
+        "device": str(dev),
+        "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
+        "precision": precision,
+        "threads": torch.get_num_threads(),
+    }
+
+
+@functools.cache
+def _git_commit() -> str | None:
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _write_json(path: Path, value: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(value, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def _write_lines(path: Path, rows: list[dict[str, Any]]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    os.replace(tmp, path)
+
+
+def _format_row(row: dict[str, Any], epochs: int) -> str:
+    if row["diverged"]:
+        return f"epoch {row['epoch']}/{epochs}: diverged (non-finite loss)"
+    return (
+        f"epoch {row['epoch']}/{epochs}: train_loss {row['train_loss']:.4f} "
+        f"train_acc {row['train_acc']:.2f} val_loss {row['val_loss']:.4f} "
+        f"val_acc {row['val_acc']:.2f} lr {row['lr']:.3g} ({row['epoch_s']:.1f}s)"
+    )
+
+
+def _log(message: str, enabled: bool = True) -> None:
+    if enabled:
+        print(message, file=sys.stderr, flush=True)

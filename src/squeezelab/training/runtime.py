@@ -1,0 +1,74 @@
+"""Device, precision and random-number handling for a run."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+
+_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def pick_device(requested: str | None = None) -> torch.device:
+    """Return ``requested``, else CUDA when present, else the CPU."""
+    if requested:
+        return torch.device(requested)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@functools.cache
+def cpu_has_bf16_units() -> bool:
+    """Whether the CPU has bf16 matrix instructions (AMX or AVX-512 BF16)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """Turn ``auto`` into what pays on ``device``: bf16 on GPUs and bf16-capable CPUs."""
+    if precision != "auto":
+        if precision == "fp16" and device.type == "cpu":
+            return "fp16"  # allowed, but rarely faster on CPUs
+        return precision
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "bf16" if cpu_has_bf16_units() else "fp32"
+
+
+def autocast(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
+    """Return the autocast context for a resolved precision (a no-op for fp32)."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=_DTYPES[precision])
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (CPU and every GPU)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def rng_state(data_generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """Capture every RNG state the training loop draws from."""
+    state = {"torch": torch.get_rng_state(), "data": data_generator.get_state()}
+    if torch.cuda.is_available():
+        for i, s in enumerate(torch.cuda.get_rng_state_all()):
+            state[f"cuda{i}"] = s
+    return state
+
+
+def set_rng_state(state: dict[str, torch.Tensor], data_generator: torch.Generator) -> None:
+    """Restore the states captured by :func:`rng_state`."""
+    torch.set_rng_state(state["torch"])
+    data_generator.set_state(state["data"])
+    if torch.cuda.is_available():
+        cuda = [state[k] for k in sorted(state) if k.startswith("cuda")]
+        if len(cuda) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(cuda)

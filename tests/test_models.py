@@ -1,0 +1,179 @@
+"""Models: registry, parameter counts pinned, torchvision parity, every variant trains."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+import torchvision
+
+from squeezelab.models import count_macs, count_params, fire_specs, get_model, list_models
+
+from .conftest import last_json, run_cli
+
+# Pinned complexity (params at 1000 classes; params and MACs at 64x64 with 10 classes).
+EXPECTED = {
+    "squeezenet1_0": {"params_1000": 1_248_424, "params_10": 740_554, "macs_64": 49_409_056},
+    "squeezenet1_1": {"params_1000": 1_235_496, "params_10": 727_626, "macs_64": 17_022_656},
+    "alexnet": {"params_1000": 61_100_840, "params_10": 57_044_810, "macs_64": 94_089_920},
+}
+MACS_224 = {"squeezenet1_0": 818_924_576, "squeezenet1_1": 349_151_936, "alexnet": 714_188_480}
+
+
+def test_registry_lists_models() -> None:
+    assert list_models() == ["alexnet", "squeezenet1_0", "squeezenet1_1"]
+
+
+def test_unknown_model_and_option_are_named() -> None:
+    with pytest.raises(ValueError, match="available models: alexnet, squeezenet1_0"):
+        get_model("squeezenet2")
+    with pytest.raises(ValueError, match=r"no option.*batch_norm.*valid options: dropout"):
+        get_model("alexnet", batch_norm=True)
+    with pytest.raises(ValueError, match="bypass must be one of"):
+        get_model("squeezenet1_0", bypass="sideways")
+    with pytest.raises(ValueError, match="pct3x3"):
+        get_model("squeezenet1_0", pct3x3=1.5)
+
+
+def test_duplicate_registration_rejected() -> None:
+    from squeezelab.models import register_model
+
+    def alexnet(num_classes: int = 1000) -> torch.nn.Module:
+        return torch.nn.Identity()
+
+    with pytest.raises(ValueError, match="already registered"):
+        register_model(alexnet)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_parameter_counts_and_macs(name: str) -> None:
+    assert count_params(get_model(name)) == EXPECTED[name]["params_1000"]
+    small = get_model(name, num_classes=10)
+    assert count_params(small) == EXPECTED[name]["params_10"]
+    assert count_macs(small, 64) == EXPECTED[name]["macs_64"]
+    assert count_macs(get_model(name), 224) == MACS_224[name]
+
+
+def test_batch_norm_adds_two_parameters_per_squeeze_channel() -> None:
+    plain = count_params(get_model("squeezenet1_0", num_classes=10))
+    bn = get_model("squeezenet1_0", num_classes=10, batch_norm=True)
+    squeeze_channels = sum(s.squeeze for s in fire_specs())
+    assert squeeze_channels == 320
+    assert count_params(bn) - plain == 2 * squeeze_channels == 640
+
+
+def test_default_metaparameters_reproduce_squeezenet_1_0() -> None:
+    sizes = [(s.squeeze, s.expand1x1, s.expand3x3) for s in fire_specs()]
+    assert sizes == [
+        (16, 64, 64), (16, 64, 64), (32, 128, 128), (32, 128, 128),
+        (48, 192, 192), (48, 192, 192), (64, 256, 256), (64, 256, 256),
+    ]  # fmt: skip
+    sr = fire_specs(squeeze_ratio=0.75)
+    assert sr[0].squeeze == 96 and sr[-1].squeeze == 384
+    pct = fire_specs(pct3x3=0.25)
+    assert (pct[0].expand1x1, pct[0].expand3x3) == (96, 32)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_torchvision_parity(name: str) -> None:
+    torch.manual_seed(0)
+    theirs = getattr(torchvision.models, name)().eval()
+    ours = get_model(name).eval()
+    assert {k: v.shape for k, v in ours.state_dict().items()} == {
+        k: v.shape for k, v in theirs.state_dict().items()
+    }
+    ours.load_state_dict(theirs.state_dict(), strict=True)
+    x = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), theirs(x))
+
+
+def test_initialization_matches_torchvision_scheme() -> None:
+    torch.manual_seed(0)
+    model = get_model("squeezenet1_0")
+    final = model.classifier[1]
+    assert abs(final.weight.std().item() - 0.01) < 0.001
+    for m in model.modules():
+        if isinstance(m, torch.nn.Conv2d):
+            assert torch.count_nonzero(m.bias) == 0
+
+
+def test_fire_delta_changes_depth_and_classifier_width() -> None:
+    for delta, n in [(-2, 6), (-1, 7), (1, 9), (2, 10)]:
+        m = get_model("squeezenet1_0", num_classes=10, fire_delta=delta)
+        fires = [x for x in m.features if type(x).__name__ == "Fire"]
+        assert len(fires) == n
+        assert m.classifier[1].in_channels == fires[-1].outplanes
+
+
+def test_bypass_kinds() -> None:
+    simple = get_model("squeezenet1_0", bypass="simple")
+    complex_ = get_model("squeezenet1_0", bypass="complex")
+    fires = [x for x in simple.features if type(x).__name__ == "Fire"]
+    # Identity bypass around fire3, 5, 7, 9 (indices 1, 3, 5, 7): no new parameters.
+    assert [type(f.bypass).__name__ for f in fires] == ["NoneType", "Identity"] * 4
+    assert count_params(simple) == 1_248_424
+    convs = [f for f in complex_.features if type(f).__name__ == "Fire"]
+    assert [type(f.bypass).__name__ for f in convs] == ["Conv2d", "Identity"] * 4
+    extra = sum(f.inplanes * f.outplanes + f.outplanes for f in convs[::2])
+    assert count_params(complex_) == 1_248_424 + extra
+
+
+VARIANTS = [
+    {"batch_norm": True},
+    {"fire_delta": -2},
+    {"fire_delta": -1},
+    {"fire_delta": 1},
+    {"fire_delta": 2},
+    {"bypass": "simple"},
+    {"bypass": "complex"},
+    {"squeeze_ratio": 0.25},
+    {"pct3x3": 0.25},
+    {"base_e": 64, "incr_e": 64, "freq": 1},
+    {"batch_norm": True, "fire_delta": 1, "bypass": "complex", "squeeze_ratio": 0.5},
+    {"batch_norm": True, "fire_delta": -2, "bypass": "simple", "pct3x3": 0.75},
+]
+CASES = [("alexnet", {}, 64)] + [
+    (name, opts, size)
+    for name, opts, size in itertools.product(
+        ["squeezenet1_0", "squeezenet1_1"], [{}, *VARIANTS], [32, 64]
+    )
+]
+
+
+@pytest.mark.parametrize(("name", "options", "size"), CASES)
+def test_forward_backward_every_variant(name: str, options: dict, size: int) -> None:
+    torch.manual_seed(0)
+    model = get_model(name, num_classes=10, **options)
+    x = torch.randn(4, 3, size, size)
+    out = model(x)
+    assert out.shape == (4, 10)
+    assert torch.isfinite(out).all()
+    torch.nn.functional.cross_entropy(out, torch.arange(4)).backward()
+    nonzero = 0
+    for pname, p in model.named_parameters():
+        assert p.grad is not None, pname
+        assert torch.isfinite(p.grad).all(), pname
+        nonzero += bool(p.grad.abs().sum() > 0)
+    # The final ReLU can silence a few units at init, never whole networks' worth.
+    assert nonzero >= 0.9 * len(list(model.parameters()))
+
+
+def test_info_json_through_console_script() -> None:
+    proc = run_cli("info", "squeezenet1_0", "--batch-norm", "--num-classes", "10",
+                   "--image-size", "64", "--json")  # fmt: skip
+    assert last_json(proc.stdout) == {"params": 741_194, "size_mb": 2.964776, "macs": 49_409_056}
+    listed = run_cli("info", "--list").stdout.split()
+    assert listed == ["alexnet", "squeezenet1_0", "squeezenet1_1"]
+    table = run_cli("info", "alexnet", "--num-classes", "10", "--image-size", "64").stdout
+    assert "57,044,810" in table
+
+
+def test_info_errors_are_clear() -> None:
+    bad = run_cli("info", "squeezenet9", check=False)
+    assert bad.returncode == 2 and "available models" in bad.stderr
+    small = run_cli("info", "alexnet", "--image-size", "32", check=False)
+    assert small.returncode == 2 and "cannot take 32x32" in small.stderr
+    opt = run_cli("info", "alexnet", "--batch-norm", check=False)
+    assert opt.returncode == 2 and "batch_norm" in opt.stderr
