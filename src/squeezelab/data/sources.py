@@ -317,7 +317,9 @@ def _decode_image_folder(path: Path, progress: bool) -> ImageSet:
     classes = sorted(set(labels_of.values()))
     index = {c: i for i, c in enumerate(classes)}
     images, labels = [], []
-    for rel, data in tqdm(files, desc=f"decoding {path.name}", disable=None if progress else True, unit="img"):
+    for rel, data in tqdm(
+        files, desc=f"decoding {path.name}", disable=None if progress else True, unit="img"
+    ):
         images.append(_decode(data, f"{path}:{rel}"))
         labels.append(index[labels_of[_class_of(rel)]])
     shapes = {im.shape for im in images}

@@ -1,0 +1,56 @@
+"""Export the store as one tidy table: CSV, JSON lines or Parquet."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from .store import Store, StoreError
+
+
+def tidy_rows(store: Store, per_epoch: bool = False) -> list[dict[str, Any]]:
+    """One row per (study, run), or per (study, run, epoch) with ``per_epoch``."""
+    rows = store.tidy()
+    if not per_epoch:
+        return rows
+    out = []
+    for row in rows:
+        for m in store.metrics(row["key"]):
+            m = {f"epoch_{k}" if k in row else k: v for k, v in m.items() if k != "key"}
+            out.append({**row, **m})
+    return out
+
+
+def export(db: str | Path, fmt: str, out: str | Path | None, per_epoch: bool = False) -> None:
+    """Write the tidy table of ``db`` in ``fmt`` to ``out`` (stdout when None)."""
+    if not Path(db).is_file():
+        raise StoreError(f"no store at {db}")
+    with Store(db) as store:
+        rows = tidy_rows(store, per_epoch)
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    if fmt == "parquet":
+        if out is None:
+            raise ValueError("parquet needs --out FILE")
+        try:
+            import pandas as pd
+        except ImportError:
+            raise RuntimeError("parquet export needs pandas and pyarrow") from None
+        pd.DataFrame(rows, columns=columns).to_parquet(out, index=False)
+        return
+    handle = open(out, "w", newline="") if out else sys.stdout  # noqa: SIM115
+    try:
+        if fmt == "csv":
+            writer = csv.DictWriter(handle, fieldnames=columns)
+            writer.writeheader()
+            writer.writerows(rows)
+        elif fmt == "json":
+            for row in rows:
+                handle.write(json.dumps(row) + "\n")
+        else:
+            raise ValueError(f"format must be csv, parquet or json, got {fmt!r}")
+    finally:
+        if out:
+            handle.close()

@@ -1,0 +1,147 @@
+"""Run a study against a store: resolve its points, skip finished runs, execute the rest.
+
+Every run is keyed by the hash of its resolved config and lives in ``RUNS/<key>/``. Killing
+the command at any moment and starting it again loses at most the epoch in progress (runs
+resume from their checkpoint) and never duplicates a run (the key is the store's primary key).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from ..results import Store
+from ..training.config import ConfigError, RunConfig, from_dict
+from .executors import RunTask, make_executor
+from .spec import BestOf, StudySpec
+
+Log = Callable[[str], None]
+
+
+def default_runs_dir(db: str | Path) -> Path:
+    """Run directories live beside the store: ``<db dir>/runs``."""
+    return Path(db).resolve().parent / "runs"
+
+
+def best_points(store: Store, best: BestOf) -> list[dict[str, Any]]:
+    """Return the best point of a finished study per group (mean metric over seeds)."""
+    runs = [r for r in store.runs(best.study) if r["status"] in ("done", "diverged")]
+    cells: dict[tuple, list[float]] = {}
+    for r in runs:
+        cfg = r["config"]
+        cell = tuple(cfg[k] for k in (*best.group_by, *best.fields))
+        cells.setdefault(cell, []).append(r[best.metric] if r[best.metric] is not None else 0.0)
+    winners: dict[tuple, tuple[float, tuple]] = {}
+    for cell, values in cells.items():
+        group, mean = cell[: len(best.group_by)], sum(values) / len(values)
+        if group not in winners or mean > winners[group][0]:
+            winners[group] = (mean, cell)
+    keys = (*best.group_by, *best.fields)
+    return [dict(zip(keys, cell)) for _, cell in sorted(winners.values(), key=lambda w: w[1])]
+
+
+def plan(
+    spec: StudySpec, store: Store, runs_dir: Path, log: Log
+) -> tuple[list[RunConfig], list[RunConfig], dict[str, Any]]:
+    """Resolve a study into (source runs, runs, notes) without running anything."""
+    notes: dict[str, Any] = {}
+    points = None
+    if spec.best_of is not None:
+        found = best_points(store, spec.best_of)
+        if found:
+            points = [{k: v for k, v in p.items() if k not in spec.base} for p in found]
+            notes["points_from"] = f"best of study {spec.best_of.study!r} ({spec.best_of.metric})"
+            log(f"{spec.name}: points from the best runs of {spec.best_of.study!r}: {found}")
+        else:
+            notes["points_from"] = "the study file's [[points]] (no finished best_of study)"
+    runs = spec.expand(points)
+    sources: list[RunConfig] = []
+    if any(r.init == "imagenet" for r in runs):
+        runs, sources, notes["transfer_source"] = _resolve_imagenet(spec, runs, runs_dir, log)
+    return sources, runs, notes
+
+
+def _resolve_imagenet(
+    spec: StudySpec, runs: list[RunConfig], runs_dir: Path, log: Log
+) -> tuple[list[RunConfig], list[RunConfig], str]:
+    from ..training.checkpoint import CheckpointError
+    from ..training.transfer import imagenet_weights
+
+    models = sorted({r.model for r in runs if r.init == "imagenet"})
+    try:
+        for m in models:
+            imagenet_weights(m)
+        return runs, [], "ImageNet (torchvision's published weights)"
+    except CheckpointError as err:
+        if spec.pretrain is None:
+            raise ConfigError(
+                f"study {spec.name!r} needs ImageNet weights: {err}; or pass --set init=PATH.pth"
+            ) from None
+    sources, replace = [], {}
+    for m in models:
+        base = {k: v for k, v in spec.base.items() if k in ("batch_norm", "image_size")}
+        src = from_dict({**base, **spec.pretrain, "model": m}, f"{spec.source} [pretrain]")
+        sources.append(src)
+        replace[m] = str(runs_dir / src.key())
+    desc = f"pretrained here on {spec.pretrain.get('data')} (ImageNet weights unavailable offline)"
+    log(f"{spec.name}: {desc}")
+    swapped = [r.replace(init=replace[r.model]) if r.init == "imagenet" else r for r in runs]
+    return swapped, sources, desc
+
+
+def run_study(
+    spec: StudySpec,
+    db: str | Path,
+    *,
+    executor: str = "local",
+    workers: int = 1,
+    address: str | None = None,
+    data_dir: str | None = None,
+    runs_dir: str | Path | None = None,
+    log: Log | None = None,
+) -> dict[str, int]:
+    """Run every unfinished run of ``spec``; return the study's status counts."""
+    log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    runs_root = Path(runs_dir) if runs_dir else default_runs_dir(db)
+    with Store(db) as store:
+        sources, runs, notes = plan(spec, store, runs_root, log)
+        spec_dict = {**dataclasses.asdict(spec), "notes": notes}
+        entries = [(c.key(), c.to_dict(), "source") for c in sources]
+        entries += [(c.key(), c.to_dict(), "run") for c in runs]
+        store.add_study(spec.name, spec_dict, entries)
+        runner = None
+        for stage in (sources, runs):  # source models first: the runs start from them
+            todo = [c for c in stage if store.run(c.key())["status"] not in ("done", "diverged")]
+            skipped = len(stage) - len(todo)
+            if not stage:
+                continue
+            log(f"{spec.name}: {len(stage)} runs, {skipped} already finished, {len(todo)} to run")
+            if not todo:
+                continue
+            runner = runner or make_executor(executor, workers, address)
+            _execute(store, runner, todo, runs_root, data_dir, log)
+        return store.status_counts(spec.name)
+
+
+def _execute(store, runner, todo, runs_root, data_dir, log) -> None:
+    tasks = [RunTask(c.key(), c.to_dict(), str(runs_root / c.key()), data_dir) for c in todo]
+    bar = tqdm(total=len(tasks), desc="runs", unit="run", disable=None)
+    for outcome in runner.run(tasks, lambda t: store.mark_running(t.key, t.run_dir)):
+        key = outcome["key"]
+        if "error" in outcome:
+            store.fail_run(key, outcome["error"])
+            log(f"run {key} failed: {outcome['error']}")
+        else:
+            store.finish_run(key, outcome["result"], outcome["history"], outcome["recipe"])
+            res = outcome["result"]
+            state = "diverged" if res["diverged"] else f"val_acc {res['val_acc']:.2f}"
+            state += f", test_acc {res['test_acc']:.2f} ({res['train_s']:.0f}s)"
+            if bar.disable:
+                log(f"run {key} done: {state}")
+        bar.update(1)
+    bar.close()

@@ -1,0 +1,178 @@
+"""Data: each source, the cache, splits, corrupt inputs, the batched augmentation."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from squeezelab.data import (
+    DataError,
+    Preprocess,
+    load_source,
+    make_synthetic,
+    random_crop_flip,
+    split_source,
+)
+
+from .conftest import write_cifar_archive, write_jpeg_archive
+
+
+def test_cifar_archive_and_extracted_folder(cifar_archive: Path, tmp_path: Path) -> None:
+    src = load_source(str(cifar_archive))
+    assert src.name == "cifar10"
+    assert src.train.images.shape == (60, 32, 32, 3) and src.test.images.shape == (20, 32, 32, 3)
+    assert src.train.classes[:2] == ["class0", "class1"]
+    with tarfile.open(cifar_archive) as tar:
+        tar.extractall(tmp_path / "x", filter="data")
+    folder = load_source(str(tmp_path / "x"))
+    np.testing.assert_array_equal(folder.train.images, src.train.images)
+    np.testing.assert_array_equal(folder.test.labels, src.test.labels)
+
+
+def test_cifar_pixels_are_decoded_in_official_layout(tmp_path: Path) -> None:
+    # The official rows are 1024 red, 1024 green, 1024 blue values, row-major.
+    path = write_cifar_archive(tmp_path / "cifar-10-python.tar.gz")
+    src = load_source(str(path))
+    import pickle
+
+    with tarfile.open(path) as tar:
+        raw = pickle.loads(tar.extractfile("cifar-10-batches-py/data_batch_1").read())
+    first = raw[b"data"][0]
+    np.testing.assert_array_equal(src.train.images[0, :, :, 0].ravel(), first[:1024])
+    np.testing.assert_array_equal(src.train.images[0, :, :, 2].ravel(), first[2048:])
+
+
+def test_cifar_offline_without_copy_says_what_to_download(tmp_path: Path, monkeypatch) -> None:
+    import torchvision.datasets.utils as tvu
+
+    def offline(*args, **kwargs):
+        raise OSError("network unreachable")
+
+    monkeypatch.setattr(tvu, "download_url", offline)
+    with pytest.raises(DataError, match=r"cifar-10-python\.tar\.gz.*--data PATH"):
+        load_source("cifar10", data_dir=tmp_path)
+
+
+def test_malicious_pickle_is_refused(tmp_path: Path) -> None:
+    import pickle
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    path = tmp_path / "cifar-10-python.tar.gz"
+    with tarfile.open(path, "w:gz") as tar:
+        for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+            data = pickle.dumps({b"data": Evil()})
+            info = tarfile.TarInfo(f"cifar-10-batches-py/{name}")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    with pytest.raises(DataError, match="corrupt CIFAR batch.*refusing"):
+        load_source(str(path))
+
+
+def test_image_folder_archive_labels_and_cache(jpeg_archive: Path, _isolated_cache: Path) -> None:
+    src = load_source(str(jpeg_archive))
+    assert src.train.classes == ["cat", "dog", "frog"]  # sorted, top folder stripped
+    assert src.train.images.shape == (36, 32, 32, 3) and src.test is None
+    assert sorted(np.bincount(src.train.labels)) == [12, 12, 12]
+    cached = list(_isolated_cache.glob("images-*.npz"))
+    assert len(cached) == 1
+    again = load_source(str(jpeg_archive))
+    np.testing.assert_array_equal(again.train.images, src.train.images)
+
+
+def test_zip_and_plain_folder_give_the_same_images(jpeg_archive: Path, tmp_path: Path) -> None:
+    with tarfile.open(jpeg_archive) as tar:
+        tar.extractall(tmp_path / "folder", filter="data")
+    zpath = tmp_path / "images.zip"
+    with zipfile.ZipFile(zpath, "w") as z:
+        for f in sorted((tmp_path / "folder").rglob("*.jpg")):
+            # class folders at the top of the zip this time
+            z.writestr(str(f.relative_to(tmp_path / "folder" / "train")), f.read_bytes())
+    a = load_source(str(tmp_path / "folder")).train
+    b = load_source(str(zpath)).train
+    assert a.classes == b.classes
+    np.testing.assert_array_equal(a.images, b.images)
+
+
+def test_corrupt_image_is_named(tmp_path: Path) -> None:
+    root = tmp_path / "ds"
+    for c in ("a", "b"):
+        (root / c).mkdir(parents=True)
+        Image.new("RGB", (8, 8)).save(root / c / "ok.png")
+    (root / "b" / "broken.jpg").write_bytes(b"\xff\xd8 not a jpeg")
+    with pytest.raises(DataError, match=r"corrupt image .*b/broken\.jpg"):
+        load_source(str(root))
+
+
+def test_corrupt_archive_is_named(tmp_path: Path) -> None:
+    good = write_jpeg_archive(tmp_path / "good.tar.gz")
+    bad = tmp_path / "bad.tar.gz"
+    bad.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    with pytest.raises(DataError, match=r"corrupt archive .*bad\.tar\.gz"):
+        load_source(str(bad))
+
+
+def test_unknown_source_is_named() -> None:
+    with pytest.raises(DataError, match="neither a known name"):
+        load_source("imagenet-99")
+
+
+def test_splits_are_seeded_and_disjoint() -> None:
+    from squeezelab.data import Source
+
+    pool = make_synthetic(200, seed=0)
+    src = Source("s", pool)
+    a = split_source(src, 0.1, 0.1, seed=3)
+    b = split_source(src, 0.1, 0.1, seed=3)
+    c = split_source(src, 0.1, 0.1, seed=4)
+    assert (len(a.train), len(a.val), len(a.test)) == (160, 20, 20)
+    np.testing.assert_array_equal(a.val.images, b.val.images)
+    assert not np.array_equal(a.val.images, c.val.images)
+    # Disjoint: every image appears once across the three parts.
+    every = np.concatenate([a.train.images, a.val.images, a.test.images]).reshape(200, -1)
+    assert len(np.unique(every, axis=0)) == 200
+    sub = split_source(src, 0.1, 0.1, seed=3, train_subset=50)
+    assert len(sub.train) == 50
+
+
+def test_cifar_split_is_45k_5k_proportion(cifar_archive: Path) -> None:
+    s = split_source(load_source(str(cifar_archive)), val_fraction=0.1)
+    assert (len(s.train), len(s.val), len(s.test)) == (54, 6, 20)
+
+
+def test_synthetic_is_deterministic_and_balanced() -> None:
+    a, b = make_synthetic(100, seed=5), make_synthetic(100, seed=5)
+    np.testing.assert_array_equal(a.images, b.images)
+    assert np.bincount(a.labels).tolist() == [10] * 10
+
+
+def test_random_crop_flip_matches_reference() -> None:
+    x = torch.randint(0, 255, (6, 3, 8, 8), dtype=torch.uint8)
+    out = random_crop_flip(x, torch.Generator().manual_seed(0))
+    g = torch.Generator().manual_seed(0)
+    dy = torch.randint(0, 9, (6,), generator=g)
+    dx = torch.randint(0, 9, (6,), generator=g)
+    flip = torch.rand(6, generator=g) < 0.5
+    padded = torch.nn.functional.pad(x, (4, 4, 4, 4))
+    for i in range(6):
+        ref = padded[i, :, dy[i] : dy[i] + 8, dx[i] : dx[i] + 8]
+        if flip[i]:
+            ref = ref.flip(-1)
+        torch.testing.assert_close(out[i], ref)
+
+
+def test_preprocess_resizes_and_normalizes() -> None:
+    x = torch.full((2, 3, 32, 32), 124, dtype=torch.uint8)
+    out = Preprocess(64)(x)
+    assert out.shape == (2, 3, 64, 64) and out.dtype == torch.float32
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    assert abs(out[0, 0].mean().item() - (124 / 255 - 0.485) / 0.229) < 1e-4

@@ -1,0 +1,301 @@
+"""Studies: spec validation and expansion, the store, the CLI, kill-and-restart, Ray."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from squeezelab.results import Store
+from squeezelab.studies import builtin_studies, load_study, parse_overrides, parse_study, run_study
+from squeezelab.training import ConfigError
+
+from .conftest import run_cli
+
+SMALL = {"data": "synthetic:200", "epochs": 1, "image_size": 32, "batch_size": 32}
+
+STUDY = """
+description = "tiny"
+seeds = [0, 1]
+[base]
+epochs = 1
+image_size = 32
+batch_size = 32
+batch_norm = true
+data = "synthetic:200"
+[axes]
+lr = [0.05, 0.01]
+momentum = [0.9, 0.5]
+"""
+
+
+def test_grid_expansion_counts_and_values() -> None:
+    spec = parse_study(STUDY, "tiny")
+    runs = spec.expand()
+    assert len(runs) == 2 * 2 * 2
+    assert {(r.lr, r.momentum, r.seed) for r in runs} == {
+        (lr, m, s) for lr in (0.05, 0.01) for m in (0.9, 0.5) for s in (0, 1)
+    }
+    assert all(r.batch_norm and r.epochs == 1 for r in runs)
+    assert len({r.key() for r in runs}) == 8
+
+
+def test_builtin_studies_follow_the_paper_and_the_study() -> None:
+    assert set(builtin_studies()) >= {
+        "grid", "compare", "macro", "batchnorm", "transfer", "squeeze-ratio", "pct3x3", "bypass"
+    }  # fmt: skip
+    grid = load_study("grid").expand()
+    assert len(grid) == 2 * 3 * 3 * 3 * 2  # models x batch x lr x momentum x wd (Table 2)
+    assert {r.weight_decay for r in grid} == {0.0, 0.0002}
+    macro = load_study("macro").expand()
+    assert {r.fire_delta for r in macro} == {-2, -1, 0, 1, 2} and {r.batch_size for r in macro} == {
+        64
+    }
+    bn = load_study("batchnorm").expand()
+    assert {r.lr for r in bn} == {0.2, 0.1, 0.05, 0.01, 0.001}
+    compare = load_study("compare").expand()
+    assert {(r.model, r.lr) for r in compare} == {("alexnet", 0.01), ("squeezenet1_0", 0.001)}
+    assert {r.scheduler for r in compare} == {"step", "plateau"} and {
+        r.epochs for r in compare
+    } == {50}
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[base]\nlrate = 0.1", "unknown field.*lrate"),
+        ("[axes]\nscheduler = ['exp']", "scheduler must be one of"),
+        ("[axes]\nlr = 0.1", "'lr' must be a non-empty list"),
+        ("[bases]\nlr = 0.1", "unknown section.*bases"),
+        ("seeds = 'x'", "seeds must be"),
+        ("[base]\nepochs = 'ten'", "'epochs' expects int"),
+        ("[axes\n", "not valid TOML"),
+    ],
+)
+def test_validation_names_file_and_field(text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message) as err:
+        parse_study(text, "bad", "studies/bad.toml")
+    assert "studies/bad.toml" in str(err.value)
+
+
+def test_overrides_apply_to_every_run() -> None:
+    spec = load_study("grid").with_overrides(
+        parse_overrides(["epochs=1", "train_subset=2000", "image_size=32", "lr=0.02", "seeds=3,4"])
+    )
+    runs = spec.expand()
+    assert len(runs) == 2 * 3 * 3 * 2 * 2  # lr is no longer an axis; two seeds
+    assert {r.lr for r in runs} == {0.02} and {r.seed for r in runs} == {3, 4}
+    with pytest.raises(ConfigError, match="unknown field"):
+        parse_overrides(["learning_rate=1"])
+
+
+def test_unknown_study_lists_builtins() -> None:
+    with pytest.raises(ConfigError, match="built-in studies are batchnorm"):
+        load_study("gird")
+
+
+def _tiny_study(tmp_path: Path) -> Path:
+    path = tmp_path / "tiny.toml"
+    path.write_text(STUDY)
+    return path
+
+
+def test_study_runs_resumes_and_stores_everything(tmp_path: Path) -> None:
+    db = tmp_path / "s.db"
+    spec = load_study(str(_tiny_study(tmp_path)))
+    counts = run_study(spec, db, log=lambda m: None)
+    assert counts == {"done": 8, "running": 0, "failed": 0, "diverged": 0, "left": 0}
+    with Store(db) as store:
+        runs = store.runs("tiny")
+        assert len(runs) == 8
+        for r in runs:
+            assert r["val_acc"] is not None and r["recipe"] is not None
+            assert len(store.metrics(r["key"])) == 1
+            assert json.loads(r["recipe"])["key"] == r["key"]
+    # Running again runs nothing new.
+    messages: list[str] = []
+    run_study(spec, db, log=messages.append)
+    assert any("8 already finished, 0 to run" in m for m in messages)
+
+
+def test_failing_run_is_recorded_and_study_goes_on(tmp_path: Path) -> None:
+    text = STUDY.replace(
+        "[axes]\nlr = [0.05, 0.01]", '[axes]\nlr = [0.05]\nmodel = ["squeezenet1_0", "alexnet"]'
+    )
+    text = text.replace("batch_norm = true\n", "")
+    text = text.replace("seeds = [0, 1]", "seeds = [0]")
+    # AlexNet cannot take 32x32 inputs: those runs fail, SqueezeNet runs finish.
+    spec = parse_study(text, "mixed")
+    counts = run_study(spec, tmp_path / "s.db", log=lambda m: None)
+    assert counts["failed"] == 2 and counts["done"] == 2
+    with Store(tmp_path / "s.db") as store:
+        errors = [r["error"] for r in store.runs("mixed") if r["status"] == "failed"]
+    assert all("cannot take 32x32" in e for e in errors)
+
+
+def test_diverged_runs_are_recorded(tmp_path: Path) -> None:
+    spec = parse_study(STUDY.replace("lr = [0.05, 0.01]", "lr = [1e6]").replace(
+        "batch_norm = true\n", ""), "boom")  # fmt: skip
+    counts = run_study(spec, tmp_path / "s.db", log=lambda m: None)
+    assert counts["diverged"] == 4
+
+
+def test_compare_takes_points_from_finished_grid(tmp_path: Path) -> None:
+    db = tmp_path / "s.db"
+    grid = load_study("grid").with_overrides(
+        parse_overrides(
+            [
+                "epochs=1",
+                "image_size=64",
+                "data=synthetic:100",
+                "batch_size=64",
+                "weight_decay=0",
+                "momentum=0.9",
+                "model=squeezenet1_1",
+            ]
+        )
+    )
+    run_study(grid, db, log=lambda m: None)
+    with Store(db) as store:
+        best = max(store.runs("grid"), key=lambda r: r["test_acc"])
+    from squeezelab.studies import plan
+
+    compare = load_study("compare").with_overrides(parse_overrides(["epochs=1", "seeds=0"]))
+    with Store(db) as store:
+        _, runs, notes = plan(compare, store, tmp_path, lambda m: None)
+    assert "best of study 'grid'" in notes["points_from"]
+    assert {(r.model, r.lr) for r in runs} == {("squeezenet1_1", best["config"]["lr"])}
+
+
+def test_transfer_pretrains_its_own_source_offline(tmp_path: Path, monkeypatch) -> None:
+    import squeezelab.training.transfer as transfer
+    from squeezelab.training.checkpoint import CheckpointError
+
+    def offline(name: str):
+        raise CheckpointError("no network")
+
+    monkeypatch.setattr(transfer, "imagenet_weights", offline)
+    sets = ["epochs=1", "image_size=32", "data=synthetic:200", "lr=0.01", "momentum=0.9"]
+    spec = load_study("transfer").with_overrides(parse_overrides(sets))
+    pretrain = {**spec.pretrain, "data": "synthetic:100", "epochs": 1, "image_size": 32}
+    spec = dataclasses.replace(spec, pretrain=pretrain)
+    counts = run_study(spec, tmp_path / "s.db", log=lambda m: None)
+    assert counts["done"] == 3  # the source model, then from it and from scratch
+    with Store(tmp_path / "s.db") as store:
+        sources = store.runs("transfer", role="source")
+        assert len(sources) == 1 and sources[0]["status"] == "done"
+        inits = {r["config"]["init"] for r in store.runs("transfer")}
+        notes = store.study_spec("transfer")["notes"]
+    assert None in inits and any(i and sources[0]["key"] in i for i in inits)
+    assert "pretrained here on synthetic:100" in notes["transfer_source"]
+
+
+def test_study_cli_status_and_export(tmp_path: Path) -> None:
+    db = tmp_path / "s.db"
+    study = _tiny_study(tmp_path)
+    run_cli("study", "run", str(study), "--db", str(db), "--set", "seeds=0")
+    status = json.loads(run_cli("study", "status", "--db", str(db), "--json").stdout)
+    assert status == {"tiny": {"done": 4, "running": 0, "failed": 0, "diverged": 0, "left": 0}}
+    csv_text = run_cli("results", "export", "--db", str(db), "--format", "csv").stdout
+    lines = csv_text.strip().splitlines()
+    assert len(lines) == 5 and lines[0].startswith("study,role,key,status")
+    run_cli(
+        "results",
+        "export",
+        "--db",
+        str(db),
+        "--format",
+        "parquet",
+        "--out",
+        str(tmp_path / "r.parquet"),
+    )
+    import pandas as pd
+
+    frame = pd.read_parquet(tmp_path / "r.parquet")
+    assert len(frame) == 4 and set(frame["lr"]) == {0.05, 0.01}
+    per_epoch = run_cli(
+        "results", "export", "--db", str(db), "--format", "json", "--metrics"
+    ).stdout
+    assert len(per_epoch.strip().splitlines()) == 4
+    bad = run_cli("study", "run", "grid", "--db", str(db), "--set", "lrate=1", check=False)
+    assert bad.returncode == 2 and "unknown field" in bad.stderr
+
+
+def test_workers_run_in_parallel_processes(tmp_path: Path) -> None:
+    spec = load_study(str(_tiny_study(tmp_path))).with_overrides({"seeds": [0]})
+    counts = run_study(spec, tmp_path / "p.db", workers=2, log=lambda m: None)
+    assert counts["done"] == 4
+    with Store(tmp_path / "p.db") as store:
+        runs = store.runs()
+        assert sorted(r["key"] for r in runs) == sorted(c.key() for c in spec.expand())
+        # Each worker ran with its share of the cores (1 thread each on 2 cores).
+        assert {json.loads(r["recipe"])["threads"] for r in runs} == {max(1, os.cpu_count() // 2)}
+
+
+def test_store_survives_a_corrupt_file_with_a_clear_error(tmp_path: Path) -> None:
+    from squeezelab.results import StoreError
+
+    bad = tmp_path / "bad.db"
+    bad.write_bytes(b"not a database at all" * 100)
+    with pytest.raises(StoreError, match="not a usable squeezelab store"):
+        Store(bad)
+
+
+@pytest.mark.slow
+def test_kill_and_restart_runs_each_run_once(tmp_path: Path) -> None:
+    study = tmp_path / "k.toml"
+    study.write_text(
+        STUDY.replace("epochs = 1", "epochs = 2").replace("synthetic:200", "synthetic:400")
+    )
+    ref_db, db = tmp_path / "ref.db", tmp_path / "k.db"
+    run_cli("study", "run", str(study), "--db", str(ref_db))
+    proc = subprocess.Popen(
+        ["squeezelab", "study", "run", str(study), "--db", str(db)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    # Kill once a few runs have finished and another is mid-way.
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        time.sleep(0.2)
+        if db.exists():
+            done = sqlite3.connect(db).execute("SELECT COUNT(*) FROM runs WHERE status='done'")
+            if done.fetchone()[0] >= 3:
+                time.sleep(1.0)
+                break
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    with Store(db) as store:
+        assert store.status_counts("k")["done"] < 8
+    run_cli("study", "run", str(study), "--db", str(db))
+    with Store(db) as store, Store(ref_db) as ref:
+        got = {r["key"]: (r["val_acc"], r["test_acc"]) for r in store.runs("k")}
+        want = {r["key"]: (r["val_acc"], r["test_acc"]) for r in ref.runs("k")}
+        assert got == want and len(got) == 8
+        assert all(len(store.metrics(k)) == 2 for k in got)
+        assert store.conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 8
+
+
+@pytest.mark.slow
+def test_ray_executor_on_a_local_instance(tmp_path: Path) -> None:
+    pytest.importorskip("ray")
+    import ray
+
+    spec = load_study(str(_tiny_study(tmp_path))).with_overrides({"seeds": [0]})
+    try:
+        counts = run_study(spec, tmp_path / "r.db", executor="ray", workers=2, log=lambda m: None)
+    finally:
+        ray.shutdown()
+    assert counts["done"] == 4
+    run_study(spec, tmp_path / "s.db", log=lambda m: None, runs_dir=tmp_path / "seq")
+    with Store(tmp_path / "r.db") as a, Store(tmp_path / "s.db") as b:
+        assert {r["key"]: r["val_acc"] for r in a.runs()} == {
+            r["key"]: r["val_acc"] for r in b.runs()
+        }

@@ -1,0 +1,271 @@
+"""Training: schedules, seeds, divergence, exact resume, checkpoints, transfer, the CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from squeezelab.training import (
+    CheckpointError,
+    ConfigError,
+    RunConfig,
+    RunDirError,
+    from_dict,
+    load_checkpoint,
+    train,
+)
+from squeezelab.training import loop as loop_module
+from squeezelab.training.schedules import lr_curve
+
+from .conftest import last_json, run_cli
+
+TINY = dict(data="synthetic:200", image_size=32, batch_size=32, epochs=3, lr=0.05, batch_norm=True)
+
+
+def tiny(**changes: object) -> RunConfig:
+    return from_dict({**TINY, **changes})
+
+
+def metrics(run: Path) -> list[dict]:
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    for row in rows:
+        row.pop("epoch_s")
+    return rows
+
+
+# --- schedules ----------------------------------------------------------------------------
+
+
+def test_step_schedule_divides_by_ten_every_ten_epochs() -> None:
+    cfg = RunConfig(scheduler="step", epochs=25, lr=0.1)
+    assert lr_curve(cfg, 4) == pytest.approx([0.1] * 10 + [0.01] * 10 + [0.001] * 5)
+    custom = RunConfig(scheduler="step", epochs=6, lr=1.0, step_size=2, step_gamma=0.5)
+    assert lr_curve(custom, 3) == pytest.approx([1, 1, 0.5, 0.5, 0.25, 0.25])
+
+
+def test_plateau_halves_when_three_epochs_pass_without_improvement() -> None:
+    # torch's patience semantics: three bad epochs are tolerated, the fourth halves the LR.
+    cfg = RunConfig(scheduler="plateau", epochs=9, lr=0.1)
+    losses = [1.0, 0.9, 0.9, 0.9, 0.9, 0.9, 0.8, 0.8, 0.8]
+    assert lr_curve(cfg, 5, losses) == pytest.approx([0.1] * 6 + [0.05] * 3)
+
+
+def test_linear_cosine_onecycle_and_warmup_shapes() -> None:
+    linear = lr_curve(RunConfig(scheduler="linear", epochs=4, lr=0.4), 10)
+    assert linear == pytest.approx([0.4, 0.3, 0.2, 0.1])
+    cosine = lr_curve(RunConfig(scheduler="cosine", epochs=4, lr=1.0), 10)
+    assert cosine == pytest.approx([1.0, 0.5 * (1 + math.cos(math.pi / 4)), 0.5, 0.1464466], 1e-5)
+    one = lr_curve(RunConfig(scheduler="onecycle", epochs=8, lr=1.0), 10)
+    assert one[0] == pytest.approx(0.04) and max(one) > 0.9 and one[-1] < 0.1
+    assert one.index(max(one)) == 2  # the peak at a quarter of the run
+    warm = lr_curve(RunConfig(scheduler="none", epochs=3, lr=1.0, warmup_epochs=2), 10)
+    assert warm == pytest.approx([1 / 20, 11 / 20, 1.0])  # (step + 1) / warm-up steps
+    none = lr_curve(RunConfig(scheduler="none", epochs=3, lr=0.3), 10)
+    assert none == pytest.approx([0.3] * 3)
+
+
+# --- determinism, divergence, resume -------------------------------------------------------
+
+
+def test_same_seed_gives_identical_metrics(tmp_path: Path) -> None:
+    a = train(tiny(), tmp_path / "a", verbose=False)
+    b = train(tiny(), tmp_path / "b", verbose=False)
+    train(tiny(seed=1), tmp_path / "c", verbose=False)
+    assert metrics(tmp_path / "a") == metrics(tmp_path / "b")
+    assert a.val_acc == b.val_acc and a.test_acc == b.test_acc
+    assert metrics(tmp_path / "a") != metrics(tmp_path / "c")
+    # It learns: a small model gets well above chance on the synthetic set.
+    assert a.val_acc > 30
+
+
+def test_recipe_is_stored_with_the_run(tmp_path: Path) -> None:
+    train(tiny(epochs=1), tmp_path / "r", verbose=False)
+    recipe = json.loads((tmp_path / "r" / "config.json").read_text())
+    assert recipe["config"]["lr"] == 0.05 and recipe["config"]["seed"] == 0
+    assert recipe["key"] == tiny(epochs=1).key()
+    assert {"squeezelab", "torch", "git_commit", "device", "precision", "num_classes"} <= set(
+        recipe
+    )
+
+
+def test_divergence_is_detected_and_recorded(tmp_path: Path) -> None:
+    result = train(tiny(lr=1e6, batch_norm=False, epochs=3), tmp_path / "d", verbose=False)
+    assert result.diverged
+    assert result.val_acc == 10.0 and result.test_acc == 10.0
+    rows = metrics(tmp_path / "d")
+    assert (rows[-1]["diverged"] and len(rows) < 3) or rows[-1]["diverged"]
+    assert json.loads((tmp_path / "d" / "result.json").read_text())["diverged"] is True
+
+
+def test_interrupted_then_resumed_equals_uninterrupted(tmp_path: Path, monkeypatch) -> None:
+    cfg = tiny(epochs=4, scheduler="onecycle")
+    train(cfg, tmp_path / "full", verbose=False)
+    real = loop_module._run_epoch
+
+    def interrupt_at_3(cfg_, parts, dev, precision, epoch, show):
+        if epoch == 3:
+            raise KeyboardInterrupt
+        return real(cfg_, parts, dev, precision, epoch, show)
+
+    monkeypatch.setattr(loop_module, "_run_epoch", interrupt_at_3)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, tmp_path / "cut", verbose=False)
+    assert load_checkpoint(tmp_path / "cut" / "checkpoint.safetensors").epoch == 2
+    monkeypatch.setattr(loop_module, "_run_epoch", real)
+    with pytest.raises(RunDirError, match="--resume"):
+        train(cfg, tmp_path / "cut", verbose=False)
+    train(cfg, tmp_path / "cut", resume=True, verbose=False)
+    assert metrics(tmp_path / "cut") == metrics(tmp_path / "full")
+    full = torch.load  # noqa: F841  (weights compared below through safetensors)
+    from safetensors.torch import load_file
+
+    a = load_file(tmp_path / "full" / "model.safetensors")
+    b = load_file(tmp_path / "cut" / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("scheduler", ["plateau", "step"])
+def test_resume_restores_epoch_schedulers(tmp_path: Path, monkeypatch, scheduler: str) -> None:
+    cfg = tiny(epochs=3, scheduler=scheduler, step_size=1)
+    train(cfg, tmp_path / "full", verbose=False)
+    real = loop_module._run_epoch
+    calls = {"n": 0}
+
+    def interrupt_once(*args):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real(*args)
+
+    monkeypatch.setattr(loop_module, "_run_epoch", interrupt_once)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, tmp_path / "cut", verbose=False)
+    monkeypatch.setattr(loop_module, "_run_epoch", real)
+    train(cfg, tmp_path / "cut", resume=True, verbose=False)
+    assert metrics(tmp_path / "cut") == metrics(tmp_path / "full")
+
+
+def test_resume_refuses_a_different_config(tmp_path: Path) -> None:
+    train(tiny(epochs=1), tmp_path / "r", verbose=False)
+    with pytest.raises(RunDirError, match="different config.*lr"):
+        train(tiny(epochs=1, lr=0.01), tmp_path / "r", resume=True, verbose=False)
+
+
+def test_truncated_checkpoint_gives_clear_error(tmp_path: Path) -> None:
+    train(tiny(epochs=1), tmp_path / "r", verbose=False)
+    ckpt = tmp_path / "r" / "checkpoint.safetensors"
+    ckpt.write_bytes(ckpt.read_bytes()[:1000])
+    (tmp_path / "r" / "result.json").unlink()
+    with pytest.raises(CheckpointError, match=r"checkpoint.*checkpoint\.safetensors.*truncated"):
+        train(tiny(epochs=1), tmp_path / "r", resume=True, verbose=False)
+
+
+def test_bad_config_fields_are_named() -> None:
+    with pytest.raises(ConfigError, match="unknown field.*lrate"):
+        from_dict({"lrate": 0.1})
+    with pytest.raises(ConfigError, match="scheduler must be one of none, step"):
+        from_dict({"scheduler": "exp"})
+    with pytest.raises(ConfigError, match="momentum must lie in"):
+        from_dict({"momentum": 1.5})
+
+
+# --- transfer learning ---------------------------------------------------------------------
+
+
+def test_transfer_from_checkpoint_with_other_class_count(tmp_path: Path, jpeg_archive) -> None:
+    train(tiny(epochs=1), tmp_path / "src", verbose=False)  # 10 classes
+    from squeezelab.training.checkpoint import load_weights
+
+    src = load_weights(tmp_path / "src")
+    cfg = tiny(epochs=1, data=str(jpeg_archive), init=str(tmp_path / "src"), lr=1e-9)
+    train(cfg, tmp_path / "dst", verbose=False)  # 3 classes
+    dst = load_weights(tmp_path / "dst")
+    assert dst["classifier.1.weight"].shape[0] == 3
+    # With a negligible learning rate the trunk keeps the source weights.
+    torch.testing.assert_close(
+        dst["features.0.weight"], src["features.0.weight"], atol=1e-6, rtol=0
+    )
+
+
+def test_transfer_from_torchvision_pth(tmp_path: Path) -> None:
+    import torchvision
+
+    torch.manual_seed(3)
+    path = tmp_path / "sq.pth"
+    torch.save(torchvision.models.squeezenet1_1().state_dict(), path)
+    cfg = tiny(epochs=1, model="squeezenet1_1", init=str(path), lr=1e-9)
+    train(cfg, tmp_path / "t", verbose=False)
+    from squeezelab.training.checkpoint import load_weights
+
+    got = load_weights(tmp_path / "t")["features.0.weight"]
+    torch.testing.assert_close(got, torch.load(path)["features.0.weight"], atol=1e-6, rtol=0)
+
+
+def test_transfer_from_wrong_model_is_refused(tmp_path: Path) -> None:
+    import torchvision
+
+    path = tmp_path / "alex.pth"
+    torch.save(torchvision.models.alexnet().state_dict(), path)
+    with pytest.raises(CheckpointError, match="no weights of .* fit"):
+        train(tiny(epochs=1, init=str(path)), tmp_path / "t", verbose=False)
+
+
+# --- the CLI as a user runs it -------------------------------------------------------------
+
+CLI_TINY = ["--data", "synthetic:200", "--image-size", "32", "--batch-size", "32",
+            "--batch-norm", "--lr", "0.05"]  # fmt: skip
+
+
+def test_cli_train_evaluate_json(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    proc = run_cli("train", *CLI_TINY, "--epochs", "2", "--out", str(out), "--json")
+    result = last_json(proc.stdout)
+    assert set(result) >= {"val_acc", "val_loss", "train_loss", "epochs", "diverged", "checkpoint"}
+    assert result["epochs"] == 2 and result["diverged"] is False
+    assert "epoch 2/2" in proc.stderr
+    ev = last_json(run_cli("evaluate", str(out), "--split", "val", "--json").stdout)
+    assert ev["n"] == 20 and ev["accuracy"] == pytest.approx(result["val_acc"])
+    every = last_json(run_cli("evaluate", str(out), "--split", "all", "--json").stdout)
+    assert every["n"] == 200 + 50
+
+
+def test_cli_diverged_run_exits_zero(tmp_path: Path) -> None:
+    proc = run_cli("train", "--data", "synthetic:200", "--image-size", "32", "--lr", "1e6",
+                   "--epochs", "2", "--out", str(tmp_path / "d"), "--json")  # fmt: skip
+    assert last_json(proc.stdout)["diverged"] is True
+
+
+def test_cli_bad_input_messages(tmp_path: Path) -> None:
+    bad = run_cli("train", "--data", "nowhere.tar.gz", "--out", str(tmp_path / "x"), check=False)
+    assert bad.returncode == 2 and "nowhere.tar.gz" in bad.stderr
+    bad = run_cli("train", "--scheduler", "exp", "--out", str(tmp_path / "x"), check=False)
+    assert bad.returncode == 2 and "scheduler must be one of" in bad.stderr
+    bad = run_cli("evaluate", str(tmp_path / "missing"), check=False)
+    assert bad.returncode == 2 and "not a squeezelab run directory" in bad.stderr
+
+
+@pytest.mark.slow
+def test_cli_killed_process_resumes_to_same_metrics(tmp_path: Path) -> None:
+    args = [*CLI_TINY, "--data", "synthetic:600", "--epochs", "4"]
+    run_cli("train", *args, "--out", str(tmp_path / "full"))
+    proc = subprocess.Popen(
+        ["squeezelab", "train", *args, "--out", str(tmp_path / "cut")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    ckpt = tmp_path / "cut" / "checkpoint.safetensors"
+    deadline = time.time() + 120
+    while not ckpt.exists() and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (tmp_path / "cut" / "result.json").exists()
+    run_cli("train", *args, "--out", str(tmp_path / "cut"), "--resume")
+    assert metrics(tmp_path / "cut") == metrics(tmp_path / "full")
