@@ -26,7 +26,7 @@ from squeezelab.training.schedules import lr_curve
 
 from .conftest import last_json, run_cli
 
-TINY = dict(data="synthetic:200", image_size=32, batch_size=32, epochs=3, lr=0.05, batch_norm=True)
+TINY = dict(data="synthetic:400", image_size=32, batch_size=32, epochs=3, lr=0.01, batch_norm=True)
 
 
 def tiny(**changes: object) -> RunConfig:
@@ -88,7 +88,7 @@ def test_same_seed_gives_identical_metrics(tmp_path: Path) -> None:
 def test_recipe_is_stored_with_the_run(tmp_path: Path) -> None:
     train(tiny(epochs=1), tmp_path / "r", verbose=False)
     recipe = json.loads((tmp_path / "r" / "config.json").read_text())
-    assert recipe["config"]["lr"] == 0.05 and recipe["config"]["seed"] == 0
+    assert recipe["config"]["lr"] == 0.01 and recipe["config"]["seed"] == 0
     assert recipe["key"] == tiny(epochs=1).key()
     assert {"squeezelab", "torch", "git_commit", "device", "precision", "num_classes"} <= set(
         recipe
@@ -155,7 +155,7 @@ def test_resume_restores_epoch_schedulers(tmp_path: Path, monkeypatch, scheduler
 def test_resume_refuses_a_different_config(tmp_path: Path) -> None:
     train(tiny(epochs=1), tmp_path / "r", verbose=False)
     with pytest.raises(RunDirError, match="different config.*lr"):
-        train(tiny(epochs=1, lr=0.01), tmp_path / "r", resume=True, verbose=False)
+        train(tiny(epochs=1, lr=0.05), tmp_path / "r", resume=True, verbose=False)
 
 
 def test_truncated_checkpoint_gives_clear_error(tmp_path: Path) -> None:

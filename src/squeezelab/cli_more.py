@@ -101,3 +101,64 @@ def _results(args: argparse.Namespace) -> int:
 
     export(args.db, args.format, args.out, per_epoch=args.metrics)
     return 0
+
+
+def _report_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--db", default=DEFAULT_DB)
+    p.add_argument("--out", default="report", help="output directory")
+    p.add_argument("--json", action="store_true", help="print a summary as JSON")
+
+
+@command("report", _report_args)
+def _report(args: argparse.Namespace) -> int:
+    """Write report.html, report.md, tables (CSV) and figures (PNG) from a store."""
+    from .analysis import build_report
+
+    summary = build_report(args.db, args.out)
+    _print_summary(summary, args.json)
+    return 0
+
+
+def _print_summary(summary: dict, as_json: bool) -> None:
+    if as_json:
+        _print_json(summary)
+        return
+    print(f"report: {summary['report']}")
+    for claim in summary["claims"]:
+        print(f"  [{claim['verdict']}] {claim['claim']} (p_holm = {claim['p_holm']:.4g})")
+
+
+def _reproduce_args(p: argparse.ArgumentParser) -> None:
+    from .reproduce import presets
+
+    p.add_argument("--data", default="synthetic", help="data source (default: synthetic)")
+    p.add_argument("--out", default="reproduction", help="output directory (store + report)")
+    p.add_argument("--preset", default="quick", choices=presets())
+    p.add_argument("--executor", default="local", choices=("local", "ray"))
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--address")
+    p.add_argument("--data-dir")
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE")
+    p.add_argument("--json", action="store_true")
+
+
+@command("reproduce", _reproduce_args)
+def _reproduce(args: argparse.Namespace) -> int:
+    """Run the study's five objectives in order and write the report."""
+    from .reproduce import reproduce
+    from .studies import parse_overrides
+
+    summary = reproduce(
+        args.data,
+        args.out,
+        args.preset,
+        parse_overrides(args.set),
+        args.executor,
+        args.workers,
+        args.address,
+        args.data_dir,
+    )
+    _print_summary(summary, args.json)
+    if not args.json:
+        print(f"wall time {summary['wall_s']:.0f}s")
+    return 0

@@ -44,10 +44,17 @@ class Preprocess:
         return x.contiguous(memory_format=torch.channels_last)
 
 
-def random_crop_flip(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Randomly crop (zero padding of 4) and flip a uint8 batch, per image, by index gather."""
-    n, _, h, w = x.shape
-    padded = F.pad(x, (PAD, PAD, PAD, PAD))
+def random_crop_flip(
+    x: torch.Tensor, generator: torch.Generator, padded: bool = False
+) -> torch.Tensor:
+    """Randomly crop (zero padding of 4) and flip a uint8 batch, per image, by index gather.
+
+    With ``padded``, ``x`` already carries its 4-pixel border (padding the dataset once).
+    """
+    if not padded:
+        x = F.pad(x, (PAD, PAD, PAD, PAD))
+    n, _, hp, wp = x.shape
+    h, w = hp - 2 * PAD, wp - 2 * PAD
     dev = x.device
     dy = torch.randint(0, 2 * PAD + 1, (n,), generator=generator).to(dev)
     dx = torch.randint(0, 2 * PAD + 1, (n,), generator=generator).to(dev)
@@ -56,7 +63,7 @@ def random_crop_flip(x: torch.Tensor, generator: torch.Generator) -> torch.Tenso
     cols = torch.arange(w, device=dev).expand(n, w)
     cols = torch.where(flip[:, None], cols.flip(1), cols) + dx[:, None]  # (N, w)
     batch = torch.arange(n, device=dev)[:, None, None]
-    out = padded.permute(0, 2, 3, 1)[batch, rows[:, :, None], cols[:, None, :]]  # (N, h, w, 3)
+    out = x.permute(0, 2, 3, 1)[batch, rows[:, :, None], cols[:, None, :]]  # (N, h, w, 3)
     return out.permute(0, 3, 1, 2)
 
 
@@ -75,7 +82,9 @@ class Batches:
     ) -> None:
         if augment and generator is None:
             raise ValueError("augmentation needs a generator")
-        self.images, self.labels = images, labels
+        # Augmented sets are padded once here rather than batch by batch.
+        self.images = F.pad(images, (PAD, PAD, PAD, PAD)) if augment else images
+        self.labels = labels
         self.batch_size = batch_size
         self.preprocess = preprocess
         self.generator = generator
@@ -96,5 +105,5 @@ class Batches:
             idx = order[i * self.batch_size : (i + 1) * self.batch_size]
             x = self.images[idx]
             if self.augment:
-                x = random_crop_flip(x, self.generator)
+                x = random_crop_flip(x, self.generator, padded=True)
             yield self.preprocess(x), self.labels[idx]

@@ -1,0 +1,36 @@
+"""Every metric defined once: its name in the store, its label, its unit (pycls metrics_info)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    label: str
+    unit: str
+    fmt: str = "{:.2f}"
+
+    def format(self, value: float | None) -> str:
+        return "" if value is None else self.fmt.format(value)
+
+    @property
+    def header(self) -> str:
+        return f"{self.label} ({self.unit})" if self.unit else self.label
+
+
+METRICS = {
+    m.name: m
+    for m in (
+        Metric("test_acc", "Test accuracy", "%"),
+        Metric("val_acc", "Validation accuracy", "%"),
+        Metric("train_loss", "Training loss", "", "{:.4f}"),
+        Metric("val_loss", "Validation loss", "", "{:.4f}"),
+        Metric("rel_acc", "Accuracy relative to plain SqueezeNet", "points"),
+        Metric("params", "Parameters", "", "{:,}"),
+        Metric("size_mb", "Size (float32)", "MB", "{:.2f}"),
+        Metric("macs", "Multiply-accumulates", "M", "{:.1f}"),
+        Metric("train_s", "Training time", "s", "{:.0f}"),
+    )
+}

@@ -1,0 +1,252 @@
+"""Analysis: statistics against scipy, the report from a store made here, reproduce via CLI."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from squeezelab.analysis import build_report, holm, paired_test, pearson, summarize
+from squeezelab.results import Store, StoreError
+from squeezelab.training import RunConfig
+
+from .conftest import last_json, run_cli
+
+# --- statistics ----------------------------------------------------------------------------
+
+
+def test_summarize_matches_scipy_t_interval() -> None:
+    x = [61.2, 63.5, 59.8, 64.1, 62.0]
+    s = summarize(x)
+    lo, hi = stats.t.interval(0.95, len(x) - 1, loc=np.mean(x), scale=stats.sem(x))
+    assert s.n == 5 and s.mean == pytest.approx(np.mean(x))
+    assert s.sd == pytest.approx(np.std(x, ddof=1))
+    assert (s.ci_low, s.ci_high) == pytest.approx((lo, hi))
+    assert math.isnan(summarize([3.0]).sd)
+
+
+def test_pearson_matches_scipy() -> None:
+    x, y = [1.0, 2.0, 3.0, 4.0, 5.0, 7.0], [2.1, 3.9, 6.2, 8.1, 9.7, 15.0]
+    c = pearson(x, y)
+    ref = stats.pearsonr(x, y)
+    assert (c.r, c.p, c.n) == pytest.approx((ref.statistic, ref.pvalue, 6))
+
+
+def test_paired_test_matches_scipy_and_effect_size() -> None:
+    a = [45.1, 50.3, 38.2, 61.0, 55.5, 47.7, 52.9]
+    b = [41.0, 49.9, 35.1, 58.2, 56.0, 44.1, 48.8]
+    t = paired_test(a, b)
+    ref = stats.ttest_rel(a, b)
+    w = stats.wilcoxon(a, b)
+    d = np.subtract(a, b)
+    assert (t.t, t.p) == pytest.approx((ref.statistic, ref.pvalue))
+    assert (t.wilcoxon_w, t.wilcoxon_p) == pytest.approx((w.statistic, w.pvalue))
+    assert t.cohen_dz == pytest.approx(d.mean() / d.std(ddof=1))
+    assert t.mean_diff == pytest.approx(d.mean()) and t.n == 7
+    one = paired_test(a, b, alternative="greater")
+    assert one.p == pytest.approx(stats.ttest_rel(a, b, alternative="greater").pvalue)
+
+
+def test_holm_matches_hand_computation() -> None:
+    # p sorted: 0.01 (x4 = 0.04), 0.02 (x3 = 0.06), 0.03 (x2 = 0.06), 0.04 (x1 = 0.04 -> 0.06)
+    assert holm([0.04, 0.01, 0.03, 0.02]) == pytest.approx([0.06, 0.04, 0.06, 0.06])
+    assert holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])
+
+
+# --- report from a store made here ---------------------------------------------------------
+
+
+def _add(
+    store: Store,
+    study: str,
+    cfg: RunConfig,
+    acc: float,
+    role: str = "run",
+    diverged: bool = False,
+    curve: list[float] | None = None,
+) -> None:
+    store.add_study(study, {"name": study}, [(cfg.key(), cfg.to_dict(), role)])
+    curve = curve or [acc]
+    history = [
+        {
+            "epoch": i + 1,
+            "val_acc": v,
+            "test_acc": v,
+            "train_loss": 1.0,
+            "val_loss": 1.0,
+            "lr": cfg.lr,
+            "epoch_s": 1.0,
+        }
+        for i, v in enumerate(curve)
+    ]
+    result = {
+        "val_acc": acc,
+        "test_acc": acc,
+        "val_loss": 1.0,
+        "test_loss": 1.0,
+        "train_loss": 1.0,
+        "epochs": len(curve),
+        "train_s": 1.0,
+        "diverged": diverged,
+    }
+    recipe = {
+        "config": cfg.to_dict(),
+        "device": "cpu",
+        "device_name": "cpu",
+        "precision": "fp32",
+        "torch": "x",
+        "squeezelab": "0.1.0",
+        "num_classes": 10,
+    }
+    store.finish_run(cfg.key(), result, history, recipe)
+
+
+@pytest.fixture
+def full_store(tmp_path: Path) -> Path:
+    db = tmp_path / "s.db"
+    rng = np.random.default_rng(0)
+    with Store(db) as s:
+        for model in ("squeezenet1_0", "alexnet"):
+            for bs in (64, 512):
+                for lr in (0.05, 0.01):
+                    diverged = model == "alexnet" and lr == 0.05 and bs == 64
+                    acc = 10.0 if diverged else float(rng.uniform(30, 60))
+                    _add(
+                        s,
+                        "grid",
+                        RunConfig(model=model, batch_size=bs, lr=lr),
+                        acc,
+                        diverged=diverged,
+                    )
+        for seed in range(3):
+            for model, base in (("squeezenet1_0", 60.0), ("alexnet", 61.0)):
+                curve = [base - 20 + 5 * e + seed for e in range(5)]
+                cfg = RunConfig(
+                    model=model, seed=seed, scheduler="step", epochs=5, test_each_epoch=True
+                )
+                _add(s, "compare", cfg, curve[-1], curve=curve)
+        for delta in (-2, -1, 0, 1, 2):
+            for lr in (0.05, 0.01):
+                for m in (0.9, 0.5):
+                    _add(
+                        s,
+                        "macro",
+                        RunConfig(fire_delta=delta, lr=lr, momentum=m, seed=7),
+                        40 + delta + 10 * lr + m,
+                    )
+        for lr in (0.1, 0.05, 0.01):
+            for m in (0.9, 0.5):
+                # Seeds keep each study's runs distinct: identical configs share one run.
+                bn = RunConfig(batch_norm=True, lr=lr, momentum=m, seed=3)
+                _add(s, "batchnorm", bn, 55 + 10 * lr + m)
+                _add(s, "batchnorm", bn.replace(batch_norm=False), 45 + 20 * lr)
+                _add(s, "transfer", RunConfig(init="/src", lr=lr, momentum=m, seed=5), 50 + lr)
+                _add(s, "transfer", RunConfig(lr=lr, momentum=m, seed=5), 50 - lr + m)
+        for sr in (0.125, 0.5):
+            _add(s, "squeeze-ratio", RunConfig(squeeze_ratio=sr, batch_norm=True), 50 + sr)
+        for kind in ("none", "simple", "complex"):
+            _add(s, "bypass", RunConfig(bypass=kind, seed=9), 50.0)
+    return db
+
+
+def _csv(path: Path) -> list[dict[str, str]]:
+    with path.open() as f:
+        return list(csv.DictReader(f))
+
+
+def test_report_has_every_section_and_store_numbers(full_store: Path, tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    summary = build_report(full_store, out)
+    md = (out / "report.md").read_text()
+    for heading in (
+        "Objective 1",
+        "Objective 2",
+        "Objective 3",
+        "Objective 4",
+        "Objective 5",
+        "Paper: squeeze ratio",
+        "Paper: bypass",
+        "Model size",
+        "claims, tested",
+    ):
+        assert heading in md
+    assert {"figure_4.png", "figure_5.png", "figure_squeeze-ratio.png"} <= set(summary["figures"])
+    html = (out / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == len(summary["figures"])
+    # Table A1 holds the store's numbers, diverged runs marked.
+    with Store(full_store) as s:
+        grid = {
+            (r["config"]["model"], r["config"]["batch_size"], r["config"]["lr"]): r
+            for r in s.runs("grid")
+        }
+    rows = _csv(out / "table_a1_grid.csv")
+    assert len(rows) == 4
+    for row in rows:
+        key = ("squeezenet1_0", int(row["Batch size"]), float(row["Learning rate"]))
+        assert float(row["SqueezeNet 1.0 accuracy (%)"]) == pytest.approx(grid[key]["test_acc"])
+    assert any(row["AlexNet accuracy (%)"].endswith("†") for row in rows)
+    # Batch norm: paired t over the 6 conditions equals scipy's on the same numbers.
+    bn_claim = next(c for c in summary["claims"] if "Batch norm" in c["claim"])
+    lr_m = [(lr, m) for lr in (0.1, 0.05, 0.01) for m in (0.9, 0.5)]
+    ref = stats.ttest_rel([55 + 10 * lr + m for lr, m in lr_m], [45 + 20 * lr for lr, m in lr_m])
+    assert bn_claim["p"] == pytest.approx(ref.pvalue)
+    assert bn_claim["verdict"] == "supported"
+    table_a3 = _csv(out / "table_batchnorm.csv")
+    assert len(table_a3) == 6
+    assert "Source weights" in md
+    # Holm across the four claims.
+    ps = [c["p"] for c in summary["claims"]]
+    assert [c["p_holm"] for c in summary["claims"]] == pytest.approx(holm(ps))
+    sizes = _csv(out / "model_size.csv")
+    assert {r["Model"] for r in sizes} == {"AlexNet", "SqueezeNet 1.0"}
+
+
+def test_report_on_empty_store_says_so(tmp_path: Path) -> None:
+    Store(tmp_path / "e.db").close()
+    build_report(tmp_path / "e.db", tmp_path / "r")
+    assert "holds no finished runs yet" in (tmp_path / "r" / "report.md").read_text()
+    with pytest.raises(StoreError, match="no store at"):
+        build_report(tmp_path / "missing.db", tmp_path / "r2")
+
+
+def test_report_cli(full_store: Path, tmp_path: Path) -> None:
+    summary = last_json(
+        run_cli("report", "--db", str(full_store), "--out", str(tmp_path / "r"), "--json").stdout
+    )
+    assert len(summary["claims"]) == 4
+    assert Path(summary["report"]).is_file()
+
+
+@pytest.mark.slow
+def test_reproduce_quick_on_tiny_synthetic(tmp_path: Path) -> None:
+    out = tmp_path / "rep"
+    args = [
+        "reproduce",
+        "--data",
+        "synthetic:120",
+        "--out",
+        str(out),
+        "--json",
+        "--set",
+        "epochs=1",
+        "--set",
+        "train_subset=60",
+    ]
+    summary = last_json(run_cli(*args).stdout)
+    md = (out / "report" / "report.md").read_text()
+    for heading in ("Objective 1", "Objective 2", "Objective 3", "Objective 4", "Objective 5"):
+        assert heading in md
+    assert {"figure_4.png", "figure_5.png"} <= set(summary["figures"])
+    with Store(out / "squeezelab.db") as s:
+        assert set(s.studies()) == {"grid", "compare", "macro", "batchnorm", "transfer"}
+        counts = {n: s.status_counts(n) for n in s.studies()}
+    assert all(c["left"] == 0 and c["running"] == 0 for c in counts.values())
+    # Re-running continues: nothing left to run, same report.
+    again = run_cli(*args)
+    assert "0 to run" in again.stderr
+    json.loads(again.stdout.strip().splitlines()[-1])
