@@ -162,3 +162,116 @@ def _reproduce(args: argparse.Namespace) -> int:
     if not args.json:
         print(f"wall time {summary['wall_s']:.0f}s")
     return 0
+
+
+def _compress_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("source", help="a run directory, or a state-dict .pth/.safetensors file")
+    p.add_argument("--model", help="architecture of a state-dict file (e.g. squeezenet1_0)")
+    p.add_argument("--sparsity", type=float, default=0.67, help="fraction of weights removed")
+    p.add_argument("--bits", type=int, default=6, help="bits per shared weight (2**bits centroids)")
+    p.add_argument("--fc-bits", type=int, help="bits for fully connected layers (default: --bits)")
+    p.add_argument("--scope", default="per_layer", choices=("per_layer", "global"))
+    p.add_argument("--profile", default="uniform", choices=("uniform", "paper-alexnet"),
+                   help="paper-alexnet: Deep Compression's per-layer AlexNet settings")  # fmt: skip
+    p.add_argument("--data", help="data for accuracies and fine-tuning")
+    p.add_argument("--data-dir")
+    p.add_argument("--finetune-epochs", type=int, default=0)
+    p.add_argument("--finetune-lr", type=float, default=0.001)
+    p.add_argument("--image-size", type=int, default=64, help="for state-dict files")
+    p.add_argument("--device")
+    p.add_argument("--out", required=True, help="compressed file to write")
+    p.add_argument("--json", action="store_true")
+
+
+@command("compress", _compress_args)
+def _compress(args: argparse.Namespace) -> int:
+    """Prune, share weights, Huffman-code a checkpoint; report its real size."""
+    from .compression import compress
+
+    r = compress(
+        args.source, args.out, args.sparsity, args.bits, model=args.model, data=args.data,
+        finetune_epochs=args.finetune_epochs, finetune_lr=args.finetune_lr, scope=args.scope,
+        profile=args.profile, fc_bits=args.fc_bits, image_size=args.image_size,
+        data_dir=args.data_dir, device=args.device,
+    )  # fmt: skip
+    if args.json:
+        keys = ("dense_bytes", "compressed_bytes", "ratio", "accuracy_before",
+                "accuracy_after", "sparsity", "bits")  # fmt: skip
+        _print_json({k: r[k] for k in keys})
+    else:
+        print(f"{r['model']}: {r['dense_bytes']:,} -> {r['compressed_bytes']:,} bytes "
+              f"({r['ratio']:.1f}x), sparsity {r['sparsity']:.3f}; wrote {r['out']}")  # fmt: skip
+        if r["accuracy_before"] is not None:
+            print(f"accuracy {r['accuracy_before']:.2f}% -> {r['accuracy_after']:.2f}%")
+    return 0
+
+
+def _load_for_export(args: argparse.Namespace) -> tuple:
+    """Return (model, image size, calibration batches) for export and benchmarks."""
+    from .compression.export import calibration_batches
+    from .compression.pipeline import load_compressed, load_source_model
+
+    if str(args.source).endswith(".sqzc"):
+        from .compression.storage import read_compressed
+
+        size = read_compressed(args.source)[1]["image_size"]
+        return load_compressed(args.source), size, calibration_batches(size)
+    src = load_source_model(args.source, args.model, args.image_size)
+    batches = None
+    if src.config is not None:  # a run: calibrate on its own validation images
+        from .compression.finetune import Tuner
+
+        batches = Tuner(src, src.config.data, None, "cpu").val
+    return src.model, src.image_size, calibration_batches(src.image_size, batches)
+
+
+def _export_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("source", help="a run directory, a .sqzc file or a state-dict file")
+    p.add_argument("--format", required=True, choices=("onnx", "int8"))
+    p.add_argument("--out", required=True)
+    p.add_argument("--model", help="architecture of a state-dict file")
+    p.add_argument("--image-size", type=int, default=64)
+    p.add_argument("--json", action="store_true")
+
+
+@command("export", _export_args)
+def _export(args: argparse.Namespace) -> int:
+    """Export to ONNX or int8 TorchScript and check it against the original outputs."""
+    from pathlib import Path
+
+    import torch
+
+    from .compression.export import check_export, export_int8, export_onnx
+
+    model, size, calibration = _load_for_export(args)
+    if args.format == "onnx":
+        export_onnx(model, size, args.out)
+    else:
+        export_int8(model, calibration, args.out)
+    # Checked on real images when the source is a run (its validation batches), else noise.
+    check = check_export(model, args.format, Path(args.out), torch.cat(calibration)[:256])
+    check.update(format=args.format, out=args.out, bytes=Path(args.out).stat().st_size)
+    if args.json:
+        _print_json(check)
+    else:
+        agree = 100 * check["top1_agreement"]
+        print(f"wrote {args.out} ({check['bytes']:,} bytes); max |diff| "
+              f"{check['max_abs_diff']:.3g}, top-1 agreement {agree:.1f}%")  # fmt: skip
+    return 0
+
+
+def _bench_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("source", help="a run directory, a .sqzc file or a state-dict file")
+    p.add_argument("--model")
+    p.add_argument("--image-size", type=int, default=64)
+    p.add_argument("--repeats", type=int, default=30)
+
+
+@command("bench-infer", _bench_args)
+def _bench_infer(args: argparse.Namespace) -> int:
+    """Latency (batch 1) and throughput (batch 64) for fp32, int8 and ONNX Runtime."""
+    from .compression.bench import bench_model
+
+    model, size, calibration = _load_for_export(args)
+    _print_json(bench_model(model, size, args.repeats, calibration))
+    return 0

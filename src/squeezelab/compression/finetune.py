@@ -1,0 +1,57 @@
+"""Evaluate and fine-tune a model being compressed, on the data it was trained on."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..data import Batches, Preprocess, to_tensor
+from ..training.config import RunConfig
+from ..training.loop import evaluate, load_splits
+from ..training.runtime import autocast, pick_device, resolve_precision
+
+
+class Tuner:
+    """Holds the data splits and device for accuracy checks and short fine-tunes."""
+
+    def __init__(self, src: Any, data: str, data_dir: str | None, device: str | None) -> None:
+        cfg = src.config or RunConfig(model=src.name, image_size=src.image_size)
+        self.cfg = cfg.replace(data=data, train_subset=None)
+        self.splits = load_splits(self.cfg, data_dir)
+        if self.splits.num_classes != src.num_classes:
+            raise ValueError(
+                f"{data} has {self.splits.num_classes} classes, the model {src.num_classes}"
+            )
+        self.dev = pick_device(device)
+        self.precision = resolve_precision(self.cfg.precision, self.dev)
+        self.pre = Preprocess(self.cfg.image_size, self.dev)
+        self.test, self.val = (self._batches(s, 256) for s in (self.splits.test, self.splits.val))
+
+    def _batches(self, part: Any, batch_size: int, **kwargs: Any) -> Batches:
+        images, labels = to_tensor(part, self.dev), torch.from_numpy(part.labels).to(self.dev)
+        return Batches(images, labels, batch_size, self.pre, **kwargs)
+
+    def accuracy(self, model: nn.Module) -> float:
+        """Test accuracy in percent."""
+        model.to(self.dev)
+        return evaluate(model, self.test, self.dev, self.precision)[1]
+
+    def fit(self, model: nn.Module, epochs: int, lr: float) -> None:
+        """Fine-tune with SGD (momentum 0.9) at a constant small learning rate."""
+        model.to(self.dev).train()
+        params = [p for p in model.parameters() if p.requires_grad]
+        opt = torch.optim.SGD(params, lr=lr, momentum=0.9)
+        gen = torch.Generator().manual_seed(self.cfg.seed)
+        batches = self._batches(
+            self.splits.train, self.cfg.batch_size, generator=gen, augment=True, drop_last=True
+        )
+        for _ in range(epochs):
+            for x, y in batches:
+                with autocast(self.precision, self.dev):
+                    loss = nn.functional.cross_entropy(model(x).float(), y)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+        model.eval()

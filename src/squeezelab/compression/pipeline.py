@@ -1,0 +1,190 @@
+"""Deep Compression as a pipeline on a user's checkpoint: prune, fine-tune, share, fine-tune,
+Huffman-code, write, read back and verify.
+
+``--finetune-epochs E`` fine-tunes E epochs with the pruning masks fixed, then E epochs of
+centroid updates after weight sharing (the paper's retrain steps), when ``--data`` is given.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..models import get_model
+from ..training.checkpoint import CheckpointError, load_weights
+from .prune import (
+    ALEXNET_PAPER_KEPT,
+    SCOPES,
+    apply_masks,
+    check_sparsity,
+    magnitude_masks,
+    make_permanent,
+    prunable,
+    sparsity_of,
+)
+from .share import check_bits, freeze_shared, share_weights
+from .storage import read_compressed, write_compressed
+
+INDEX_BIT_CHOICES = (2, 3, 4, 5, 6, 8)
+PROFILES = ("uniform", "paper-alexnet")
+
+
+@dataclass
+class Loaded:
+    """A model to compress, with what is known of how it was trained."""
+
+    model: nn.Module
+    name: str
+    num_classes: int
+    options: dict[str, Any]
+    image_size: int
+    data: str | None
+    config: Any = None
+
+
+def load_source_model(source: str, model: str | None = None, image_size: int = 64) -> Loaded:
+    """Load a squeezelab run directory, or a state-dict file with ``model`` naming it."""
+    path = Path(source)
+    if path.is_dir():
+        from ..training.evaluation import load_run_model
+
+        net, cfg, n = load_run_model(path)
+        return Loaded(net, cfg.model, n, cfg.model_options(), cfg.image_size, cfg.data, cfg)
+    if not path.is_file():
+        raise CheckpointError(f"{source} is neither a run directory nor a weights file")
+    if model is None:
+        raise ValueError(f"{source} is a weights file: name its architecture with --model")
+    state = load_weights(path)
+    head = [k for k in state if k.endswith("weight")][-1]
+    n = int(state[head].shape[0])
+    net = get_model(model, num_classes=n)
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as err:
+        raise CheckpointError(f"{source} does not fit {model}: {err}") from None
+    return Loaded(net, model, n, {}, image_size, None)
+
+
+def layer_settings(
+    model: nn.Module, sparsity: float, bits: int, profile: str, fc_bits: int | None
+) -> tuple[float | dict[str, float], dict[str, int]]:
+    """Per-layer sparsity and bits: uniform, or Deep Compression's AlexNet settings."""
+    layers = prunable(model)
+    if profile == "paper-alexnet":
+        if set(layers) != set(ALEXNET_PAPER_KEPT):
+            raise ValueError("the paper-alexnet profile applies to alexnet only")
+        # Paper: 8 bits for conv layers, 5 bits for fully connected ones.
+        bits_of = {n: 8 if isinstance(m, nn.Conv2d) else 5 for n, m in layers.items()}
+        return {n: 1.0 - kept for n, kept in ALEXNET_PAPER_KEPT.items()}, bits_of
+    bits_of = {
+        n: (fc_bits if fc_bits and isinstance(m, nn.Linear) else bits) for n, m in layers.items()
+    }
+    return sparsity, bits_of
+
+
+def dense_bytes(model: nn.Module) -> int:
+    """Bytes of the model's float32 state (weights, biases, batch-norm statistics)."""
+    return sum(t.numel() * 4 for t in model.state_dict().values() if t.is_floating_point())
+
+
+def compress(
+    source: str,
+    out: str | Path,
+    sparsity: float = 0.67,
+    bits: int = 6,
+    *,
+    model: str | None = None,
+    data: str | None = None,
+    finetune_epochs: int = 0,
+    finetune_lr: float = 0.001,
+    scope: str = "per_layer",
+    profile: str = "uniform",
+    fc_bits: int | None = None,
+    image_size: int = 64,
+    data_dir: str | None = None,
+    device: str | None = None,
+) -> dict[str, Any]:
+    """Compress a checkpoint into ``out``; return sizes, ratio and accuracies."""
+    check_sparsity(sparsity)
+    check_bits(bits)
+    if fc_bits is not None:
+        check_bits(fc_bits)
+    if scope not in SCOPES:
+        raise ValueError(f"scope must be one of {SCOPES}, got {scope!r}")
+    if profile not in PROFILES:
+        raise ValueError(f"profile must be one of {PROFILES}, got {profile!r}")
+    if finetune_epochs and data is None:
+        raise ValueError("--finetune-epochs needs --data")
+    src = load_source_model(source, model, image_size)
+    net = src.model
+    tuner = None
+    if data is not None:
+        from .finetune import Tuner
+
+        tuner = Tuner(src, data, data_dir, device)
+    result: dict[str, Any] = {"dense_bytes": dense_bytes(net), "model": src.name}
+    result["accuracy_before"] = tuner.accuracy(net) if tuner else None
+    layer_sparsity, layer_bits = layer_settings(net, sparsity, bits, profile, fc_bits)
+    masks = magnitude_masks(net, layer_sparsity, scope)
+    apply_masks(net, masks, fixed=True)
+    if tuner and finetune_epochs:
+        tuner.fit(net, finetune_epochs, finetune_lr)
+    make_permanent(net)
+    result["accuracy_pruned"] = tuner.accuracy(net) if tuner else None
+    share_weights(net, layer_bits)
+    if tuner and finetune_epochs:
+        tuner.fit(net, finetune_epochs, finetune_lr)
+    freeze_shared(net)
+    state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
+    sparse = {f"{n}.weight": (layer_bits[n], 0) for n in prunable(net)}
+    sparse = {k: (b, best_index_bits(state[k], b)) for k, (b, _) in sparse.items()}
+    meta = {"model": src.name, "num_classes": src.num_classes, "options": src.options,
+            "image_size": src.image_size}  # fmt: skip
+    size = write_compressed(out, state, sparse, meta)
+    restored = load_compressed(out)
+    result.update(
+        compressed_bytes=size,
+        ratio=result["dense_bytes"] / size,
+        sparsity=sparsity_of(net),
+        bits=bits if profile == "uniform" else layer_bits,
+        scope=scope,
+        profile=profile,
+        index_bits={k: ib for k, (_, ib) in sparse.items()},
+        roundtrip_max_abs_diff=_max_diff(net, restored, src.image_size),
+        accuracy_after=tuner.accuracy(restored) if tuner else None,
+        out=str(out),
+    )
+    return result
+
+
+def best_index_bits(weight: torch.Tensor, bits: int) -> int:
+    """Pick the relative-index width that makes this layer's encoding smallest."""
+    from .storage import encode_layer
+
+    return min(INDEX_BIT_CHOICES, key=lambda ib: sum(encode_layer(weight, bits, ib)[0]["sizes"]))
+
+
+def load_compressed(path: str | Path) -> nn.Module:
+    """Rebuild a working model from a compressed file."""
+    state, meta = read_compressed(path)
+    model = get_model(meta["model"], num_classes=meta["num_classes"], **meta["options"])
+    model.load_state_dict(state)
+    return model.eval()
+
+
+def _max_diff(a: nn.Module, b: nn.Module, image_size: int) -> float:
+    x = torch.randn(4, 3, image_size, image_size, generator=torch.Generator().manual_seed(0))
+    a.eval()
+    with torch.no_grad():
+        return float((a.cpu()(x) - b(x)).abs().max())
+
+
+def summary_json(result: dict[str, Any]) -> str:
+    keys = ("dense_bytes", "compressed_bytes", "ratio", "accuracy_before", "accuracy_after",
+            "sparsity", "bits")  # fmt: skip
+    return json.dumps({k: result[k] for k in keys})

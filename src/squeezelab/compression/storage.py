@@ -1,0 +1,160 @@
+"""The Deep Compression storage format (Han et al. 2016, Figure 2 and section 4).
+
+Every pruned, shared layer is stored as a sparse list of (relative index, weight code):
+
+- relative index: the gap to the previous non-zero weight in ``index_bits`` bits; a gap that
+  does not fit is bridged by filler entries (gap ``2**index_bits - 1``, the filler code);
+- weight code: the position of the weight's value in the layer's codebook (``2**bits``
+  float32 centroids); one extra symbol marks filler entries;
+- both streams Huffman-coded with per-layer canonical codes (code lengths stored).
+
+Other tensors (biases, batch norm) are stored as float32. The file::
+
+    b"SQZC" | u32 header length | JSON header | blobs (codebooks, code lengths, streams)
+
+The compressed size reported is the size of this file, in bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from . import huffman
+
+MAGIC = b"SQZC"
+VERSION = 1
+
+
+class FormatError(RuntimeError):
+    """A compressed file is truncated, corrupt or not squeezelab's."""
+
+
+def _entries(flat_nonzero: np.ndarray, codes: np.ndarray, index_bits: int, filler: int):
+    """Turn non-zero positions and their codes into (gap, code) entries with fillers."""
+    max_gap = (1 << index_bits) - 1
+    gaps = np.diff(np.concatenate([[-1], flat_nonzero])) - 1
+    n_fill = gaps // (max_gap + 1)  # fillers needed before each real entry
+    total = len(gaps) + int(n_fill.sum())
+    gap_out = np.full(total, max_gap, dtype=np.int64)
+    code_out = np.full(total, filler, dtype=np.int64)
+    real = np.arange(len(gaps)) + np.cumsum(n_fill)
+    gap_out[real] = gaps - n_fill * (max_gap + 1)
+    code_out[real] = codes
+    return gap_out, code_out
+
+
+def encode_layer(weight: torch.Tensor, bits: int, index_bits: int) -> tuple[dict, list[bytes]]:
+    """Encode one shared, pruned weight tensor; return its header entry and blobs."""
+    flat = weight.detach().cpu().flatten().numpy().astype(np.float32)
+    nonzero = np.flatnonzero(flat)
+    values, codes = np.unique(flat[nonzero], return_inverse=True)
+    if len(values) > (1 << bits):
+        raise ValueError(
+            f"a layer holds {len(values)} distinct weights, more than 2**{bits}: share first"
+        )
+    codebook = np.zeros(1 << bits, dtype=np.float32)
+    codebook[: len(values)] = values
+    filler = 1 << bits
+    gaps, wcodes = _entries(nonzero, codes, index_bits, filler)
+    w_len = huffman.code_lengths(np.bincount(wcodes, minlength=filler + 1))
+    i_len = huffman.code_lengths(np.bincount(gaps, minlength=1 << index_bits))
+    w_data, w_bits = huffman.encode(wcodes, w_len)
+    i_data, i_bits = huffman.encode(gaps, i_len)
+    blobs = [codebook.tobytes(), w_len.tobytes(), i_len.tobytes(), w_data, i_data]
+    entry = {
+        "kind": "sparse",
+        "shape": list(weight.shape),
+        "bits": bits,
+        "index_bits": index_bits,
+        "entries": len(gaps),
+        "nonzero": len(nonzero),
+        "weight_bits": w_bits,
+        "index_bits_total": i_bits,
+        "sizes": [len(b) for b in blobs],
+    }
+    return entry, blobs
+
+
+def decode_layer(entry: dict, blobs: list[bytes]) -> torch.Tensor:
+    """Rebuild a weight tensor from its header entry and blobs."""
+    bits, index_bits = entry["bits"], entry["index_bits"]
+    codebook = np.frombuffer(blobs[0], dtype=np.float32)
+    w_len = np.frombuffer(blobs[1], dtype=np.uint8)
+    i_len = np.frombuffer(blobs[2], dtype=np.uint8)
+    n = entry["entries"]
+    wcodes = huffman.decode(blobs[3], entry["weight_bits"], n, w_len)
+    gaps = huffman.decode(blobs[4], entry["index_bits_total"], n, i_len)
+    positions = np.cumsum(gaps + 1) - 1
+    real = wcodes != (1 << bits)
+    out = np.zeros(int(np.prod(entry["shape"])), dtype=np.float32)
+    if len(positions) and positions[real].max(initial=-1) >= out.size:
+        raise FormatError("corrupt compressed layer: an index points past the tensor")
+    out[positions[real]] = codebook[wcodes[real]]
+    del index_bits
+    return torch.from_numpy(out).view(entry["shape"])
+
+
+def write_compressed(
+    path: str | Path,
+    state: dict[str, torch.Tensor],
+    sparse: dict[str, tuple[int, int]],
+    meta: dict[str, Any],
+) -> int:
+    """Write ``state``; tensors named in ``sparse`` (name -> (bits, index_bits)) compressed."""
+    header: dict[str, Any] = {"version": VERSION, "meta": meta, "tensors": []}
+    blobs: list[bytes] = []
+    for name, tensor in state.items():
+        if name in sparse:
+            entry, parts = encode_layer(tensor, *sparse[name])
+        else:
+            data = tensor.detach().cpu().contiguous()
+            dtype = "int64" if data.dtype == torch.int64 else "float32"
+            parts = [data.numpy().astype(dtype).tobytes()]
+            entry = {"kind": "dense", "shape": list(data.shape), "dtype": dtype,
+                     "sizes": [len(parts[0])]}  # fmt: skip
+        entry["name"] = name
+        header["tensors"].append(entry)
+        blobs.extend(parts)
+    head = json.dumps(header, separators=(",", ":")).encode()
+    payload = MAGIC + struct.pack("<I", len(head)) + head + b"".join(blobs)
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(payload)
+    tmp.replace(path)
+    return len(payload)
+
+
+def read_compressed(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Read a file written by :func:`write_compressed`; return (state dict, meta)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FormatError(f"compressed model {path} does not exist")
+    data = path.read_bytes()
+    if data[:4] != MAGIC or len(data) < 8:
+        raise FormatError(f"{path} is not a squeezelab compressed model")
+    (head_len,) = struct.unpack("<I", data[4:8])
+    try:
+        header = json.loads(data[8 : 8 + head_len])
+    except ValueError:
+        raise FormatError(f"{path}: corrupt header (truncated file?)") from None
+    offset = 8 + head_len
+    state = {}
+    for entry in header["tensors"]:
+        parts = []
+        for size in entry["sizes"]:
+            if offset + size > len(data):
+                raise FormatError(f"{path} is truncated (tensor {entry['name']})")
+            parts.append(data[offset : offset + size])
+            offset += size
+        if entry["kind"] == "sparse":
+            state[entry["name"]] = decode_layer(entry, parts)
+        else:
+            arr = np.frombuffer(parts[0], dtype=entry["dtype"]).copy()
+            state[entry["name"]] = torch.from_numpy(arr).view(entry["shape"])
+    return state, header["meta"]

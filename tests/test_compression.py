@@ -1,0 +1,272 @@
+"""Compression: exact pruning, fixed masks, codebooks, Huffman, the file format, exports."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+
+from squeezelab.compression import (
+    FormatError,
+    compress,
+    huffman,
+    kmeans_1d,
+    load_compressed,
+    magnitude_masks,
+    read_compressed,
+    share_weights,
+    sparsity_of,
+    write_compressed,
+)
+from squeezelab.compression.prune import apply_masks, make_permanent, prunable
+from squeezelab.compression.share import freeze_shared
+from squeezelab.models import get_model
+from squeezelab.training import from_dict, train
+
+from .conftest import last_json, run_cli
+
+
+@pytest.mark.parametrize("scope", ["per_layer", "global"])
+def test_pruning_reaches_exact_sparsity(scope: str) -> None:
+    torch.manual_seed(0)
+    model = get_model("squeezenet1_1", num_classes=10)
+    masks = magnitude_masks(model, 0.67, scope)
+    total = sum(m.numel() for m in masks.values())
+    assert sum(int((m == 0).sum()) for m in masks.values()) == (
+        round(0.67 * total)
+        if scope == "global"
+        else sum(round(0.67 * m.numel()) for m in masks.values())
+    )
+    if scope == "per_layer":
+        for name, mask in masks.items():
+            assert int((mask == 0).sum()) == round(0.67 * mask.numel()), name
+    # The kept weights are the largest in magnitude.
+    layer = prunable(model)["features.0"]
+    kept = layer.weight.detach().abs()[masks["features.0"].bool()]
+    dropped = layer.weight.detach().abs()[~masks["features.0"].bool()]
+    assert kept.min() >= dropped.max()
+
+
+def test_masks_stay_fixed_during_training() -> None:
+    torch.manual_seed(0)
+    model = get_model("squeezenet1_1", num_classes=10)
+    masks = magnitude_masks(model, 0.5)
+    apply_masks(model, masks, fixed=True)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    for _ in range(3):
+        loss = torch.nn.functional.cross_entropy(model(torch.randn(4, 3, 32, 32)), torch.arange(4))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    make_permanent(model)
+    for name, m in prunable(model).items():
+        assert torch.all(m.weight[masks[name] == 0] == 0), name
+    assert sparsity_of(model) == pytest.approx(0.5, abs=1e-4)
+    assert "features.0.weight" in model.state_dict()  # plain keys again
+
+
+def test_kmeans_codebook_and_centroid_fine_tuning() -> None:
+    torch.manual_seed(0)
+    values = torch.randn(5000)
+    centroids, index = kmeans_1d(values, 16)
+    assert centroids.shape == (16,) and index.max() < 16
+    assert (centroids.sort().values[0], centroids.max()) != (values.min(), values.max())
+    model = get_model("squeezenet1_1", num_classes=10)
+    apply_masks(model, magnitude_masks(model, 0.6), fixed=False)
+    shared = share_weights(model, bits=4)
+    for name, p in shared.items():
+        assert p.centroids.shape == (16,), name
+        assert len(torch.unique(prunable(model)[name].weight)) <= 16 + 1  # + the pruned zero
+    before = shared["features.0"].centroids.detach().clone()
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.05)
+    loss = torch.nn.functional.cross_entropy(model(torch.randn(4, 3, 32, 32)), torch.arange(4))
+    loss.backward()
+    opt.step()
+    assert not torch.equal(before, shared["features.0"].centroids)
+    freeze_shared(model)
+    w = prunable(model)["features.0"].weight
+    assert len(torch.unique(w[w != 0])) <= 16
+
+
+@pytest.mark.parametrize("alphabet", [1, 2, 7, 65, 300])
+def test_huffman_round_trips_random_streams(alphabet: int) -> None:
+    rng = np.random.default_rng(alphabet)
+    symbols = rng.zipf(1.5, 20000) % alphabet
+    lengths = huffman.code_lengths(np.bincount(symbols, minlength=alphabet))
+    data, n_bits = huffman.encode(symbols, lengths)
+    assert np.array_equal(huffman.decode(data, n_bits, len(symbols), lengths), symbols)
+    # Kraft equality for a complete prefix code (more than one symbol used).
+    used = lengths[lengths > 0].astype(float)
+    if len(used) > 1:
+        assert np.sum(2.0**-used) == pytest.approx(1.0)
+    entropy = -np.sum((p := np.bincount(symbols) / len(symbols))[p > 0] * np.log2(p[p > 0]))
+    assert n_bits / len(symbols) <= max(entropy, 0) + 1.0
+
+
+def test_huffman_caps_code_lengths() -> None:
+    counts = np.array([2**i for i in range(40)], dtype=np.int64)  # would need 39-bit codes
+    lengths = huffman.code_lengths(counts)
+    assert lengths.max() <= huffman.MAX_LEN
+    symbols = np.repeat(np.arange(40), 3)
+    data, n = huffman.encode(symbols, lengths)
+    assert np.array_equal(huffman.decode(data, n, len(symbols), lengths), symbols)
+
+
+def test_file_round_trip_with_filler_entries(tmp_path: Path) -> None:
+    w = torch.zeros(3, 200)
+    w[0, 0], w[1, 150], w[2, 199] = 0.5, -0.25, 0.5  # gaps far beyond 3-bit offsets
+    state = {"w": w, "b": torch.arange(3.0), "n": torch.tensor(7)}
+    size = write_compressed(tmp_path / "f.sqzc", state, {"w": (2, 3)}, {"k": 1})
+    assert size == (tmp_path / "f.sqzc").stat().st_size
+    back, meta = read_compressed(tmp_path / "f.sqzc")
+    assert meta == {"k": 1}
+    assert torch.equal(back["w"], w) and torch.equal(back["b"], state["b"]) and back["n"] == 7
+
+
+def test_compress_squeezenet_imagenet_head_under_500kb(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    path = tmp_path / "sq.pth"
+    torch.save(torchvision.models.squeezenet1_0().state_dict(), path)
+    r = compress(str(path), tmp_path / "sq.sqzc", 0.67, 6, model="squeezenet1_0")
+    assert r["dense_bytes"] == 1_248_424 * 4
+    assert r["compressed_bytes"] == (tmp_path / "sq.sqzc").stat().st_size < 500_000
+    assert r["sparsity"] == pytest.approx(0.67, abs=1e-4)
+    assert r["roundtrip_max_abs_diff"] == 0.0
+    restored = load_compressed(tmp_path / "sq.sqzc")
+    assert len(torch.unique(restored.features[0].weight)) <= 64 + 1
+
+
+def test_compress_cli_on_a_run_with_finetune(tmp_path: Path) -> None:
+    cfg = from_dict(
+        {
+            "data": "synthetic:400",
+            "image_size": 32,
+            "batch_size": 32,
+            "epochs": 2,
+            "lr": 0.01,
+            "batch_norm": True,
+        }
+    )
+    train(cfg, tmp_path / "run", verbose=False)
+    out = tmp_path / "c.sqzc"
+    r = last_json(
+        run_cli(
+            "compress",
+            str(tmp_path / "run"),
+            "--sparsity",
+            "0.5",
+            "--bits",
+            "5",
+            "--data",
+            "synthetic:400",
+            "--finetune-epochs",
+            "1",
+            "--out",
+            str(out),
+            "--json",
+        ).stdout
+    )
+    assert set(r) == {
+        "dense_bytes",
+        "compressed_bytes",
+        "ratio",
+        "accuracy_before",
+        "accuracy_after",
+        "sparsity",
+        "bits",
+    }
+    assert r["compressed_bytes"] == out.stat().st_size and r["ratio"] > 5
+    assert 0 <= r["accuracy_after"] <= 100 and r["accuracy_before"] is not None
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--sparsity", "1.0"], "sparsity must lie in"),
+        (["--sparsity", "-0.1"], "sparsity must lie in"),
+        (["--bits", "0"], "bits must be an integer in 1..16"),
+        (["--bits", "17"], "bits must be an integer in 1..16"),
+    ],
+)
+def test_compress_bad_arguments(tmp_path: Path, args: list[str], message: str) -> None:
+    torch.save(get_model("squeezenet1_1").state_dict(), tmp_path / "m.pth")
+    bad = run_cli(
+        "compress",
+        str(tmp_path / "m.pth"),
+        "--model",
+        "squeezenet1_1",
+        *args,
+        "--out",
+        str(tmp_path / "x"),
+        check=False,
+    )
+    assert bad.returncode == 2 and message in bad.stderr
+
+
+def test_compress_missing_checkpoint_and_corrupt_file(tmp_path: Path) -> None:
+    bad = run_cli(
+        "compress",
+        str(tmp_path / "nope.pth"),
+        "--model",
+        "alexnet",
+        "--out",
+        str(tmp_path / "x"),
+        check=False,
+    )
+    assert bad.returncode == 2 and "nope.pth" in bad.stderr
+    (tmp_path / "x.sqzc").write_bytes(b"SQZC\x00\x00\x10\x00{")
+    with pytest.raises(FormatError):
+        read_compressed(tmp_path / "x.sqzc")
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "int8"])
+def test_export_matches_original(tmp_path: Path, fmt: str) -> None:
+    torch.manual_seed(0)
+    torch.save(get_model("squeezenet1_1", num_classes=10).state_dict(), tmp_path / "m.pth")
+    out = tmp_path / f"m.{fmt}"
+    r = last_json(
+        run_cli(
+            "export",
+            str(tmp_path / "m.pth"),
+            "--model",
+            "squeezenet1_1",
+            "--format",
+            fmt,
+            "--out",
+            str(out),
+            "--json",
+        ).stdout
+    )
+    assert out.is_file() and r["bytes"] == out.stat().st_size
+    if fmt == "onnx":
+        assert r["max_abs_diff"] < 1e-4 and r["top1_agreement"] == 1.0
+    else:
+        assert r["top1_agreement"] >= 0.8
+
+
+def test_int8_quantizes_fire_concat_and_bypass() -> None:
+    from squeezelab.compression.export import calibration_batches, quantize_int8
+
+    torch.manual_seed(0)
+    model = get_model("squeezenet1_1", num_classes=10, bypass="simple", batch_norm=True).eval()
+    q = quantize_int8(model, calibration_batches(64, n=2, batch=8))
+    x = torch.randn(8, 3, 64, 64)
+    out = q(x)
+    assert out.shape == (8, 10) and torch.isfinite(out).all()
+    code = q.code
+    assert "quantized" in str(type(q.features)) or "quantize_per_tensor" in code
+
+
+def test_bench_infer_reports_every_runtime(tmp_path: Path) -> None:
+    torch.save(get_model("squeezenet1_1", num_classes=10).state_dict(), tmp_path / "m.pth")
+    r = json.loads(
+        run_cli(
+            "bench-infer", str(tmp_path / "m.pth"), "--model", "squeezenet1_1", "--repeats", "3"
+        ).stdout
+    )
+    for runtime in ("fp32", "int8", "onnxruntime"):
+        assert r[runtime]["latency_ms_b1"] > 0 and r[runtime]["throughput_img_s_b64"] > 0
