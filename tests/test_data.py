@@ -36,6 +36,30 @@ def test_cifar_archive_and_extracted_folder(cifar_archive: Path, tmp_path: Path)
     np.testing.assert_array_equal(folder.test.labels, src.test.labels)
 
 
+def test_cifar100_archive(tmp_path: Path) -> None:
+    import pickle
+
+    rng = np.random.default_rng(0)
+    path = tmp_path / "cifar-100-python.tar.gz"
+
+    def part(n: int) -> bytes:
+        data = rng.integers(0, 256, (n, 3072), dtype=np.uint8)
+        return pickle.dumps(
+            {b"data": data, b"fine_labels": list(range(n)), b"coarse_labels": [0] * n}
+        )
+
+    members = {"train": part(100), "test": part(100)}
+    members["meta"] = pickle.dumps({b"fine_label_names": [f"c{i}".encode() for i in range(100)]})
+    with tarfile.open(path, "w:gz") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(f"cifar-100-python/{name}")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    src = load_source(str(path))
+    assert src.name == "cifar100" and src.train.num_classes == 100
+    assert src.train.classes[5] == "c5" and src.test.labels[7] == 7
+
+
 def test_cifar_pixels_are_decoded_in_official_layout(tmp_path: Path) -> None:
     # The official rows are 1024 red, 1024 green, 1024 blue values, row-major.
     path = write_cifar_archive(tmp_path / "cifar-10-python.tar.gz")

@@ -269,3 +269,16 @@ def test_cli_killed_process_resumes_to_same_metrics(tmp_path: Path) -> None:
     assert not (tmp_path / "cut" / "result.json").exists()
     run_cli("train", *args, "--out", str(tmp_path / "cut"), "--resume")
     assert metrics(tmp_path / "cut") == metrics(tmp_path / "full")
+
+
+def test_init_imagenet_offline_says_what_to_do(tmp_path: Path, monkeypatch) -> None:
+    import torchvision.models as tvm
+
+    def offline(self, *args, **kwargs):
+        raise OSError("network unreachable")
+
+    monkeypatch.setattr(
+        tvm.SqueezeNet1_0_Weights.IMAGENET1K_V1.__class__, "get_state_dict", offline
+    )
+    with pytest.raises(CheckpointError, match=r"could not download.*--init PATH\.pth"):
+        train(tiny(epochs=1, init="imagenet"), tmp_path / "t", verbose=False)

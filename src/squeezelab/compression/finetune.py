@@ -39,14 +39,15 @@ class Tuner:
         return evaluate(model, self.test, self.dev, self.precision)[1]
 
     def fit(self, model: nn.Module, epochs: int, lr: float) -> None:
-        """Fine-tune with SGD (momentum 0.9) at a constant small learning rate."""
+        """Fine-tune with SGD (momentum 0.9), the learning rate decaying from ``lr`` to 0."""
         model.to(self.dev).train()
         params = [p for p in model.parameters() if p.requires_grad]
-        opt = torch.optim.SGD(params, lr=lr, momentum=0.9)
+        opt = torch.optim.SGD(params, lr=lr, momentum=0.9, nesterov=True)
         gen = torch.Generator().manual_seed(self.cfg.seed)
         batches = self._batches(
             self.splits.train, self.cfg.batch_size, generator=gen, augment=True, drop_last=True
         )
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs * len(batches))
         for _ in range(epochs):
             for x, y in batches:
                 with autocast(self.precision, self.dev):
@@ -54,4 +55,5 @@ class Tuner:
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
+                sched.step()
         model.eval()

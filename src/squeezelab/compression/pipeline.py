@@ -72,19 +72,23 @@ def load_source_model(source: str, model: str | None = None, image_size: int = 6
 
 def layer_settings(
     model: nn.Module, sparsity: float, bits: int, profile: str, fc_bits: int | None
-) -> tuple[float | dict[str, float], dict[str, int]]:
-    """Per-layer sparsity and bits: uniform, or Deep Compression's AlexNet settings."""
+) -> tuple[float | dict[str, float], dict[str, int], dict[str, int]]:
+    """Per-layer sparsity, weight bits and index bits (0: pick the smallest encoding).
+
+    ``uniform``: the given sparsity and bits everywhere. ``paper-alexnet``: Deep Compression's
+    AlexNet settings (Table 4 kept fractions; 8-bit weights and relative indices in conv
+    layers, 5-bit in fully connected ones).
+    """
     layers = prunable(model)
     if profile == "paper-alexnet":
         if set(layers) != set(ALEXNET_PAPER_KEPT):
             raise ValueError("the paper-alexnet profile applies to alexnet only")
-        # Paper: 8 bits for conv layers, 5 bits for fully connected ones.
         bits_of = {n: 8 if isinstance(m, nn.Conv2d) else 5 for n, m in layers.items()}
-        return {n: 1.0 - kept for n, kept in ALEXNET_PAPER_KEPT.items()}, bits_of
+        return {n: 1.0 - kept for n, kept in ALEXNET_PAPER_KEPT.items()}, bits_of, bits_of
     bits_of = {
         n: (fc_bits if fc_bits and isinstance(m, nn.Linear) else bits) for n, m in layers.items()
     }
-    return sparsity, bits_of
+    return sparsity, bits_of, {n: 0 for n in layers}
 
 
 def dense_bytes(model: nn.Module) -> int:
@@ -129,7 +133,7 @@ def compress(
         tuner = Tuner(src, data, data_dir, device)
     result: dict[str, Any] = {"dense_bytes": dense_bytes(net), "model": src.name}
     result["accuracy_before"] = tuner.accuracy(net) if tuner else None
-    layer_sparsity, layer_bits = layer_settings(net, sparsity, bits, profile, fc_bits)
+    layer_sparsity, layer_bits, index_bits = layer_settings(net, sparsity, bits, profile, fc_bits)
     masks = magnitude_masks(net, layer_sparsity, scope)
     apply_masks(net, masks, fixed=True)
     if tuner and finetune_epochs:
@@ -141,8 +145,10 @@ def compress(
         tuner.fit(net, finetune_epochs, finetune_lr)
     freeze_shared(net)
     state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
-    sparse = {f"{n}.weight": (layer_bits[n], 0) for n in prunable(net)}
-    sparse = {k: (b, best_index_bits(state[k], b)) for k, (b, _) in sparse.items()}
+    sparse = {
+        f"{n}.weight": (b, index_bits.get(n) or best_index_bits(state[f"{n}.weight"], b))
+        for n, b in layer_bits.items()
+    }
     meta = {"model": src.name, "num_classes": src.num_classes, "options": src.options,
             "image_size": src.image_size}  # fmt: skip
     size = write_compressed(out, state, sparse, meta)

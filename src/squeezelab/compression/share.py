@@ -2,8 +2,9 @@
 
 Each layer's surviving weights are clustered into ``2**bits`` centroids, initialized linearly
 between the smallest and largest weight (the paper's best initialization). During fine-tuning
-a layer's weight is ``centroids[index] * mask``: autograd sums the gradients of the weights of
-each cluster into its centroid, which is the paper's centroid update.
+a layer's weight is ``centroids[index] * mask``: autograd gathers the gradients of each
+cluster's weights into its centroid (the paper's centroid update), averaged over the cluster
+so that the learning rate keeps its meaning.
 """
 
 from __future__ import annotations
@@ -48,6 +49,11 @@ class SharedWeight(nn.Module):
         self.centroids = nn.Parameter(centroids)
         self.register_buffer("index", index)
         self.register_buffer("mask", mask)
+        alive = index[mask.bool()]
+        self.register_buffer("counts", torch.bincount(alive, minlength=len(centroids)).float())
+        # Autograd sums the gradients of a cluster's weights (the paper's update); dividing by
+        # the cluster size moves a centroid as plain SGD would move each of its weights.
+        self.centroids.register_hook(lambda grad: grad / self.counts.clamp(min=1.0))
 
     def forward(self, original: torch.Tensor) -> torch.Tensor:
         return self.centroids[self.index] * self.mask

@@ -160,9 +160,9 @@ def _find_cifar(name: str, data_dir: str | os.PathLike[str] | None) -> Path:
 def _looks_like_cifar(path: Path, folder: str) -> bool:
     if path.is_dir():
         return (path / folder).is_dir() or path.name == folder
-    return path.name.startswith(folder.split("-batches")[0].replace("-python", "")) and any(
-        path.name.endswith(s) for s in (".tar.gz", ".tgz", ".tar")
-    )
+    # Official archive names: cifar-10-python.tar.gz, cifar-100-python.tar.gz.
+    stem = "cifar-10-python" if folder.startswith("cifar-10-") else "cifar-100-python"
+    return path.name.startswith(stem) and path.name.endswith((".tar.gz", ".tgz", ".tar"))
 
 
 class _ArrayUnpickler(pickle.Unpickler):
