@@ -176,7 +176,7 @@ def _compress_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", help="data for accuracies and fine-tuning")
     p.add_argument("--data-dir")
     p.add_argument("--finetune-epochs", type=int, default=0)
-    p.add_argument("--finetune-lr", type=float, default=0.001)
+    p.add_argument("--finetune-lr", type=float, default=0.01)
     p.add_argument("--image-size", type=int, default=64, help="for state-dict files")
     p.add_argument("--device")
     p.add_argument("--out", required=True, help="compressed file to write")

@@ -105,7 +105,7 @@ def compress(
     model: str | None = None,
     data: str | None = None,
     finetune_epochs: int = 0,
-    finetune_lr: float = 0.001,
+    finetune_lr: float = 0.01,
     scope: str = "per_layer",
     profile: str = "uniform",
     fc_bits: int | None = None,
