@@ -6,7 +6,6 @@ import dataclasses
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import time
 from pathlib import Path
@@ -49,8 +48,15 @@ def test_grid_expansion_counts_and_values() -> None:
 
 def test_builtin_studies_follow_the_paper_and_the_study() -> None:
     assert set(builtin_studies()) >= {
-        "grid", "compare", "macro", "batchnorm", "transfer", "squeeze-ratio", "pct3x3", "bypass"
-    }  # fmt: skip
+        "grid",
+        "compare",
+        "macro",
+        "batchnorm",
+        "transfer",
+        "squeeze-ratio",
+        "pct3x3",
+        "bypass",
+    }
     grid = load_study("grid").expand()
     assert len(grid) == 2 * 3 * 3 * 3 * 2  # models x batch x lr x momentum x wd (Table 2)
     assert {r.weight_decay for r in grid} == {0.0, 0.0002}
@@ -141,8 +147,9 @@ def test_failing_run_is_recorded_and_study_goes_on(tmp_path: Path) -> None:
 
 
 def test_diverged_runs_are_recorded(tmp_path: Path) -> None:
-    spec = parse_study(STUDY.replace("lr = [0.05, 0.01]", "lr = [1e6]").replace(
-        "batch_norm = true\n", ""), "boom")  # fmt: skip
+    spec = parse_study(
+        STUDY.replace("lr = [0.05, 0.01]", "lr = [1e6]").replace("batch_norm = true\n", ""), "boom"
+    )
     counts = run_study(spec, tmp_path / "s.db", log=lambda m: None)
     assert counts["diverged"] == 4
 
@@ -252,35 +259,44 @@ def test_store_survives_a_corrupt_file_with_a_clear_error(tmp_path: Path) -> Non
 def test_kill_and_restart_runs_each_run_once(tmp_path: Path) -> None:
     study = tmp_path / "k.toml"
     study.write_text(
-        STUDY.replace("epochs = 1", "epochs = 2").replace("synthetic:200", "synthetic:400")
+        STUDY.replace("epochs = 1", "epochs = 2").replace("synthetic:200", "synthetic:1000")
     )
     ref_db, db = tmp_path / "ref.db", tmp_path / "k.db"
-    run_cli("study", "run", str(study), "--db", str(ref_db))
+    run_cli("study", "run", str(study), "--db", str(ref_db), "--runs-dir", str(tmp_path / "ref"))
+    runs_dir = tmp_path / "runs"
     proc = subprocess.Popen(
-        ["squeezelab", "study", "run", str(study), "--db", str(db)],
+        ["squeezelab", "study", "run", str(study), "--db", str(db), "--runs-dir", str(runs_dir)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    # Kill once a few runs have finished and another is mid-way.
+
+    def mid_run() -> bool:
+        # Two runs finished, and another has checkpointed epoch 1 but not finished.
+        finished = list(runs_dir.glob("*/result.json"))
+        started = [
+            p
+            for p in runs_dir.glob("*/checkpoint.safetensors")
+            if not (p.parent / "result.json").exists()
+        ]
+        return len(finished) >= 2 and bool(started)
+
     deadline = time.time() + 300
-    while time.time() < deadline:
-        time.sleep(0.2)
-        if db.exists():
-            done = sqlite3.connect(db).execute("SELECT COUNT(*) FROM runs WHERE status='done'")
-            if done.fetchone()[0] >= 3:
-                time.sleep(1.0)
-                break
+    while not mid_run() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     with Store(db) as store:
-        assert store.status_counts("k")["done"] < 8
-    run_cli("study", "run", str(study), "--db", str(db))
+        assert 2 <= store.status_counts("k")["done"] < 8
+        assert store.status_counts("k")["running"] == 1  # the run the kill interrupted
+    run_cli("study", "run", str(study), "--db", str(db), "--runs-dir", str(runs_dir))
     with Store(db) as store, Store(ref_db) as ref:
         got = {r["key"]: (r["val_acc"], r["test_acc"]) for r in store.runs("k")}
         want = {r["key"]: (r["val_acc"], r["test_acc"]) for r in ref.runs("k")}
         assert got == want and len(got) == 8
         assert all(len(store.metrics(k)) == 2 for k in got)
         assert store.conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 8
+        attempts = sorted(r["attempts"] for r in store.runs("k"))
+        assert attempts == [1] * 7 + [2]  # only the interrupted run ran twice (and resumed)
 
 
 @pytest.mark.slow

@@ -57,8 +57,12 @@ def init_from(model: nn.Module, source: str, model_name: str) -> list[str]:
             f"{trunk_missing[:5]}, unexpected {unexpected[:5]}"
         )
     model.load_state_dict(matched, strict=False)
-    if any(not _is_addition(k) for k in reinit):
-        warnings.warn(f"re-initialized {len(reinit)} tensors: {reinit}", stacklevel=2)
+    head_reinit = [k for k in reinit if not _is_addition(k)]
+    if head_reinit:
+        warnings.warn(
+            f"{source}: re-initialized {', '.join(head_reinit)} (the class count differs)",
+            stacklevel=2,
+        )
     return reinit
 
 
