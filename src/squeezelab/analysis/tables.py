@@ -255,5 +255,5 @@ def design_table(
         title,
         [axis, "Parameters", "Size (MB)", "Accuracy (%)", "SD", "Seeds"],
         rows,
-        formats={"Parameters": "{:,}", "Size (MB)": "{:.2f}"},
+        formats={axis: "{:g}", "Parameters": "{:,}", "Size (MB)": "{:.2f}"},
     )

@@ -13,7 +13,7 @@ import os
 import pickle
 import tarfile
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -241,7 +241,12 @@ def _load_cifar(name: str, path: Path, data_dir: str | os.PathLike[str] | None) 
 # --- Image folders and archives ----------------------------------------------------------
 
 
-def _cached(path: Path, data_dir, progress: bool, decode) -> ImageSet:
+def _cached(
+    path: Path,
+    data_dir: str | os.PathLike[str] | None,
+    progress: bool,
+    decode: Callable[[Path, bool], ImageSet],
+) -> ImageSet:
     key = _content_hash(path)
     target = cache_dir(data_dir) / f"images-{key}.npz"
     if target.is_file():

@@ -209,7 +209,6 @@ def _pretrain(raw: dict[str, Any] | None, where: str) -> dict[str, Any] | None:
 
 __all__ = [
     "BestOf",
-    "RunConfig",
     "StudySpec",
     "builtin_studies",
     "load_study",

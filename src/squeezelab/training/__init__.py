@@ -2,7 +2,8 @@
 
 from .checkpoint import CheckpointError, load_checkpoint, load_weights, save_checkpoint
 from .config import ConfigError, RunConfig, field_names, from_dict
-from .loop import RunDirError, RunResult, evaluate, load_splits, train
+from .loop import RunResult, evaluate, load_splits, train
+from .rundir import RunDirError
 
 __all__ = [
     "CheckpointError",

@@ -11,7 +11,6 @@ import functools
 import json
 import math
 import os
-import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -22,12 +21,19 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from .. import __version__
 from ..data import Batches, Preprocess, Source, Splits, load_source, split_source, to_tensor
 from ..models import get_model
 from ..models.complexity import check_input_size
-from .checkpoint import TrainingState, load_checkpoint, save_checkpoint
+from .checkpoint import TrainingState, save_checkpoint
 from .config import RunConfig
+from .rundir import (
+    CHECKPOINT,
+    check_same_run,
+    prepare_dir,
+    recipe,
+    write_json,
+    write_lines,
+)
 from .runtime import (
     autocast,
     pick_device,
@@ -39,12 +45,7 @@ from .runtime import (
 from .schedules import build_scheduler, current_lr, steps_per_iteration
 from .transfer import init_from
 
-CHECKPOINT = "checkpoint.safetensors"
 DIVERGENCE_CHECK_EVERY = 10  # optimizer steps between finite-loss checks (each one syncs)
-
-
-class RunDirError(RuntimeError):
-    """A run directory holds another run, or a finished one was asked to start again."""
 
 
 @dataclass
@@ -92,9 +93,9 @@ def train(
     cfg.validate()
     out = Path(out_dir)
     if (out / "result.json").is_file() and resume:
-        _check_same_run(out, cfg)
+        check_same_run(out, cfg)
         return RunResult(**json.loads((out / "result.json").read_text()))
-    state = _prepare_dir(out, cfg, resume)
+    state = prepare_dir(out, cfg, resume)
     dev = pick_device(device)
     precision = resolve_precision(cfg.precision, dev)
     show = sys.stderr.isatty() if progress is None else progress
@@ -111,7 +112,7 @@ def train(
         set_rng_state(state.rng, parts.generator)
         history, start = state.history, state.epoch
         _log(f"resuming {out} after epoch {start}/{cfg.epochs}", verbose)
-    _write_json(out / "config.json", _recipe(cfg, dev, precision, parts.num_classes))
+    write_json(out / "config.json", recipe(cfg, dev, precision, parts.num_classes))
     diverged = any(row.get("diverged") for row in history)
     for epoch in range(start + 1, cfg.epochs + 1):
         if diverged:
@@ -131,34 +132,9 @@ def train(
                 scaler=parts.scaler.state_dict() if parts.scaler is not None else None,
             ),
         )
-        _write_lines(out / "metrics.jsonl", history)
+        write_lines(out / "metrics.jsonl", history)
         _log(_format_row(row, cfg.epochs), verbose)
     return _finish(out, cfg, parts, dev, precision, history)
-
-
-def _prepare_dir(out: Path, cfg: RunConfig, resume: bool) -> TrainingState | None:
-    if (out / CHECKPOINT).is_file() or (out / "result.json").is_file():
-        if not resume:
-            raise RunDirError(
-                f"{out} already holds a run; pass --resume to continue it or choose another --out"
-            )
-        _check_same_run(out, cfg)
-        return load_checkpoint(out / CHECKPOINT) if (out / CHECKPOINT).is_file() else None
-    out.mkdir(parents=True, exist_ok=True)
-    return None
-
-
-def _check_same_run(out: Path, cfg: RunConfig) -> None:
-    path = out / "config.json"
-    if not path.is_file():
-        return
-    stored = json.loads(path.read_text())["config"]
-    differ = sorted(k for k, v in cfg.to_dict().items() if stored.get(k) != v)
-    if differ:
-        raise RunDirError(
-            f"{out} holds a run with a different config (fields {', '.join(differ)}); "
-            "choose another --out"
-        )
 
 
 @functools.lru_cache(maxsize=2)
@@ -334,51 +310,8 @@ def _finish(
         checkpoint=str(out / CHECKPOINT),
         train_s=sum(row["epoch_s"] for row in history),
     )
-    _write_json(out / "result.json", result.to_dict())
+    write_json(out / "result.json", result.to_dict())
     return result
-
-
-def _recipe(cfg: RunConfig, dev: torch.device, precision: str, num_classes: int) -> dict[str, Any]:
-    """The resolved config with what produced it (package, torch, git commit, device)."""
-    return {
-        "config": cfg.to_dict(),
-        "key": cfg.key(),
-        "num_classes": num_classes,
-        "squeezelab": __version__,
-        "torch": torch.__version__,
-        "git_commit": _git_commit(),
-        "device": str(dev),
-        "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
-        "precision": precision,
-        "threads": torch.get_num_threads(),
-    }
-
-
-@functools.cache
-def _git_commit() -> str | None:
-    try:
-        return subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=Path(__file__).parent,
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-def _write_json(path: Path, value: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(value, indent=2) + "\n")
-    os.replace(tmp, path)
-
-
-def _write_lines(path: Path, rows: list[dict[str, Any]]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("".join(json.dumps(row) + "\n" for row in rows))
-    os.replace(tmp, path)
 
 
 def _format_row(row: dict[str, Any], epochs: int) -> str:

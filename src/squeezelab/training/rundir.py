@@ -1,0 +1,92 @@
+"""The run directory: its recipe, atomic JSON writes, and checks before (re)starting a run."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .. import __version__
+from .checkpoint import TrainingState, load_checkpoint
+from .config import RunConfig
+
+CHECKPOINT = "checkpoint.safetensors"
+
+
+class RunDirError(RuntimeError):
+    """A run directory holds another run, or a finished one was asked to start again."""
+
+
+def prepare_dir(out: Path, cfg: RunConfig, resume: bool) -> TrainingState | None:
+    """Create ``out``, or with ``resume`` return its last checkpoint's state (None if none)."""
+    if (out / CHECKPOINT).is_file() or (out / "result.json").is_file():
+        if not resume:
+            raise RunDirError(
+                f"{out} already holds a run; pass --resume to continue it or choose another --out"
+            )
+        check_same_run(out, cfg)
+        return load_checkpoint(out / CHECKPOINT) if (out / CHECKPOINT).is_file() else None
+    out.mkdir(parents=True, exist_ok=True)
+    return None
+
+
+def check_same_run(out: Path, cfg: RunConfig) -> None:
+    """Refuse to resume a directory that holds a run of another config."""
+    path = out / "config.json"
+    if not path.is_file():
+        return
+    stored = json.loads(path.read_text())["config"]
+    differ = sorted(k for k, v in cfg.to_dict().items() if stored.get(k) != v)
+    if differ:
+        raise RunDirError(
+            f"{out} holds a run with a different config (fields {', '.join(differ)}); "
+            "choose another --out"
+        )
+
+
+def recipe(cfg: RunConfig, dev: torch.device, precision: str, num_classes: int) -> dict[str, Any]:
+    """The resolved config with what produced it (package, torch, git commit, device)."""
+    return {
+        "config": cfg.to_dict(),
+        "key": cfg.key(),
+        "num_classes": num_classes,
+        "squeezelab": __version__,
+        "torch": torch.__version__,
+        "git_commit": _git_commit(),
+        "device": str(dev),
+        "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
+        "precision": precision,
+        "threads": torch.get_num_threads(),
+    }
+
+
+@functools.cache
+def _git_commit() -> str | None:
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def write_json(path: Path, value: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(value, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def write_lines(path: Path, rows: list[dict[str, Any]]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    os.replace(tmp, path)
