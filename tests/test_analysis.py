@@ -52,6 +52,13 @@ def test_paired_test_matches_scipy_and_effect_size() -> None:
     assert one.p == pytest.approx(stats.ttest_rel(a, b, alternative="greater").pvalue)
 
 
+def test_paired_test_degenerate_differences() -> None:
+    same = paired_test([1.0, 2.0, 3.0], [1.0, 2.0, 3.0])
+    assert (same.t, same.p, same.cohen_dz, same.wilcoxon_p) == (0.0, 1.0, 0.0, 1.0)
+    shifted = paired_test([2.0, 3.0, 4.0], [1.0, 2.0, 3.0], alternative="less")
+    assert shifted.t == math.inf and shifted.p == 1.0 and shifted.mean_diff == 1.0
+
+
 def test_holm_matches_hand_computation() -> None:
     # p sorted: 0.01 (x4 = 0.04), 0.02 (x3 = 0.06), 0.03 (x2 = 0.06), 0.04 (x1 = 0.04 -> 0.06)
     assert holm([0.04, 0.01, 0.03, 0.02]) == pytest.approx([0.06, 0.04, 0.06, 0.06])

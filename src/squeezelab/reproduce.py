@@ -13,7 +13,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from .studies.spec import StudySpec, _axis_value, load_study, tomllib
+from .studies.spec import StudySpec, load_study, parse_axis_value, tomllib
 from .training.config import ConfigError, coerce
 
 OBJECTIVES = ("grid", "compare", "macro", "batchnorm", "transfer")
@@ -42,7 +42,7 @@ def apply_preset(spec: StudySpec, preset: dict[str, Any]) -> StudySpec:
     overrides = {**preset.get("all", {}), **section}
     changes: dict[str, Any] = {}
     if axes is not None:
-        changes["axes"] = {k: [_axis_value(k, v, where) for v in vs] for k, vs in axes.items()}
+        changes["axes"] = {k: [parse_axis_value(k, v, where) for v in vs] for k, vs in axes.items()}
     if pretrain is not None:
         changes["pretrain"] = {k: coerce(k, v, where) for k, v in pretrain.items()}
     if seeds is not None:

@@ -94,11 +94,11 @@ def paired_test(
     d = a - b
     ci = summarize(d)
     sd = float(d.std(ddof=1))
-    if sd == 0:
-        t, p = (
-            (math.inf if d.mean() > 0 else -math.inf if d.mean() < 0 else 0.0),
-            float(d.mean() == 0),
-        )
+    mean = float(d.mean())
+    if sd == 0:  # identical differences: scipy's t is undefined; the sign decides
+        t = math.copysign(math.inf, mean) if mean else 0.0
+        favoured = {"two-sided": mean != 0, "greater": mean > 0, "less": mean < 0}[alternative]
+        p = 0.0 if favoured else 1.0
     else:
         res = stats.ttest_rel(a, b, alternative=alternative)
         t, p = float(res.statistic), float(res.pvalue)
@@ -107,7 +107,7 @@ def paired_test(
         wilcoxon_w, wilcoxon_p = float(w.statistic), float(w.pvalue)
     else:
         wilcoxon_w, wilcoxon_p = 0.0, 1.0
-    dz = float(d.mean() / sd) if sd > 0 else math.copysign(math.inf, d.mean() or 1.0)
+    dz = mean / sd if sd > 0 else (math.copysign(math.inf, mean) if mean else 0.0)
     return PairedTest(
         int(a.size),
         float(d.mean()),

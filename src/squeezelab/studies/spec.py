@@ -135,7 +135,7 @@ def parse_study(text: str, name: str, source: str = "<string>") -> StudySpec:
     for k, values in raw.get("axes", {}).items():
         if not isinstance(values, list) or not values:
             raise ConfigError(f"{where} [axes]: {k!r} must be a non-empty list of values")
-        axes[k] = [_axis_value(k, v, where) for v in values]
+        axes[k] = [parse_axis_value(k, v, where) for v in values]
     points = tuple(
         {k: coerce(k, v, f"{where} [[points]]") for k, v in p.items()}
         for p in raw.get("points", [])
@@ -176,7 +176,8 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
     return out
 
 
-def _axis_value(name: str, value: Any, where: str) -> Any:
+def parse_axis_value(name: str, value: Any, where: str) -> Any:
+    """Coerce one axis value; ``init = "none"`` means training from scratch."""
     if name == "init" and value == "none":
         return None
     return coerce(name, value, f"{where} [axes]")
