@@ -6,6 +6,8 @@ fresh initialization (the study's objective 5, transfer learning).
 
 from __future__ import annotations
 
+import contextlib
+import io
 import warnings
 
 import torch
@@ -25,7 +27,9 @@ def imagenet_weights(model_name: str) -> dict[str, torch.Tensor]:
             f"torchvision publishes no ImageNet weights for {model_name!r}"
         ) from None
     try:
-        return weights.get_state_dict(progress=False)
+        # torch.hub announces "Downloading ..." even when offline; our error says what matters.
+        with contextlib.redirect_stderr(io.StringIO()):
+            return weights.get_state_dict(progress=False)
     except Exception as err:
         raise CheckpointError(
             f"could not download torchvision's ImageNet weights for {model_name} ({err}). "
