@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..data import Batches, Preprocess, to_tensor
+from ..data import Batches, Preprocess
 from ..training.config import RunConfig
 from ..training.loop import evaluate, load_splits
 from ..training.runtime import autocast, pick_device, resolve_precision
@@ -27,11 +27,9 @@ class Tuner:
         self.dev = pick_device(device)
         self.precision = resolve_precision(self.cfg.precision, self.dev)
         self.pre = Preprocess(self.cfg.image_size, self.dev)
-        self.test, self.val = (self._batches(s, 256) for s in (self.splits.test, self.splits.val))
-
-    def _batches(self, part: Any, batch_size: int, **kwargs: Any) -> Batches:
-        images, labels = to_tensor(part, self.dev), torch.from_numpy(part.labels).to(self.dev)
-        return Batches(images, labels, batch_size, self.pre, **kwargs)
+        self.test, self.val = (
+            Batches.of(s, 256, self.pre) for s in (self.splits.test, self.splits.val)
+        )
 
     def accuracy(self, model: nn.Module) -> float:
         """Test accuracy in percent."""
@@ -44,8 +42,8 @@ class Tuner:
         params = [p for p in model.parameters() if p.requires_grad]
         opt = torch.optim.SGD(params, lr=lr, momentum=0.9, nesterov=True)
         gen = torch.Generator().manual_seed(self.cfg.seed)
-        batches = self._batches(
-            self.splits.train, self.cfg.batch_size, generator=gen, augment=True, drop_last=True
+        batches = Batches.of(
+            self.splits.train, self.cfg.batch_size, self.pre, gen, augment=True, drop_last=True
         )
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs * len(batches))
         for _ in range(epochs):

@@ -91,6 +91,23 @@ class Batches:
         self.augment = augment
         self.drop_last = drop_last
 
+    @classmethod
+    def of(
+        cls,
+        part: ImageSet,
+        batch_size: int,
+        preprocess: Preprocess,
+        generator: torch.Generator | None = None,
+        augment: bool = False,
+        drop_last: bool = False,
+    ) -> Batches:
+        """Batch an image set on the device ``preprocess`` runs on."""
+        dev = preprocess.mean.device
+        labels = torch.from_numpy(part.labels).to(dev)
+        return cls(
+            to_tensor(part, dev), labels, batch_size, preprocess, generator, augment, drop_last
+        )
+
     def __len__(self) -> int:
         n = len(self.labels)
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from ..data import Batches, Preprocess, to_tensor
+from ..data import Batches, Preprocess
 from ..models import get_model
 from .checkpoint import CheckpointError, load_weights
 from .config import RunConfig, from_dict
@@ -50,11 +50,6 @@ def evaluate_run(
     part = splits.get(split)
     dev = pick_device(device)
     model = model.to(dev, memory_format=torch.channels_last)
-    batches = Batches(
-        to_tensor(part, dev),
-        torch.from_numpy(part.labels).to(dev),
-        256,
-        Preprocess(cfg.image_size, dev),
-    )
+    batches = Batches.of(part, 256, Preprocess(cfg.image_size, dev))
     loss, acc, n = evaluate(model, batches, dev, resolve_precision(cfg.precision, dev))
     return {"accuracy": acc, "loss": loss, "n": n}

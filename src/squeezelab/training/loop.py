@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from ..data import Batches, Preprocess, Source, Splits, load_source, split_source, to_tensor
+from ..data import Batches, Preprocess, Source, Splits, load_source, split_source
 from ..models import get_model
 from ..models.complexity import check_input_size
 from .checkpoint import TrainingState, save_checkpoint
@@ -165,21 +165,16 @@ def _build(
     model = model.to(dev, memory_format=torch.channels_last)
     preprocess = Preprocess(cfg.image_size, dev)
     generator = torch.Generator().manual_seed(cfg.seed)
-    n_train = len(splits.train)
-    train = Batches(
-        to_tensor(splits.train, dev),
-        torch.from_numpy(splits.train.labels).to(dev),
+    train = Batches.of(
+        splits.train,
         cfg.batch_size,
         preprocess,
         generator,
         augment=True,
-        drop_last=n_train % cfg.batch_size == 1,  # a 1-image batch breaks batch norm
+        drop_last=len(splits.train) % cfg.batch_size == 1,  # a 1-image batch breaks batch norm
     )
     eval_bs = max(256, cfg.batch_size)
-    val, test = (
-        Batches(to_tensor(s, dev), torch.from_numpy(s.labels).to(dev), eval_bs, preprocess)
-        for s in (splits.val, splits.test)
-    )
+    val, test = (Batches.of(s, eval_bs, preprocess) for s in (splits.val, splits.test))
     optimizer = torch.optim.SGD(
         model.parameters(),
         lr=cfg.lr,
