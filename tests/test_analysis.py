@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -13,9 +14,12 @@ from scipy import stats
 
 from squeezelab.analysis import build_report, holm, paired_test, pearson, summarize
 from squeezelab.results import Store, StoreError
+from squeezelab.studies.spec import builtin_studies, load_study
 from squeezelab.training import RunConfig
 
 from .conftest import last_json, run_cli
+
+PUBLISHED = Path(__file__).parents[1] / "src" / "squeezelab" / "analysis" / "published"
 
 # --- statistics ----------------------------------------------------------------------------
 
@@ -68,6 +72,17 @@ def test_holm_matches_hand_computation() -> None:
 # --- report from a store made here ---------------------------------------------------------
 
 
+OFFLINE_SOURCE = "pretrained here on synthetic:3000 (ImageNet weights unavailable offline)"
+
+
+def _spec(study: str) -> dict:
+    """The stored spec of a study: the built-in file's, claims and [report] included."""
+    if study in builtin_studies():
+        notes = {"transfer_source": OFFLINE_SOURCE} if study == "transfer" else {}
+        return {**dataclasses.asdict(load_study(study)), "notes": notes}
+    return {"name": study}
+
+
 def _add(
     store: Store,
     study: str,
@@ -77,7 +92,7 @@ def _add(
     diverged: bool = False,
     curve: list[float] | None = None,
 ) -> None:
-    store.add_study(study, {"name": study}, [(cfg.key(), cfg.to_dict(), role)])
+    store.add_study(study, _spec(study), [(cfg.key(), cfg.to_dict(), role)])
     curve = curve or [acc]
     history = [
         {
@@ -171,6 +186,8 @@ def test_report_has_every_section_and_store_numbers(full_store: Path, tmp_path: 
     summary = build_report(full_store, out)
     md = (out / "report.md").read_text()
     for heading in (
+        "What these results are",
+        "Protocol, as declared",
         "Objective 1",
         "Objective 2",
         "Objective 3",
@@ -179,36 +196,59 @@ def test_report_has_every_section_and_store_numbers(full_store: Path, tmp_path: 
         "Paper: squeeze ratio",
         "Paper: bypass",
         "Model size",
-        "claims, tested",
+        "Table 1: training time",
+        "The claims, tested",
+        "The study's own data, re-analysed",
     ):
         assert heading in md
-    assert {"figure_4.png", "figure_5.png", "figure_squeeze-ratio.png"} <= set(summary["figures"])
+    figures = {"compare_curves.png", "macro_relative.png", "squeeze-ratio_design.png"}
+    assert figures | {"grid_heatmap.png"} <= set(summary["figures"])
     html = (out / "report.html").read_text()
     assert html.count("data:image/png;base64,") == len(summary["figures"])
-    # Table A1 holds the store's numbers, diverged runs marked.
+    # The grid table holds the store's numbers beside the study's, diverged runs marked.
     with Store(full_store) as s:
         grid = {
             (r["config"]["model"], r["config"]["batch_size"], r["config"]["lr"]): r
             for r in s.runs("grid")
         }
-    rows = _csv(out / "table_a1_grid.csv")
+    a1 = {
+        (r["model"], int(r["batch_size"]), float(r["lr"])): r["test_acc"]
+        for r in _csv(PUBLISHED / "table_a1.csv")
+        if float(r["momentum"]) == 0.9 and float(r["weight_decay"]) == 0.0
+    }
+    rows = _csv(out / "table_grid.csv")
     assert len(rows) == 4
     for row in rows:
-        key = ("squeezenet1_0", int(row["Batch size"]), float(row["Learning rate"]))
-        assert float(row["SqueezeNet 1.0 accuracy (%)"]) == pytest.approx(grid[key]["test_acc"])
-    assert any(row["AlexNet accuracy (%)"].endswith("†") for row in rows)
-    # Batch norm: paired t over the 6 conditions equals scipy's on the same numbers.
-    bn_claim = next(c for c in summary["claims"] if "Batch norm" in c["claim"])
-    lr_m = [(lr, m) for lr in (0.1, 0.05, 0.01) for m in (0.9, 0.5)]
-    ref = stats.ttest_rel([55 + 10 * lr + m for lr, m in lr_m], [45 + 20 * lr for lr, m in lr_m])
-    assert bn_claim["p"] == pytest.approx(ref.pvalue)
-    assert bn_claim["verdict"] == "supported"
-    table_a3 = _csv(out / "table_batchnorm.csv")
-    assert len(table_a3) == 6
-    assert "Source weights" in md
-    # Holm across the four claims.
-    ps = [c["p"] for c in summary["claims"]]
-    assert [c["p_holm"] for c in summary["claims"]] == pytest.approx(holm(ps))
+        key = ("squeezenet1_0", int(row["batch_size"]), float(row["lr"]))
+        ours = float(row["SqueezeNet 1.0: test acc (%)"])
+        assert ours == pytest.approx(grid[key]["test_acc"])
+        assert row["SqueezeNet 1.0: study (%)"] == a1[key]  # as published, "nan" kept
+        if a1[key] != "nan":
+            diff = float(row["SqueezeNet 1.0: ours - study"])
+            assert diff == pytest.approx(ours - float(a1[key]))
+    assert any(row["AlexNet: test acc (%)"].endswith("†") for row in rows)
+    # Batch norm: paired t over the study's conditions (lr 0.05 / 0.01 here) equals scipy's.
+    bn = next(c for c in summary["claims"] if c["id"] == "batch-norm" and c["rule"] == "chance")
+    lr_m = [(lr, m) for lr in (0.05, 0.01) for m in (0.9, 0.5)]
+    ref = stats.ttest_rel(
+        [55 + 10 * lr + m for lr, m in lr_m],
+        [45 + 20 * lr for lr, m in lr_m],
+        alternative="greater",
+    )
+    assert bn["n"] == 4 and bn["p"] == pytest.approx(ref.pvalue)
+    assert bn["verdict"] == "supported"
+    assert len(_csv(out / "table_batchnorm.csv")) == 6
+    assert f"Source weights: {OFFLINE_SOURCE}" in md
+    transfer = [c for c in summary["claims"] if c["id"] == "transfer"]
+    assert transfer and all("not tested as the study did" in c["verdict"] for c in transfer)
+    # Holm within each (family, rule), over the conclusive claims only.
+    for fam in ("study", "paper"):
+        for rule in ("chance", "exclude"):
+            members = [
+                c for c in summary["claims"]
+                if c["family"] == fam and c["rule"] == rule and not c["reason"]
+            ]  # fmt: skip
+            assert [c["p_holm"] for c in members] == pytest.approx(holm([c["p"] for c in members]))
     sizes = _csv(out / "model_size.csv")
     assert {r["Model"] for r in sizes} == {"AlexNet", "SqueezeNet 1.0"}
 
@@ -225,7 +265,8 @@ def test_report_cli(full_store: Path, tmp_path: Path) -> None:
     summary = last_json(
         run_cli("report", "--db", str(full_store), "--out", str(tmp_path / "r"), "--json").stdout
     )
-    assert len(summary["claims"]) == 4
+    ids = {c["id"] for c in summary["claims"]}
+    assert {"alexnet-level", "size-vs-accuracy", "batch-norm", "transfer"} <= ids
     assert Path(summary["report"]).is_file()
 
 
@@ -248,7 +289,7 @@ def test_reproduce_quick_on_tiny_synthetic(tmp_path: Path) -> None:
     md = (out / "report" / "report.md").read_text()
     for heading in ("Objective 1", "Objective 2", "Objective 3", "Objective 4", "Objective 5"):
         assert heading in md
-    assert {"figure_4.png", "figure_5.png"} <= set(summary["figures"])
+    assert {"compare_curves.png", "macro_relative.png"} <= set(summary["figures"])
     with Store(out / "squeezelab.db") as s:
         assert set(s.studies()) == {"grid", "compare", "macro", "batchnorm", "transfer"}
         counts = {n: s.status_counts(n) for n in s.studies()}

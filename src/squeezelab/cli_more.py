@@ -104,18 +104,57 @@ def _results(args: argparse.Namespace) -> int:
 
 
 def _report_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--db", default=DEFAULT_DB)
+    p.add_argument("--db", default=DEFAULT_DB, help=f"the results store (default: {DEFAULT_DB})")
     p.add_argument("--out", default="report", help="output directory")
+    p.add_argument(
+        "--published",
+        action="store_true",
+        help="recompute the study's own statistics from its published tables (no store needed)",
+    )
     p.add_argument("--json", action="store_true", help="print a summary as JSON")
 
 
 @command("report", _report_args)
 def _report(args: argparse.Namespace) -> int:
     """Write report.html, report.md, tables (CSV) and figures (PNG) from a store."""
+    if args.published:
+        return _report_published(args.json)
     from .analysis import build_report
 
     summary = build_report(args.db, args.out)
     _print_summary(summary, args.json)
+    return 0
+
+
+def _report_published(as_json: bool) -> int:
+    from .analysis.published import analyze_published
+    from .studies.spec import builtin_studies, load_study
+
+    specs = [load_study(n) for n in builtin_studies()]
+    studies = [(s.name, list(s.claims), list(s.report.published)) for s in specs if s.claims]
+    results = analyze_published(studies)
+    if as_json:
+        _print_json({"claims": [r.to_dict() for r in results]})
+        return 0
+    print("The study's statistics recomputed from its published tables (Tables A1-A4):")
+    for rule in ("chance", "exclude"):
+        word = (
+            "diverged cells at chance (10%), the study's rule"
+            if rule == "chance"
+            else ("diverged cells excluded")
+        )
+        print(f"\n{word}:")
+        for r in (r for r in results if r.rule == rule):
+            if r.reason:
+                print(f"  [inconclusive] {r.label}: {r.reason}")
+                continue
+            print(
+                f"  [{r.verdict}] {r.label}: {r.statistic} = {r.value:.4f}, n = {r.n}, "
+                f"p = {r.p:.4g} ({r.hypothesis}), two-sided p = {r.p_two_sided:.4g}, "
+                f"Holm p = {r.p_holm:.4g}"
+                + (f"; {r.note}" if r.note else "")
+                + (f"  (the study: {r.published})" if r.published else "")
+            )
     return 0
 
 
@@ -125,15 +164,34 @@ def _print_summary(summary: dict, as_json: bool) -> None:
         return
     print(f"report: {summary['report']}")
     for claim in summary["claims"]:
-        print(f"  [{claim['verdict']}] {claim['claim']} (p_holm = {claim['p_holm']:.4g})")
+        label = claim["statement"] + (f" [{claim['stratum']}]" if claim["stratum"] else "")
+        why = claim["reason"] or (
+            f"p = {claim['p']:.4g}, Holm p = {claim['p_holm']:.4g}"
+            if claim["p"] is not None
+            else ""
+        )
+        print(f"  [{claim['verdict']}] ({claim['rule']}) {label}: {why}")
 
 
 def _reproduce_args(p: argparse.ArgumentParser) -> None:
-    from .reproduce import presets
+    from .studies.presets import presets
 
-    p.add_argument("--data", default="synthetic", help="data source (default: synthetic)")
+    p.add_argument(
+        "--data",
+        help="data source (default: the preset's: synthetic for quick, cifar10 for paper and "
+        "rigorous)",
+    )
     p.add_argument("--out", default="reproduction", help="output directory (store + report)")
-    p.add_argument("--preset", default="quick", choices=presets())
+    p.add_argument(
+        "--preset",
+        default="quick",
+        choices=presets(),
+        help="quick: minutes on a CPU; paper: the study's protocol, faithfully; rigorous: the "
+        "study's questions under a sound protocol (default: quick)",
+    )
+    p.add_argument(
+        "--dry-run", action="store_true", help="print the plan (every run's config) and stop"
+    )
     p.add_argument("--executor", default="local", choices=("local", "ray"))
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--address")
@@ -145,9 +203,18 @@ def _reproduce_args(p: argparse.ArgumentParser) -> None:
 @command("reproduce", _reproduce_args)
 def _reproduce(args: argparse.Namespace) -> int:
     """Run the study's five objectives in order and write the report."""
-    from .reproduce import reproduce
+    from .reproduce import plan_json, reproduce, resolve
     from .studies import parse_overrides
 
+    if args.dry_run:
+        plan = plan_json(args.preset, resolve(args.preset, args.data, parse_overrides(args.set)))
+        if args.json:
+            _print_json(plan)
+        else:
+            for name, s in plan["studies"].items():
+                print(f"{name:10s} {s['runs']:4d} runs {s['epochs']:6d} epochs  {s['note']}")
+            print(f"total      {plan['total_runs']:4d} runs {plan['total_epochs']:6d} epochs")
+        return 0
     summary = reproduce(
         args.data,
         args.out,

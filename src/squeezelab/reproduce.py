@@ -1,60 +1,76 @@
 """One-command reproduction: the study's five objectives in order, then the report.
 
-``compare`` takes its points from the ``grid`` just run; interrupting and re-running
-continues where it stopped (finished runs are skipped, interrupted ones resume).
+``compare`` takes its points from the ``grid`` just run (or, in the ``paper`` preset, the
+study's own Table 3 points); interrupting and re-running continues where it stopped
+(finished runs are skipped, interrupted ones resume). ``--dry-run`` prints the plan.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 import time
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from .studies.spec import StudySpec, load_study, parse_axis_value, tomllib
-from .training.config import ConfigError, coerce
+from .studies.presets import apply_preset, load_preset
+from .studies.spec import StudySpec, load_study
 
 OBJECTIVES = ("grid", "compare", "macro", "batchnorm", "transfer")
 
 
-def presets() -> list[str]:
-    folder = resources.files("squeezelab.studies") / "presets"
-    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".toml"))
+def resolve(
+    preset: str, data: str | None = None, overrides: dict[str, Any] | None = None
+) -> list[StudySpec]:
+    """The objectives' studies with the preset, ``--data`` and ``--set`` applied, in order."""
+    settings = load_preset(preset)
+    specs = []
+    for name in OBJECTIVES:
+        spec = apply_preset(load_study(name), settings)
+        top = dict(overrides or {})
+        if data is not None and "data" not in top:
+            top["data"] = data  # --set data=... is more specific than --data
+        if "data" not in spec.base and "data" not in top:
+            top["data"] = "synthetic"
+        specs.append(spec.with_overrides(top))
+    return specs
 
 
-def load_preset(name: str) -> dict[str, Any]:
-    """Read a preset: ``[all]`` overrides plus per-study overrides and axes."""
-    if name not in presets():
-        raise ConfigError(f"unknown preset {name!r}; presets: {', '.join(presets())}")
-    text = (resources.files("squeezelab.studies") / "presets" / f"{name}.toml").read_text()
-    return tomllib.loads(text)
-
-
-def apply_preset(spec: StudySpec, preset: dict[str, Any]) -> StudySpec:
-    """Apply a preset's ``[all]`` and ``[STUDY]`` sections to one study."""
-    where = f"preset [{spec.name}]"
-    section = dict(preset.get(spec.name, {}))
-    axes = section.pop("axes", None)
-    pretrain = section.pop("pretrain", None)
-    seeds = section.pop("seeds", None)
-    overrides = {**preset.get("all", {}), **section}
-    changes: dict[str, Any] = {}
-    if axes is not None:
-        changes["axes"] = {k: [parse_axis_value(k, v, where) for v in vs] for k, vs in axes.items()}
-    if pretrain is not None:
-        changes["pretrain"] = {k: coerce(k, v, where) for k, v in pretrain.items()}
-    if seeds is not None:
-        changes["seeds"] = tuple(seeds)
-    spec = dataclasses.replace(spec, **changes)
-    base = {**spec.base, **{k: coerce(k, v, where) for k, v in overrides.items()}}
-    # Fields fixed by the preset stop being axes, exactly as --set does.
-    return spec.with_overrides(base) if base else spec
+def plan_json(preset: str, specs: list[StudySpec]) -> dict[str, Any]:
+    """The reproduction's plan: every run's resolved config, counts and epochs per study."""
+    studies = {}
+    for spec in specs:
+        runs = spec.expand()
+        note = ""
+        if spec.best_of is not None:
+            note = (
+                f"points: the best of {spec.best_of.study!r} per "
+                f"{', '.join(spec.best_of.group_by)} on validation accuracy once it has run; "
+                "listed here: the study file's [[points]]"
+            )
+        if any(r.init == "imagenet" for r in runs):
+            note += (
+                "; init=imagenet: torchvision's weights when reachable, else a source pretrained "
+                f"on {(spec.pretrain or {}).get('data')} first"
+            ).lstrip("; ")
+        studies[spec.name] = {
+            "runs": len(runs),
+            "epochs": sum(r.epochs for r in runs),
+            "seeds": list(spec.seeds),
+            "claims": [c.id for c in spec.claims],
+            "note": note,
+            "configs": [r.to_dict() for r in runs],
+        }
+    return {
+        "preset": preset,
+        "protocol": specs[0].protocol if specs else {},
+        "total_runs": sum(s["runs"] for s in studies.values()),
+        "total_epochs": sum(s["epochs"] for s in studies.values()),
+        "studies": studies,
+    }
 
 
 def reproduce(
-    data: str,
+    data: str | None,
     out: str | Path,
     preset: str = "quick",
     overrides: dict[str, Any] | None = None,
@@ -69,12 +85,9 @@ def reproduce(
 
     out = Path(out)
     db = out / "squeezelab.db"
-    settings = load_preset(preset)
     t0 = time.perf_counter()
-    for name in OBJECTIVES:
-        spec = apply_preset(load_study(name), settings)
-        spec = spec.with_overrides({**(overrides or {}), "data": data})
-        print(f"== {name}: {spec.description}", file=sys.stderr, flush=True)
+    for spec in resolve(preset, data, overrides):
+        print(f"== {spec.name}: {spec.description}", file=sys.stderr, flush=True)
         run_study(spec, db, executor=executor, workers=workers, address=address, data_dir=data_dir)
     summary = build_report(db, out / "report")
     summary["wall_s"] = time.perf_counter() - t0

@@ -1,7 +1,10 @@
-"""The study's figures from the store: Figure 4 (accuracy per epoch) and Figure 5 (macro)."""
+"""The report's figures from the store: learning curves (the study's Figure 4), relative
+accuracy (Figure 5), design-space plots (the paper's Figure 3) and a grid heatmap (Table A1).
+"""
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -13,13 +16,25 @@ import numpy as np
 
 from .metrics import METRICS
 from .stats import summarize
-from .tables import fire_label, label, relative_accuracy
+from .tables import group, label, mean_acc, relative_points, value_label
 
 COLORS = {"alexnet": "tab:red", "squeezenet1_0": "tab:blue", "squeezenet1_1": "tab:green"}
 
 
-def figure_4(runs: list[dict[str, Any]], curves: dict[str, list[dict]], path: Path) -> str:
-    """Accuracy per epoch, one panel per scheduler: a line per seed, the mean and a 95% band."""
+def _save(fig: Any, path: Path) -> None:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def curves_figure(
+    runs: list[dict[str, Any]], curves: dict[str, list[dict]], path: Path, title: str
+) -> str:
+    """Accuracy per epoch, one panel per scheduler: a line per seed, the mean and a 95% band.
+
+    A diverged seed's curve stops where it diverged; the mean and band of the others go on
+    over the seeds still running (n is shown per epoch range in the legend).
+    """
     metric = (
         "test_acc"
         if any(m.get("test_acc") is not None for c in curves.values() for m in c)
@@ -43,17 +58,25 @@ def figure_4(runs: list[dict[str, Any]], curves: dict[str, list[dict]], path: Pa
             color = COLORS.get(model)
             for s in series:
                 ax.plot(range(1, len(s) + 1), s, color=color, alpha=0.3, lw=0.8)
-            length = min(len(s) for s in series)
-            stack = np.array([s[:length] for s in series])
+            length = max(len(s) for s in series)
+            stack = np.full((len(series), length), np.nan)
+            for i, s in enumerate(series):
+                stack[i, : len(s)] = s
             epochs = np.arange(1, length + 1)
-            mean = stack.mean(0)
-            ax.plot(epochs, mean, color=color, lw=2, label=f"{label(model)} (n={len(series)})")
-            if len(series) > 1:
-                bands = [summarize(stack[:, i]) for i in range(length)]
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                mean = np.nanmean(stack, 0)
+            short = sum(len(s) < length for s in series)
+            note = f", {short} stopped early" if short else ""
+            ax.plot(
+                epochs, mean, color=color, lw=2, label=f"{label(model)} (n={len(series)}{note})"
+            )
+            bands = [summarize(col[~np.isnan(col)]) for col in stack.T]
+            if any(b.n > 1 for b in bands):
                 ax.fill_between(
                     epochs,
-                    [b.ci_low for b in bands],
-                    [b.ci_high for b in bands],
+                    [b.ci_low if b.n > 1 else np.nan for b in bands],
+                    [b.ci_high if b.n > 1 else np.nan for b in bands],
                     color=color,
                     alpha=0.15,
                 )
@@ -61,69 +84,116 @@ def figure_4(runs: list[dict[str, Any]], curves: dict[str, list[dict]], path: Pa
         ax.set_xlabel("epoch")
         ax.set_ylabel(METRICS[metric].header)
         ax.grid(alpha=0.3)
-        ax.legend()
-    fig.suptitle(
-        "Figure 4: SqueezeNet vs AlexNet\nthin: one seed; thick: mean; band: 95% CI", fontsize=10
-    )
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+        ax.legend(fontsize=8)
+    fig.suptitle(f"{title}\nthin: one seed; thick: mean; band: 95% CI", fontsize=10)
+    _save(fig, path)
     return metric
 
 
-def figure_5(runs: list[dict[str, Any]], path: Path) -> None:
-    """Accuracy of each macro variant relative to plain SqueezeNet, per condition."""
-    items = relative_accuracy(runs)
-    conds = sorted({(i["run"]["config"]["lr"], i["run"]["config"]["momentum"]) for i in items})
-    deltas = sorted({i["delta"] for i in items})
+def relative_figure(
+    runs: list[dict[str, Any]], x: str, base_value: Any, path: Path, title: str
+) -> None:
+    """Each variant's accuracy minus the baseline's under the same condition (Figure 5)."""
+    items = relative_points(runs, x, base_value)
+    others = sorted(
+        {k for i in items for k, v in i["run"]["config"].items() if k not in (x, "seed")}
+    )
+    varying = [k for k in others if len({json_key(i["run"]["config"][k]) for i in items}) > 1]
+
+    def cond(i: dict) -> tuple:
+        return tuple(i["run"]["config"][k] for k in varying)
+
+    conds = sorted({cond(i) for i in items}, key=str)
+    values = sorted({i["x"] for i in items}, key=str)
     fig, ax = plt.subplots(figsize=(max(7, 1.1 * len(conds) + 2), 4.5))
-    width = 0.8 / max(len(deltas), 1)
-    for j, delta in enumerate(deltas):
+    width = 0.8 / max(len(values), 1)
+    for j, v in enumerate(values):
         heights = []
-        for cond in conds:
-            vals = [
-                i["rel"]
-                for i in items
-                if i["delta"] == delta
-                and (i["run"]["config"]["lr"], i["run"]["config"]["momentum"]) == cond
-            ]
-            heights.append(np.mean(vals) if vals else np.nan)
+        for c in conds:
+            rel = [i["rel"] for i in items if i["x"] == v and cond(i) == c]
+            heights.append(np.mean(rel) if rel else np.nan)
         ax.bar(
             np.arange(len(conds)) + j * width - 0.4 + width / 2,
             heights,
             width,
-            label=fire_label(delta),
+            label=value_label(x, v),
         )
     ax.axhline(0, color="black", lw=0.8)
-    ax.set_xticks(range(len(conds)), [f"lr {lr:g}\nm {m:g}" for lr, m in conds])
-    ax.set_ylabel(METRICS["rel_acc"].header)
-    ax.set_title(
-        "Figure 5: macro variants minus plain SqueezeNet,\nunder the same condition", fontsize=10
+    ax.set_xticks(
+        range(len(conds)),
+        [
+            "\n".join(
+                f"{k} {c[n]:g}" if isinstance(c[n], float) else f"{k} {c[n]}"
+                for n, k in enumerate(varying)
+            )
+            for c in conds
+        ],
     )
+    ax.set_ylabel(f"{METRICS['test_acc'].label} minus {value_label(x, base_value)} (points)")
+    ax.set_title(title, fontsize=10)
     ax.legend(fontsize=8)
     ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path)
 
 
-def design_figure(rows: list[list[Any]], axis: str, title: str, path: Path) -> None:
-    """Accuracy and size against one design-space axis (paper Figure 3 style)."""
-    xs = [r[0] for r in rows]
-    acc = [float(str(r[3]).rstrip("†")) if r[3] is not None else np.nan for r in rows]
-    size = [r[2] for r in rows]
+def json_key(v: Any) -> str:
+    return repr(v)
+
+
+def design_figure(
+    runs: list[dict[str, Any]], axis: str, params: dict[Any, int], path: Path, title: str
+) -> None:
+    """Accuracy (mean and 95% CI over seeds) and size against one design axis (paper Fig. 3)."""
+    cells = group(runs, (axis,))
+    xs = [k[0] for k in cells]
+    accs = [[r["test_acc"] for r in m if r["test_acc"] is not None] for m in cells.values()]
+    means = [np.mean(a) if a else np.nan for a in accs]
     fig, ax = plt.subplots(figsize=(6, 4))
-    positions = range(len(xs)) if isinstance(xs[0], str) else xs
-    ax.plot(positions, acc, "o-", color="tab:blue", label="accuracy")
+    categorical = any(isinstance(x, str) for x in xs)
+    pos = list(range(len(xs))) if categorical else xs
+    summaries = [summarize(a) if a else None for a in accs]
+    errs = [sm.mean - sm.ci_low if sm is not None and sm.n > 1 else 0.0 for sm in summaries]
+    ax.errorbar(pos, means, yerr=errs, fmt="o-", color="tab:blue", capsize=3)
     ax.set_xlabel(axis)
     ax.set_ylabel(METRICS["test_acc"].header, color="tab:blue")
-    if isinstance(xs[0], str):
-        ax.set_xticks(list(positions), xs)
+    if categorical:
+        ax.set_xticks(pos, [str(x) for x in xs])
     twin = ax.twinx()
-    twin.plot(positions, size, "s--", color="tab:gray", label="size")
+    twin.plot(pos, [params[x] * 4 / 1e6 for x in xs], "s--", color="tab:gray")
     twin.set_ylabel(METRICS["size_mb"].header, color="tab:gray")
-    ax.set_title(title, fontsize=10)
+    ax.set_title(f"{title}\nerror bars: 95% CI over seeds", fontsize=10)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path)
+
+
+def heatmap_figure(
+    runs: list[dict[str, Any]], rows: tuple[str, ...], panel: str | None, path: Path, title: str
+) -> None:
+    """A grid's mean test accuracy as a heatmap per panel value (e.g. per model)."""
+    half = max(1, len(rows) // 2)
+    ykeys, xkeys = rows[:half], rows[half:]
+    panels = group(runs, (panel,)) if panel else {("all",): runs}
+    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.5), squeeze=False)
+    for ax, ((pv,), members) in zip(axes[0], panels.items()):
+        ys = list(group(members, ykeys)) if ykeys else [()]
+        xs = list(group(members, xkeys)) if xkeys else [()]
+        cells = group(members, (*ykeys, *xkeys))
+        grid = np.array([[mean_acc(cells.get((*y, *x), [])) or np.nan for x in xs] for y in ys])
+        im = ax.imshow(grid, cmap="viridis", aspect="auto")
+        for (i, j), v in np.ndenumerate(grid):
+            if not np.isnan(v):
+                ax.text(j, i, f"{v:.1f}", ha="center", va="center", fontsize=7, color="white")
+        ax.set_xticks(
+            range(len(xs)),
+            ["\n".join(f"{k}={v}" for k, v in zip(xkeys, x)) for x in xs],
+            fontsize=7,
+        )
+        ax.set_yticks(
+            range(len(ys)),
+            [", ".join(f"{k}={v}" for k, v in zip(ykeys, y)) for y in ys],
+            fontsize=7,
+        )
+        ax.set_title(label(pv) if panel == "model" else str(pv), fontsize=9)
+        fig.colorbar(im, ax=ax, label=METRICS["test_acc"].header)
+    fig.suptitle(title, fontsize=10)
+    _save(fig, path)

@@ -1,8 +1,9 @@
 """Build the report from a store: tables (CSV), figures (PNG), statistics, report.md and .html.
 
-Sections appear only for the studies the store holds. Each of the study's claims is stated
-as a sentence with its verdict at alpha 0.05, computed from the data after Holm's correction
-across the family of tests.
+Nothing here knows a study by name: every section comes from what a study file declared and
+the store keeps with it, its ``[report]`` (table rows and columns, published tables to set
+beside ours, figures, a best-point table) and its ``[[claims]]`` (the tests, decided under
+both divergence rules, Holm-corrected within each family). Built-in and user studies alike.
 """
 
 from __future__ import annotations
@@ -10,45 +11,30 @@ from __future__ import annotations
 import functools
 import json
 import math
+import statistics
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..results import Store, StoreError
 from . import figures
-from .render import render_html, render_markdown
-from .stats import ALPHA, holm, paired_test, pearson, summarize, verdict
-from .tables import (
-    Table,
-    design_table,
-    finished,
-    label,
-    paired_table,
-    relative_accuracy,
-    table_3,
-    table_a1,
-    table_a2,
+from .claims import (
+    RULES,
+    ClaimResult,
+    ClaimSpec,
+    ReportSpec,
+    claim_from_dict,
+    evaluate_claims,
+    report_from_dict,
 )
+from .published import analyze_published, published_runs, published_value, table_1
+from .render import render_html, render_markdown
+from .selection import select_best
+from .stats import summarize
+from .tables import DIVERGED, Table, finished, group, label, mean_acc, value_label
 
-NONINFERIORITY_MARGIN = 2.0  # accuracy points
-
-
-@dataclass
-class Claim:
-    """One claim of the study, the test that decides it and the verdict."""
-
-    text: str
-    test: str
-    p: float
-    effect_ok: bool = True
-    p_holm: float | None = None
-
-    @property
-    def verdict(self) -> str:
-        p = self.p_holm if self.p_holm is not None else self.p
-        return verdict(p, ALPHA) if self.effect_ok else "not supported"
+PLAIN_EPOCHS, PLAIN_IMAGES = 10, 45_000  # the study's grid: 10 epochs over 45,000 images
 
 
 @dataclass
@@ -83,35 +69,13 @@ def complexity_of(config: dict[str, Any], num_classes: int = 10) -> tuple[int, i
     """(params, MACs) of the model a run config describes."""
     from ..training.config import from_dict
 
-    cfg = from_dict(config)
+    cfg = from_dict({k: v for k, v in config.items() if k != "init"})
     options = json.dumps(cfg.model_options(), sort_keys=True)
     return _complexity(cfg.model, options, cfg.image_size, num_classes)
 
 
-def _pairs(
-    runs: list[dict], field_name: str, is_treatment: Callable[[Any], bool]
-) -> tuple[list, list]:
-    """Match treatment and control runs that agree on every other config field."""
-
-    def key(r: dict) -> str:
-        return json.dumps({k: v for k, v in r["config"].items() if k != field_name}, sort_keys=True)
-
-    control = {key(r): r for r in runs if not is_treatment(r["config"][field_name])}
-    a, b = [], []
-    for r in runs:
-        if is_treatment(r["config"][field_name]) and key(r) in control:
-            a.append(r["test_acc"])
-            b.append(control[key(r)]["test_acc"])
-    return a, b
-
-
-def _test_text(t: Any) -> str:
-    return (
-        f"paired t = {t.t:.2f}, p = {t.p:.4g} ({t.alternative}); Wilcoxon W = {t.wilcoxon_w:.1f}, "
-        f"p = {t.wilcoxon_p:.4g}; mean difference {t.mean_diff:+.2f} points "
-        f"(95% CI {t.diff_ci_low:+.2f} to {t.diff_ci_high:+.2f}); "
-        f"Cohen's d_z = {t.cohen_dz:.2f}; n = {t.n} pairs"
-    )
+def _fmt(x: float | None, spec: str = "{:.2f}") -> str:
+    return "n/a" if x is None or not math.isfinite(x) else spec.format(x)
 
 
 class ReportBuilder:
@@ -121,284 +85,566 @@ class ReportBuilder:
         self.store, self.out = store, out
         self.sections: list[Section] = []
         self.tables: list[Table] = []
-        self.claims: list[Claim] = []
-        self.num_classes = 10
+        self.results: list[ClaimResult] = []
+        self.claims: list[ClaimSpec] = []
+        self.pending: list[tuple] = []  # (claim, runs, sources, caveat) to decide together
+        self.recipes = {
+            r["key"]: json.loads(r["recipe"]) for r in store.runs(role=None) if r.get("recipe")
+        }
+        recipes = list(self.recipes.values())
+        classes = Counter(r.get("num_classes", 10) for r in recipes).most_common(1)
+        self.num_classes = classes[0][0] if classes else 10
+        self.chance = 100.0 / self.num_classes
+        self.specs = {n: store.study_spec(n) or {} for n in store.studies()}
 
     def add_table(self, section: Section, table: Table) -> None:
         section.table(table)
         self.tables.append(table)
 
-    def runs(self, study: str) -> list[dict]:
-        return finished(self.store.runs(study)) if study in self.store.studies() else []
-
     def params_of(self, config: dict) -> int:
         return complexity_of(config, self.num_classes)[0]
 
-    # --- sections ---------------------------------------------------------------------
+    # --- what the results can show --------------------------------------------------------
 
-    def overview(self) -> None:
-        s = Section("Overview")
-        names = self.store.studies()
-        counts = {n: self.store.status_counts(n) for n in names}
-        rows = [
-            [n, *(c[k] for k in ("done", "diverged", "failed", "running", "left"))]
-            for n, c in counts.items()
+    def header(self) -> None:
+        s = Section("What these results are")
+        runs = finished(self.store.runs(role=None))
+        protocols = {
+            json.dumps(sp.get("protocol") or {}, sort_keys=True) for sp in self.specs.values()
+        }
+        names = sorted({json.loads(p).get("name", "custom") for p in protocols})
+        data = Counter(r["config"]["data"] for r in runs)
+        epochs = sorted({r["config"]["epochs"] for r in runs})
+        images = Counter(
+            self.recipes.get(r["key"], {}).get("train_images") or r["config"].get("train_subset")
+            for r in runs
+        )
+        images.pop(None, None)
+        s.text(
+            f"Preset: {', '.join(names) or 'none (study files run directly)'}. "
+            f"Data: {'; '.join(f'{k} ({v} runs)' for k, v in data.items()) or 'none'}. "
+            f"Epochs per run: {', '.join(map(str, epochs)) or 'n/a'}. "
+            "Training images per run: "
+            + (", ".join(f"{k:,}" for k in sorted(images)) if images else "not recorded")
+            + f". {len(runs)} finished runs; chance accuracy {self.chance:g}%."
+        )
+        short = epochs and max(epochs) < PLAIN_EPOCHS
+        small = images and max(images) < PLAIN_IMAGES
+        synthetic = any(str(d).startswith("synthetic") for d in data)
+        limits = []
+        if short or small:
+            limits.append(
+                "these runs are far shorter than the study's (10 epochs on 45,000 images; "
+                "50 epochs for the comparison), so their verdicts speak about this budget, "
+                "not about the study's question"
+            )
+        if synthetic:
+            limits.append(
+                "synthetic data is not CIFAR-10: it exercises the machinery and the tests, "
+                "and says nothing about CIFAR-10 accuracy"
+            )
+        if limits:
+            s.text("What they cannot show: " + "; ".join(limits) + ".")
+        else:
+            s.text("The runs match the study's budget; the verdicts below address its question.")
+        self.sections.append(s)
+
+    def protocol(self) -> None:
+        protocols = {}
+        for spec in self.specs.values():
+            p = spec.get("protocol") or {}
+            if p:
+                protocols[p.get("name", "custom")] = p
+        claims = [
+            (n, claim_from_dict(c)) for n, sp in self.specs.items() for c in sp.get("claims", [])
         ]
-        self.add_table(
-            s,
-            Table(
-                "studies",
-                "Studies in the store",
-                ["Study", "Done", "Diverged", "Failed", "Running", "Left"],
-                rows,
-            ),
-        )
-        recipes = [json.loads(r["recipe"]) for r in self.store.runs(role=None) if r.get("recipe")]
-        if recipes:
-            self.num_classes = Counter(r.get("num_classes", 10) for r in recipes).most_common(1)[0][
-                0
-            ]
-            env = Counter(
-                f"{r['device_name']} ({r['device']}, {r['precision']}, "
-                f"torch {r['torch']}, squeezelab {r['squeezelab']})"
-                for r in recipes
-            )
-            s.text(
-                "Runs were trained on: " + "; ".join(f"{k}: {v} runs" for k, v in env.items()) + "."
-            )
-            data = Counter(r["config"]["data"] for r in recipes)
-            s.text("Data: " + "; ".join(f"{k} ({v} runs)" for k, v in data.items()) + ".")
-        self.sections.append(s)
-
-    def model_sizes(self) -> None:
-        runs = finished(self.store.runs())
-        if not runs:
+        if not protocols and not claims:
             return
-        s = Section("Model size and accuracy")
-        size = Counter(r["config"]["image_size"] for r in runs).most_common(1)[0][0]
-        rows = []
-        for model in sorted({r["config"]["model"] for r in runs}):
-            plain = {"model": model, "image_size": size}
-            params, macs = complexity_of(plain, self.num_classes)
-            accs = [
-                r["test_acc"]
-                for r in runs
-                if r["config"]["model"] == model and r["test_acc"] is not None
-            ]
-            rows.append(
-                [label(model), params, params * 4 / 1e6, macs / 1e6, max(accs) if accs else None]
-            )
-        self.add_table(
-            s,
-            Table(
-                "model_size",
-                f"Model size (plain models, {self.num_classes} classes, {size}x{size}) "
-                "next to the best test accuracy in the store",
-                ["Model", "Parameters", "Size (MB)", "MACs (M)", "Best accuracy (%)"],
-                rows,
-                formats={"Parameters": "{:,}", "Size (MB)": "{:.2f}", "MACs (M)": "{:.1f}"},
-            ),
-        )
-        by = {r[0]: r for r in rows}
-        if "AlexNet" in by and "SqueezeNet 1.0" in by:
-            a, q = by["AlexNet"], by["SqueezeNet 1.0"]
-            s.text(
-                f"SqueezeNet 1.0 has {a[1] / q[1]:.0f}x fewer parameters than AlexNet "
-                f"({q[1]:,} vs {a[1]:,}); best accuracies {q[4]:.2f}% vs {a[4]:.2f}%."
-            )
-        self.sections.append(s)
-
-    def grid(self) -> None:
-        runs = self.runs("grid")
-        if not runs:
-            return
-        s = Section("Objective 1: grid search")
-        self.add_table(s, table_a1(runs))
-        self.add_table(s, table_3(runs))
-        self.sections.append(s)
-
-    def compare(self) -> None:
-        runs = self.runs("compare")
-        if not runs:
-            return
-        s = Section("Objective 2: SqueezeNet vs AlexNet")
-        notes = (self.store.study_spec("compare") or {}).get("notes", {})
-        if notes.get("points_from"):
-            s.text(f"Training points: {notes['points_from']}.")
-        rows = []
-        for model in sorted({r["config"]["model"] for r in runs}):
-            for sched in sorted({r["config"]["scheduler"] for r in runs}):
-                vals = [
-                    r["test_acc"]
-                    for r in runs
-                    if r["config"]["model"] == model
-                    and r["config"]["scheduler"] == sched
-                    and r["test_acc"] is not None
+        s = Section("Protocol, as declared before the runs")
+        for name, p in protocols.items():
+            s.text(f"**Preset {name}.** {p.get('summary', '')}")
+            if p.get("selection"):
+                s.text(f"Selection: {p['selection']}")
+            if p.get("seeds"):
+                s.text(f"Seeds: {p['seeds']}")
+            for d in p.get("deviations", []):
+                s.text(f"Deviation from the study: {d}")
+        if claims:
+            rows = [
+                [
+                    study,
+                    c.id,
+                    c.statement,
+                    c.hypothesis,
+                    c.test + (f" (margin {c.margin:g}: {c.margin_reason})" if c.margin else ""),
+                    c.metric,
+                    ", ".join(f"{k} in {v}" for k, v in c.where.items()) or "all runs",
+                    c.alpha,
+                    c.family,
+                    c.diverged,
                 ]
-                if vals:
-                    sm = summarize(vals)
-                    rows.append(
-                        [
-                            label(model),
-                            sched,
-                            sm.mean,
-                            _nan(sm.sd),
-                            _nan(sm.ci_low),
-                            _nan(sm.ci_high),
-                            sm.n,
-                        ]
-                    )
+                for study, c in claims
+            ]
+            self.add_table(
+                s,
+                Table(
+                    "protocol_claims",
+                    "Declared claims",
+                    [
+                        "Study",
+                        "Id",
+                        "Claim",
+                        "Hypothesis",
+                        "Test",
+                        "Metric",
+                        "Runs",
+                        "Alpha",
+                        "Holm family",
+                        "Diverged runs",
+                    ],
+                    rows,
+                    "Diverged runs count at chance under the 'chance' rule (the study's) and are "
+                    "dropped under 'exclude'; every claim is decided under both (sensitivity). "
+                    "Seeds are averaged within a condition before paired tests and correlations.",
+                ),
+            )
+        self.sections.append(s)
+
+    # --- one section per study ----------------------------------------------------------
+
+    def study(self, name: str) -> None:
+        runs = finished(self.store.runs(name))
+        if not runs:
+            return
+        spec = self.specs.get(name, {})
+        report = report_from_dict(spec.get("report"))
+        s = Section(report.title or spec.get("description") or name)
+        if spec.get("description"):
+            s.text(self._description(spec, runs))
+        notes = spec.get("notes", {})
+        for key, text in (
+            ("points_from", "Training points"),
+            ("transfer_source", "Source weights"),
+        ):
+            if notes.get(key):
+                s.text(f"{text}: {notes[key]}.")
+        published = [r for t in report.published for r in published_runs(t)]
+        self.add_table(s, self._study_table(name, runs, report, spec, published))
+        if report.best_by:
+            self._best(s, name, runs, report, published)
+        self._figures(s, name, runs, report, spec)
+        self._collect_claims(name, spec, runs)
+        self.sections.append(s)
+
+    def _description(self, spec: dict, runs: list[dict]) -> str:
+        epochs = sorted({r["config"]["epochs"] for r in runs})
+        seeds = sorted({r["config"]["seed"] for r in runs})
+        return (
+            f"{spec['description']}. As run: {len(runs)} runs, "
+            f"{'/'.join(map(str, epochs))} epochs, {len(seeds)} seed(s) per cell."
+        )
+
+    def _study_table(
+        self, name: str, runs: list[dict], report: ReportSpec, spec: dict, published: list[dict]
+    ) -> Table:
+        axes = [k for k in spec.get("axes", {}) if k != report.columns]
+        rows_by = list(report.rows) or axes or ["model"]
+        col_values = (
+            sorted({_key(r["config"][report.columns]) for r in runs}, key=str)
+            if report.columns
+            else [None]
+        )
+        cols = list(rows_by)
+        for cv in col_values:
+            head = f"{value_label(report.columns, _unkey(cv))}: " if report.columns else ""
+            cols += [f"{head}test acc (%)", f"{head}95% CI", f"{head}n"]
+            if published:
+                cols += [f"{head}study (%)", f"{head}ours - study"]
+        rows = []
+        for cell, members in group(runs, rows_by).items():
+            row: list[Any] = list(cell)
+            for cv in col_values:
+                sub = [
+                    r
+                    for r in members
+                    if report.columns is None or _key(r["config"][report.columns]) == cv
+                ]
+                row += self._acc_cells(sub)
+                if published:
+                    theirs = published_value(published, sub[0]["config"]) if sub else None
+                    ours = mean_acc(sub, "test_acc") if sub else None
+                    diff = ours - theirs if isinstance(theirs, float) and ours is not None else None
+                    row += [theirs, diff]
+            rows.append(row)
+        return Table(
+            f"table_{name}",
+            f"{report.title or name}: test accuracy (%), mean over seeds",
+            cols,
+            rows,
+            f"{DIVERGED} at least one seed diverged (counted at chance, {self.chance:g}%). "
+            "CI: 95% t interval over seeds (n > 1)."
+            + (
+                " study: the published value after 10 epochs on 45,000 images ('nan' = diverged "
+                f"in the study); these runs trained {_epochs(runs)} epochs."
+                if published
+                else ""
+            ),
+            {c: "{:g}" for c in rows_by if c in ("lr", "momentum", "weight_decay")},
+        )
+
+    def _acc_cells(self, runs: list[dict]) -> list[Any]:
+        values = [r["test_acc"] for r in runs if r["test_acc"] is not None]
+        if not values:
+            return [None, None, 0]
+        sm = summarize(values)
+        mean = (
+            f"{sm.mean:.2f}{DIVERGED}" if any(r["status"] == "diverged" for r in runs) else sm.mean
+        )
+        ci = f"{sm.ci_low:.2f} to {sm.ci_high:.2f}" if sm.n > 1 else None
+        return [mean, ci, sm.n]
+
+    def _best(
+        self, s: Section, name: str, runs: list[dict], report: ReportSpec, published: list[dict]
+    ) -> None:
+        """The best point per group on validation accuracy, and what test selection adds."""
+        fields = list(report.best_fields)
+        by = list(report.best_by)
+        val_best = select_best(runs, by, fields)
+        rows = []
+        for point, val_score, members in val_best:
+            grp = tuple(point[k] for k in by)
+            same = [r for r in runs if tuple(r["config"][k] for k in by) == grp]
+            cells = group(same, fields)
+            test_cell, test_runs = max(cells.items(), key=lambda kv: mean_acc(kv[1]) or -1.0)
+            val_test = mean_acc(members)
+            test_test = mean_acc(test_runs)
+            theirs = [r for r in published if all(r["config"].get(k) == v for k, v in zip(by, grp))]
+            t3 = max(theirs, key=lambda r: r["test_acc"] or -1.0) if theirs else None
+            rows.append(
+                [
+                    *(value_label(k, v) if k == "model" else v for k, v in zip(by, grp)),
+                    ", ".join(f"{k}={point[k]}" for k in fields),
+                    val_score,
+                    val_test,
+                    ", ".join(f"{k}={v}" for k, v in zip(fields, test_cell)),
+                    test_test,
+                    (test_test - val_test)
+                    if test_test is not None and val_test is not None
+                    else None,
+                    ", ".join(f"{k}={t3['config'][k]}" for k in fields) if t3 else None,
+                    t3["test_acc"] if t3 else None,
+                ]
+            )
         self.add_table(
             s,
             Table(
-                "compare_summary",
-                "Final test accuracy over seeds",
-                ["Model", "Scheduler", "Mean (%)", "SD", "95% CI low", "95% CI high", "n"],
+                f"table_{name}_best",
+                "Best point per group (Table 3): chosen on validation accuracy; the test-set "
+                "choice the study made is shown only to measure how much it flatters",
+                [
+                    *by,
+                    "validation-selected point",
+                    "its val acc (%)",
+                    "its test acc (%)",
+                    "test-selected point",
+                    "its test acc (%)",
+                    "flattery (points)",
+                    "the study's point (test-selected)",
+                    "study's test acc (%)",
+                ],
                 rows,
+                "flattery: test accuracy of the test-selected point minus that of the "
+                "validation-selected point, i.e. the optimism of choosing on the test set. "
+                "Ties go to the first cell in sorted order, in this table and in the runner.",
             ),
         )
-        curves = {r["key"]: self.store.metrics(r["key"]) for r in runs}
-        path = self.out / "figure_4.png"
-        metric = figures.figure_4(runs, curves, path)
-        s.figure(path, f"Figure 4: {metric} per epoch, SqueezeNet vs AlexNet.")
-        models = {r["config"]["model"] for r in runs}
-        sq = next((m for m in ("squeezenet1_0", "squeezenet1_1") if m in models), None)
-        if sq and "alexnet" in models:
-            # Each model trains at its own best point: pair by scheduler and seed.
-            a, b = self._pair_by(runs, sq, "alexnet")
-            if len(a) >= 2:
-                t = paired_test([x + NONINFERIORITY_MARGIN for x in a], b, alternative="greater")
-                s.text(
-                    f"Non-inferiority of {label(sq)} vs AlexNet "
-                    f"(margin {NONINFERIORITY_MARGIN} points): "
-                    + _test_text(t)
-                    + ". The difference reported is shifted by the margin."
-                )
-                self.claims.append(
-                    Claim(
-                        f"{label(sq)} reaches AlexNet-level accuracy (no more than "
-                        f"{NONINFERIORITY_MARGIN:g} points below, paired by scheduler and seed).",
-                        _test_text(t),
-                        t.p,
-                    )
-                )
-        self.sections.append(s)
 
-    def _pair_by(self, runs: list[dict], treat: str, control: str) -> tuple[list, list]:
-        keyed = {}
-        for r in runs:
-            c = r["config"]
-            keyed.setdefault((c["scheduler"], c["seed"]), {})[c["model"]] = r["test_acc"]
-        pairs = [(v[treat], v[control]) for v in keyed.values() if treat in v and control in v]
-        return [p[0] for p in pairs], [p[1] for p in pairs]
-
-    def macro(self) -> None:
-        runs = self.runs("macro")
-        if not runs:
-            return
-        s = Section("Objective 3: removing and adding Fire modules")
-        self.add_table(s, table_a2(runs, self.params_of))
-        rel = relative_accuracy(runs)
-        if rel:
-            path = self.out / "figure_5.png"
-            figures.figure_5(runs, path)
-            s.figure(path, "Figure 5: accuracy of each macro variant relative to plain SqueezeNet.")
-        if len(rel) >= 3:
-            sizes = [self.params_of(i["run"]["config"]) for i in rel]
-            c = pearson(sizes, [i["rel"] for i in rel])
-            text = (
-                f"Pearson r = {c.r:.4f}, p = {c.p:.4g}, n = {c.n} (parameters vs relative accuracy)"
-            )
-            s.text(text + "; the study found r = -0.1972, p = 0.2489.")
-            self.claims.append(
-                Claim(
-                    "Model size correlates with accuracy relative to plain SqueezeNet "
-                    "(the study's hypothesis for Objective 3).",
-                    text,
-                    c.p,
-                )
-            )
-        self.sections.append(s)
-
-    def paired_section(
-        self,
-        study: str,
-        title: str,
-        field_name: str,
-        is_treatment: Callable[[Any], bool],
-        labels: tuple[str, str],
-        claim: str,
-        note: str = "",
+    def _figures(
+        self, s: Section, name: str, runs: list[dict], report: ReportSpec, spec: dict
     ) -> None:
-        runs = self.runs(study)
-        if not runs:
-            return
-        s = Section(title)
-        if note:
-            s.text(note)
-        self.add_table(
-            s,
-            paired_table(
-                runs,
-                f"table_{study}",
-                f"{title}: test accuracy (%)",
-                lambda c: is_treatment(c[field_name]),
-                labels,
-                note=note,
-            ),
-        )
-        a, b = _pairs(runs, field_name, is_treatment)
-        if len(a) >= 2:
-            t = paired_test(a, b)
-            s.text(_test_text(t) + ".")
-            self.claims.append(Claim(claim, _test_text(t), t.p, effect_ok=t.mean_diff > 0))
-        self.sections.append(s)
+        title = report.title or name
+        for kind in report.figures:
+            path = self.out / f"{name}_{kind}.png"
+            if kind == "curves":
+                curves = {r["key"]: self.store.metrics(r["key"]) for r in runs}
+                metric = figures.curves_figure(runs, curves, path, title)
+                s.figure(path, f"{title}: {metric} per epoch.")
+            elif kind == "relative":
+                rel = [c for c in spec.get("claims", []) if c.get("relative_to") is not None]
+                if rel:
+                    x, base = rel[0]["x"], rel[0]["relative_to"]
+                    figures.relative_figure(runs, x, base, path, title)
+                    s.figure(
+                        path,
+                        f"{title}: accuracy relative to {value_label(x, base)}, same condition.",
+                    )
+            elif kind == "design" and report.rows:
+                axis = report.rows[0]
+                params = {
+                    v: self.params_of(m[0]["config"]) for (v,), m in group(runs, (axis,)).items()
+                }
+                figures.design_figure(runs, axis, params, path, title)
+                s.figure(path, f"{title}: accuracy and model size.")
+            elif kind == "heatmap":
+                figures.heatmap_figure(runs, report.rows, report.columns, path, title)
+                s.figure(path, f"{title}: mean test accuracy per cell.")
 
-    def design(self) -> None:
-        for study, axis, title in (
-            ("squeeze-ratio", "squeeze_ratio", "Paper: squeeze ratio"),
-            ("pct3x3", "pct3x3", "Paper: share of 3x3 filters"),
-            ("bypass", "bypass", "Paper: bypass connections"),
-        ):
-            runs = self.runs(study)
-            if not runs:
-                continue
-            s = Section(title)
-            table = design_table(
-                runs, axis, f"table_{study}", f"{title}: size and test accuracy", self.params_of
-            )
-            self.add_table(s, table)
-            path = self.out / f"figure_{study}.png"
-            figures.design_figure(table.rows, axis, title, path)
-            s.figure(path, f"{title}: accuracy and model size.")
-            self.sections.append(s)
+    def _collect_claims(self, name: str, spec: dict, runs: list[dict]) -> None:
+        claims = [claim_from_dict(c) for c in spec.get("claims", [])]
+        if not claims:
+            return
+        sources = finished(self.store.runs(name, role="source"))
+        src = (spec.get("notes") or {}).get("transfer_source", "")
+        for c in claims:
+            caveat = ""
+            if src and not src.startswith("ImageNet") and "init" in (c.field, c.x):
+                caveat = f"source weights {src}, not ImageNet as the study used"
+            self.claims.append(c)
+            self.pending.append((c, runs, sources if "init" in (c.field, c.x) else [], caveat))
+
+    # --- claims -----------------------------------------------------------------------------
 
     def verdicts(self) -> None:
-        if not self.claims:
+        if not self.pending:
             return
-        for claim, p in zip(self.claims, holm([c.p for c in self.claims])):
-            claim.p_holm = p
-        s = Section("The study's claims, tested")
-        rows = [[c.text, f"{c.p:.4g}", f"{c.p_holm:.4g}", c.verdict] for c in self.claims]
+        self.results = evaluate_claims(self.pending, self.chance)
+        rule_of = {c.id: c.diverged for c in self.claims}
+        other = {r: next(o for o in RULES if o != r) for r in RULES}
+        by_key = {(r.id, r.stratum, r.rule): r for r in self.results}
+        s = Section("The claims, tested")
+        rows = []
+        for r in (r for r in self.results if r.rule == rule_of[r.id]):
+            alt = by_key.get((r.id, r.stratum, other[r.rule]))
+            rows.append(
+                [
+                    r.label,
+                    f"{r.test}: {r.hypothesis}",
+                    r.n,
+                    self._estimate(r),
+                    _fmt(r.p, "{:.4g}") if not r.reason else "",
+                    _fmt(r.p_holm, "{:.4g}") if not r.reason else "",
+                    self._power(r),
+                    f"{r.verdict} ({r.rule})",
+                    f"{alt.verdict} ({alt.rule})" if alt else "",
+                    r.published,
+                ]
+            )
         self.add_table(
             s,
             Table(
                 "claims",
-                f"Verdicts at alpha {ALPHA} (Holm-corrected across {len(self.claims)} tests)",
-                ["Claim", "p", "p (Holm)", "Verdict"],
+                "Verdicts: Holm-corrected within each family, at each claim's alpha",
+                [
+                    "Claim",
+                    "Test",
+                    "n",
+                    "Estimate [95% CI]",
+                    "p",
+                    "p (Holm)",
+                    "Power / n for 80%",
+                    "Verdict (declared rule)",
+                    "Verdict (other rule)",
+                    "The study",
+                ],
                 rows,
+                "n counts conditions (seeds averaged) for paired tests and correlations, runs for "
+                "unpaired ones. One-sided tests give one-sided bounds. Power: at the claim's "
+                "smallest effect of interest (else the observed effect).",
             ),
         )
-        for c in self.claims:
-            s.text(
-                f"**{c.verdict.capitalize()}**: {c.text} "
-                f"({c.test}; Holm-adjusted p = {c.p_holm:.4g})."
-            )
+        for r in (r for r in self.results if r.rule == rule_of[r.id]):
+            s.text(self._claim_text(r))
         self.sections.insert(1, s)
 
+    def _estimate(self, r: ClaimResult) -> str:
+        if r.reason or r.estimate is None:
+            return ""
+        unit = "" if r.test == "correlation" else " pts"
+        lo = "-inf" if r.ci_low is None or not math.isfinite(r.ci_low) else f"{r.ci_low:+.2f}"
+        hi = "+inf" if r.ci_high is None or not math.isfinite(r.ci_high) else f"{r.ci_high:+.2f}"
+        return f"{r.estimate:+.2f}{unit} [{lo}, {hi}]"
 
-def _nan(x: float) -> float | None:
-    return None if x is None or (isinstance(x, float) and math.isnan(x)) else x
+    def _power(self, r: ClaimResult) -> str:
+        if r.reason or r.power is None or not math.isfinite(r.power):
+            return ""
+        return f"{r.power:.2f} / {r.n_needed if r.n_needed else 'n/a'}"
+
+    def _claim_text(self, r: ClaimResult) -> str:
+        head = f"**{r.verdict.capitalize()}**: {r.label}."
+        if r.reason:
+            return f"{head} Inconclusive because {r.reason}."
+        text = (
+            f"{head} {r.statistic} = {_fmt(r.value, '{:.3f}')} (df {_fmt(r.df, '{:.1f}')}), "
+            f"p = {r.p:.4g}, Holm p = {_fmt(r.p_holm, '{:.4g}')}, n = {r.n}; {r.details}."
+        )
+        if r.note:
+            text += f" Note: {r.note}."
+        if r.caveat:
+            text += f" Not tested as the study did: {r.caveat}."
+        if r.published:
+            text += f" The study: {r.published}."
+        return text
+
+    def published(self) -> None:
+        """The study's own statistics, recomputed from its published tables, for comparison."""
+        todo = []
+        for spec in self.specs.values():
+            claims = [claim_from_dict(c) for c in spec.get("claims", [])]
+            tables = report_from_dict(spec.get("report")).published
+            if claims and tables:
+                todo.append((spec.get("name", ""), claims, list(tables)))
+        if not todo:
+            return
+        results = analyze_published(todo)
+        s = Section("The study's own data, re-analysed")
+        rows = [
+            [
+                r.label,
+                r.rule,
+                r.n,
+                "" if r.reason else f"{r.statistic} = {r.value:.4f}",
+                "" if r.reason else f"{r.p_two_sided:.4g}",
+                "" if r.reason else f"{r.p:.4g}",
+                "" if r.reason else _fmt(r.p_holm, "{:.4g}"),
+                r.verdict + (f"; {r.note}" if r.note else ""),
+                r.published,
+            ]
+            for r in results
+        ]
+        self.add_table(
+            s,
+            Table(
+                "published_claims",
+                "The study's tables A1-A4 under the declared tests and both divergence rules",
+                [
+                    "Claim",
+                    "Diverged runs",
+                    "n",
+                    "Statistic",
+                    "p (two-sided)",
+                    "p (declared)",
+                    "p (Holm)",
+                    "Verdict",
+                    "The study printed",
+                ],
+                rows,
+                "Rule 'chance' counts each 'nan' as 10% (it recovers the study's r and t exactly); "
+                "'exclude' drops those cells and their pairs.",
+            ),
+        )
+        self.sections.append(s)
+
+    # --- whole-store tables ---------------------------------------------------------------
+
+    def timing(self) -> None:
+        """Table 1: seconds per epoch per model on this hardware vs the study's Colab GPU."""
+        runs = finished(self.store.runs(role=None))
+        recipes = self.recipes
+        theirs = {r["model"]: r["epoch_s"] for r in table_1() if r["dataset"] == "CIFAR-10"}
+        rows = []
+        for (model,), members in group(runs, ("model",)).items():
+            times, per_image = [], []
+            for r in members:
+                images = recipes.get(r["key"], {}).get("train_images") or r["config"].get(
+                    "train_subset"
+                )
+                for m in self.store.metrics(r["key"]):
+                    if m.get("epoch_s"):
+                        times.append(m["epoch_s"])
+                        if images:
+                            per_image.append(m["epoch_s"] / images)
+            if not times:
+                continue
+            devices = sorted({recipes.get(r["key"], {}).get("device_name", "?") for r in members})
+            scaled = statistics.median(per_image) * PLAIN_IMAGES if per_image else None
+            rows.append(
+                [
+                    label(model),
+                    ", ".join(devices),
+                    len(times),
+                    statistics.median(times),
+                    scaled,
+                    theirs.get(model),
+                ]
+            )
+        if not rows:
+            return
+        s = Section("Table 1: training time")
+        self.add_table(
+            s,
+            Table(
+                "table_1_time",
+                "Seconds per epoch: this hardware vs the study's Colab GPU (CIFAR-10)",
+                [
+                    "Model",
+                    "Device",
+                    "Epochs timed",
+                    "Median s/epoch (as run)",
+                    "s per 45,000 images",
+                    "The study (s/epoch)",
+                ],
+                rows,
+                "As run: over each run's own training images (with validation). Scaled: the "
+                "median time per image x 45,000, the study's epoch.",
+            ),
+        )
+        self.sections.append(s)
+
+    def model_sizes(self) -> None:
+        """Each architecture at its plain configuration beside the best plain run's accuracy."""
+        runs = [r for r in finished(self.store.runs()) if r["config"].get("init") is None]
+        if not runs:
+            return
+        size = Counter(r["config"]["image_size"] for r in runs).most_common(1)[0][0]
+        rows = []
+        for model in sorted({r["config"]["model"] for r in runs}):
+            params, macs = complexity_of({"model": model, "image_size": size}, self.num_classes)
+            plain = [
+                r
+                for r in runs
+                if r["config"]["model"] == model
+                and r["config"]["image_size"] == size
+                and self.params_of(r["config"]) == params
+                and r["test_acc"] is not None
+            ]
+            best = max(plain, key=lambda r: r["val_acc"] or -1.0) if plain else None
+            rows.append(
+                [
+                    label(model),
+                    params,
+                    params * 4 / 1e6,
+                    macs / 1e6,
+                    best["test_acc"] if best else None,
+                    len(plain),
+                ]
+            )
+        s = Section("Model size and accuracy")
+        self.add_table(
+            s,
+            Table(
+                "model_size",
+                f"Plain architectures ({self.num_classes} classes, {size}x{size}, trained from "
+                "scratch): size, and the test accuracy of the plain run with the best "
+                "validation accuracy",
+                ["Model", "Parameters", "Size (MB)", "MACs (M)", "Test acc (%)", "Plain runs"],
+                rows,
+                formats={"Parameters": "{:,}", "Size (MB)": "{:.2f}", "MACs (M)": "{:.1f}"},
+            ),
+        )
+        self.sections.append(s)
+
+
+def _epochs(runs: list[dict]) -> str:
+    return "/".join(map(str, sorted({r["config"]["epochs"] for r in runs})))
+
+
+def _key(v: Any) -> Any:
+    """Group ``init`` paths together: a column per 'scratch' / 'pretrained'."""
+    return "__none__" if v is None else v if not isinstance(v, str) or "/" not in v else "__path__"
+
+
+def _unkey(v: Any) -> Any:
+    return None if v == "__none__" else v
 
 
 def build_report(db: str | Path, out_dir: str | Path) -> dict[str, Any]:
@@ -417,33 +663,14 @@ def build_report(db: str | Path, out_dir: str | Path) -> dict[str, Any]:
             )
             b.sections.append(empty)
         else:
-            b.overview()
-            b.model_sizes()
-            b.grid()
-            b.compare()
-            b.macro()
-            b.paired_section(
-                "batchnorm",
-                "Objective 4: batch norm in Fire modules",
-                "batch_norm",
-                bool,
-                ("With batch norm", "Plain"),
-                "Batch norm in the Fire modules improves accuracy (the study: t = 3.14, p < .05).",
-            )
-            notes = (store.study_spec("transfer") or {}).get("notes", {})
-            source = notes.get("transfer_source", "ImageNet")
-            b.paired_section(
-                "transfer",
-                "Objective 5: transfer learning",
-                "init",
-                lambda v: v is not None,
-                ("Pretrained", "Scratch"),
-                "Starting from pretrained weights improves accuracy over training from scratch "
-                "(the study: t = 2.33, p < .05).",
-                note=f"Source weights: {source}.",
-            )
-            b.design()
+            b.header()
+            b.protocol()
+            for name in store.studies():
+                b.study(name)
             b.verdicts()
+            b.published()
+            b.timing()
+            b.model_sizes()
     for t in b.tables:
         (out / f"{t.name}.csv").write_text(t.to_csv())
     (out / "report.md").write_text(render_markdown(b.sections, db))
@@ -452,7 +679,5 @@ def build_report(db: str | Path, out_dir: str | Path) -> dict[str, Any]:
         "report": str(out / "report.html"),
         "tables": [t.name for t in b.tables],
         "figures": sorted(p.name for p in out.glob("*.png")),
-        "claims": [
-            {"claim": c.text, "p": c.p, "p_holm": c.p_holm, "verdict": c.verdict} for c in b.claims
-        ],
+        "claims": [r.to_dict() for r in b.results],
     }

@@ -56,11 +56,11 @@ class Correlation:
     p: float
 
 
-def pearson(x: Sequence[float], y: Sequence[float]) -> Correlation:
-    """Pearson's r between ``x`` and ``y`` with its two-sided p-value."""
+def pearson(x: Sequence[float], y: Sequence[float], alternative: str = "two-sided") -> Correlation:
+    """Pearson's r between ``x`` and ``y`` with its p-value (two-sided unless asked)."""
     if len(x) != len(y) or len(x) < 3:
         raise ValueError("pearson needs two equal-length samples of at least 3 values")
-    res = stats.pearsonr(x, y)
+    res = stats.pearsonr(x, y, alternative=alternative)
     return Correlation(len(x), float(res.statistic), float(res.pvalue))
 
 
@@ -138,3 +138,119 @@ def holm(pvalues: Sequence[float]) -> list[float]:
 def verdict(p: float | None, alpha: float = ALPHA) -> str:
     """Return "supported" when p < alpha, else "not supported"."""
     return "supported" if p is not None and p < alpha else "not supported"
+
+
+@dataclass(frozen=True)
+class WelchTest:
+    """Welch's unequal-variance t-test of ``a - b`` against ``-margin``, with its CI."""
+
+    n_a: int
+    n_b: int
+    mean_diff: float  # raw difference mean(a) - mean(b), not shifted by the margin
+    ci_low: float  # one-sided tests leave the other bound infinite
+    ci_high: float
+    t: float
+    df: float
+    p: float
+    alternative: str = "two-sided"
+
+
+def welch_test(
+    a: Sequence[float],
+    b: Sequence[float],
+    alternative: str = "two-sided",
+    margin: float = 0.0,
+    confidence: float = 0.95,
+) -> WelchTest:
+    """Welch's t-test of H0: mean(a) - mean(b) = -margin (non-inferiority when margin > 0).
+
+    The confidence interval matches the test: one-sided (a lower bound for ``greater``, an
+    upper bound for ``less``) or two-sided.
+    """
+    x, y = np.asarray(a, float), np.asarray(b, float)
+    if x.size < 2 or y.size < 2:
+        raise ValueError("welch_test needs at least 2 values per group")
+    va, vb = x.var(ddof=1) / x.size, y.var(ddof=1) / y.size
+    se = math.sqrt(va + vb)
+    if se == 0:
+        raise ValueError("welch_test: both groups are constant")
+    df = (va + vb) ** 2 / (va**2 / (x.size - 1) + vb**2 / (y.size - 1))
+    diff = float(x.mean() - y.mean())
+    res = stats.ttest_ind(x + margin, y, equal_var=False, alternative=alternative)
+    if alternative == "two-sided":
+        q = float(stats.t.ppf(0.5 + confidence / 2, df))
+        low, high = diff - q * se, diff + q * se
+    else:
+        q = float(stats.t.ppf(confidence, df))
+        low, high = (
+            (diff - q * se, math.inf) if alternative == "greater" else (-math.inf, diff + q * se)
+        )
+    return WelchTest(
+        int(x.size),
+        int(y.size),
+        diff,
+        low,
+        high,
+        float(res.statistic),
+        df,
+        float(res.pvalue),
+        alternative,
+    )
+
+
+def one_sided_ci(diffs: Sequence[float], alternative: str, confidence: float = 0.95) -> tuple:
+    """The t confidence bound of a mean matching a test's alternative (two-sided: both)."""
+    d = np.asarray(diffs, float)
+    mean, sd = float(d.mean()), float(d.std(ddof=1))
+    se = sd / math.sqrt(d.size)
+    if alternative == "two-sided":
+        q = float(stats.t.ppf(0.5 + confidence / 2, d.size - 1))
+        return mean - q * se, mean + q * se
+    q = float(stats.t.ppf(confidence, d.size - 1))
+    return (mean - q * se, math.inf) if alternative == "greater" else (-math.inf, mean + q * se)
+
+
+def t_power(effect: float, n: int, alpha: float = ALPHA, alternative: str = "greater") -> float:
+    """Power of a one-sample (paired) t-test for standardized effect ``effect`` with n units."""
+    if n < 2:
+        return math.nan
+    df, nc = n - 1, effect * math.sqrt(n)
+    if alternative == "two-sided":
+        q = stats.t.ppf(1 - alpha / 2, df)
+        return float(stats.nct.sf(q, df, nc) + stats.nct.cdf(-q, df, nc))
+    q = stats.t.ppf(1 - alpha, df)
+    return float(stats.nct.sf(q, df, abs(nc)))
+
+
+def t_units_needed(
+    effect: float, alpha: float = ALPHA, power: float = 0.8, alternative: str = "greater"
+) -> int | None:
+    """The smallest n with ``power`` for a paired t-test of standardized ``effect``."""
+    if not math.isfinite(effect) or effect == 0:
+        return None
+    for n in range(2, 100_001):
+        if t_power(abs(effect), n, alpha, alternative) >= power:
+            return n
+    return None
+
+
+def correlation_n_needed(
+    r: float, alpha: float = ALPHA, power: float = 0.8, alternative: str = "greater"
+) -> int | None:
+    """Pairs needed to detect correlation ``r`` (Fisher z approximation)."""
+    if not math.isfinite(r) or r == 0 or abs(r) >= 1:
+        return None
+    za = stats.norm.ppf(1 - (alpha / 2 if alternative == "two-sided" else alpha))
+    zb = stats.norm.ppf(power)
+    return math.ceil(((za + zb) / math.atanh(abs(r))) ** 2 + 3)
+
+
+def correlation_power(
+    r: float, n: int, alpha: float = ALPHA, alternative: str = "greater"
+) -> float:
+    """Power to detect correlation ``r`` with n pairs (Fisher z approximation)."""
+    if n < 4 or not math.isfinite(r):
+        return math.nan
+    z = math.atanh(min(abs(r), 0.999999)) * math.sqrt(n - 3)
+    za = stats.norm.ppf(1 - (alpha / 2 if alternative == "two-sided" else alpha))
+    return float(stats.norm.sf(za - z))

@@ -15,6 +15,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from ..analysis.selection import select_best
 from ..results import Store
 from ..training.config import ConfigError, RunConfig, from_dict
 from .executors import RunTask, make_executor
@@ -29,20 +30,8 @@ def default_runs_dir(db: str | Path) -> Path:
 
 
 def best_points(store: Store, best: BestOf) -> list[dict[str, Any]]:
-    """Return the best point of a finished study per group (mean metric over seeds)."""
-    runs = [r for r in store.runs(best.study) if r["status"] in ("done", "diverged")]
-    cells: dict[tuple, list[float]] = {}
-    for r in runs:
-        cfg = r["config"]
-        cell = tuple(cfg[k] for k in (*best.group_by, *best.fields))
-        cells.setdefault(cell, []).append(r[best.metric] if r[best.metric] is not None else 0.0)
-    winners: dict[tuple, tuple[float, tuple]] = {}
-    for cell, values in cells.items():
-        group, mean = cell[: len(best.group_by)], sum(values) / len(values)
-        if group not in winners or mean > winners[group][0]:
-            winners[group] = (mean, cell)
-    keys = (*best.group_by, *best.fields)
-    return [dict(zip(keys, cell)) for _, cell in sorted(winners.values(), key=lambda w: w[1])]
+    """Return the best point of a finished study per group (validation accuracy only)."""
+    return [p for p, _, _ in select_best(store.runs(best.study), best.group_by, best.fields)]
 
 
 def plan(

@@ -13,12 +13,24 @@ A study is a TOML file (see ``builtin/*.toml``)::
     [best_of]                  # optional: take the points from a finished study's best runs
     study = "grid"
     [pretrain]                 # optional: a source model for init = "imagenet" when offline
+    [[claims]]                 # optional: the hypotheses, declared before any run
+    id = "bn"                  # (see squeezelab.analysis.claims for every key)
+    statement = "Batch norm improves accuracy"
+    test = "paired"
+    field = "batch_norm"
+    treatment = true
+    control = false
+    [report]                   # optional: the report's table rows / columns, figures
+    rows = ["lr", "momentum"]
+    columns = "batch_norm"
 
-Validation names the file, the field and the allowed values.
+Validation names the file, the field and the allowed values. Winners are chosen on
+validation accuracy only: ``[best_of] metric`` accepts nothing else.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import sys
 from dataclasses import dataclass, field
@@ -26,6 +38,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from ..analysis.claims import ClaimError, ClaimSpec, ReportSpec, parse_claim, parse_report
+from ..analysis.published import RUN_TABLES
 from ..training.config import ConfigError, RunConfig, coerce, field_names, from_dict
 
 if sys.version_info >= (3, 11):
@@ -33,7 +47,17 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-SECTIONS = ("description", "seeds", "base", "axes", "points", "best_of", "pretrain")
+SECTIONS = (
+    "description",
+    "seeds",
+    "base",
+    "axes",
+    "points",
+    "best_of",
+    "pretrain",
+    "claims",
+    "report",
+)
 
 
 @dataclass(frozen=True)
@@ -41,7 +65,7 @@ class BestOf:
     """Take points from the best finished runs of another study, one per group."""
 
     study: str
-    metric: str = "test_acc"
+    metric: str = "val_acc"
     group_by: tuple[str, ...] = ("model",)
     fields: tuple[str, ...] = ("batch_size", "lr", "momentum", "weight_decay")
 
@@ -59,6 +83,9 @@ class StudySpec:
     best_of: BestOf | None = None
     pretrain: dict[str, Any] | None = None
     source: str = ""
+    claims: tuple[ClaimSpec, ...] = ()
+    report: ReportSpec = field(default_factory=ReportSpec)
+    protocol: dict[str, Any] = field(default_factory=dict)
 
     def with_overrides(self, overrides: dict[str, Any]) -> StudySpec:
         """Apply ``--set`` overrides to every run: they replace base, axes and points alike."""
@@ -66,16 +93,12 @@ class StudySpec:
             return self
         axes = {k: v for k, v in self.axes.items() if k not in overrides}
         points = tuple({k: v for k, v in p.items() if k not in overrides} for p in self.points)
-        spec = StudySpec(
-            self.name,
-            self.description,
-            tuple(overrides.get("seeds", self.seeds)),
-            {**self.base, **{k: v for k, v in overrides.items() if k != "seeds"}},
-            axes,
-            points,
-            self.best_of,
-            self.pretrain,
-            self.source,
+        spec = dataclasses.replace(
+            self,
+            seeds=tuple(overrides.get("seeds", self.seeds)),
+            base={**self.base, **{k: v for k, v in overrides.items() if k != "seeds"}},
+            axes=axes,
+            points=points,
         )
         spec.expand()  # validate every resulting run now, not halfway through the study
         return spec
@@ -153,6 +176,8 @@ def parse_study(text: str, name: str, source: str = "<string>") -> StudySpec:
         best_of=_best_of(raw.get("best_of"), where),
         pretrain=_pretrain(raw.get("pretrain"), where),
         source=source,
+        claims=parse_claims(raw.get("claims", []), where),
+        report=_report(raw.get("report"), where),
     )
     spec.expand()
     return spec
@@ -189,17 +214,44 @@ def _best_of(raw: dict[str, Any] | None, where: str) -> BestOf | None:
     allowed = {"study", "metric", "group_by", "fields"}
     if set(raw) - allowed or "study" not in raw:
         raise ConfigError(f"{where} [best_of]: needs 'study'; allowed keys {sorted(allowed)}")
-    if raw.get("metric", "test_acc") not in ("test_acc", "val_acc"):
-        raise ConfigError(f"{where} [best_of]: metric must be test_acc or val_acc")
+    if raw.get("metric", "val_acc") != "val_acc":
+        raise ConfigError(
+            f"{where} [best_of]: metric must be val_acc: winners are chosen on validation "
+            f"data, never on test data (got {raw.get('metric')!r})"
+        )
     for k in (*raw.get("group_by", []), *raw.get("fields", [])):
         if k not in field_names():
             raise ConfigError(f"{where} [best_of]: unknown run field {k!r}")
     return BestOf(
         raw["study"],
-        raw.get("metric", "test_acc"),
+        "val_acc",
         tuple(raw.get("group_by", ("model",))),
         tuple(raw.get("fields", BestOf.fields)),
     )
+
+
+def parse_claims(raw: Any, where: str) -> tuple[ClaimSpec, ...]:
+    """Validate a study file's ``[[claims]]`` (ids unique within the file)."""
+    if not isinstance(raw, list):
+        raise ConfigError(f"{where}: [[claims]] must be an array of tables")
+    try:
+        claims = tuple(
+            parse_claim(c, where, lambda k, v: coerce(k, v, where), field_names()) for c in raw
+        )
+    except ClaimError as err:
+        raise ConfigError(str(err)) from None
+    ids = [c.id for c in claims]
+    dupes = sorted({i for i in ids if ids.count(i) > 1})
+    if dupes:
+        raise ConfigError(f"{where}: claim id(s) {', '.join(dupes)} declared twice")
+    return claims
+
+
+def _report(raw: Any, where: str) -> ReportSpec:
+    try:
+        return parse_report(raw, where, field_names(), RUN_TABLES)
+    except ClaimError as err:
+        raise ConfigError(str(err)) from None
 
 
 def _pretrain(raw: dict[str, Any] | None, where: str) -> dict[str, Any] | None:

@@ -112,7 +112,9 @@ def train(
         set_rng_state(state.rng, parts.generator)
         history, start = state.history, state.epoch
         _log(f"resuming {out} after epoch {start}/{cfg.epochs}", verbose)
-    write_json(out / "config.json", recipe(cfg, dev, precision, parts.num_classes))
+    write_json(
+        out / "config.json", recipe(cfg, dev, precision, parts.num_classes, len(parts.train.labels))
+    )
     diverged = any(row.get("diverged") for row in history)
     for epoch in range(start + 1, cfg.epochs + 1):
         if diverged:

@@ -49,12 +49,19 @@ def check_same_run(out: Path, cfg: RunConfig) -> None:
         )
 
 
-def recipe(cfg: RunConfig, dev: torch.device, precision: str, num_classes: int) -> dict[str, Any]:
+def recipe(
+    cfg: RunConfig,
+    dev: torch.device,
+    precision: str,
+    num_classes: int,
+    train_images: int | None = None,
+) -> dict[str, Any]:
     """The resolved config with what produced it (package, torch, git commit, device)."""
     return {
         "config": cfg.to_dict(),
         "key": cfg.key(),
         "num_classes": num_classes,
+        "train_images": train_images,
         "squeezelab": __version__,
         "torch": torch.__version__,
         "git_commit": _git_commit(),

@@ -1,0 +1,95 @@
+"""The study's published tables as data, and its statistics recomputed from them.
+
+``published/*.csv`` hold Tables 1, 3 and A1-A4 as printed (``nan`` kept); their README
+records every transcription choice and the rules that recover the study's r and t values.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from importlib import resources
+from typing import Any
+
+from .claims import ClaimResult, ClaimSpec, evaluate_claims
+
+RUN_TABLES = ("table_3", "table_a1", "table_a2", "table_a3", "table_a4")
+_INT = ("batch_size", "fire_delta", "epochs")
+_FLOAT = ("lr", "momentum", "weight_decay")
+
+
+def _rows(name: str) -> list[dict[str, str]]:
+    folder = resources.files("squeezelab.analysis") / "published"
+    with (folder / f"{name}.csv").open() as f:
+        return list(csv.DictReader(f))
+
+
+def published_runs(name: str) -> list[dict[str, Any]]:
+    """A published run table as store-like run dicts (``nan`` = a diverged run)."""
+    if name not in RUN_TABLES:
+        raise ValueError(f"unknown published table {name!r}; tables: {', '.join(RUN_TABLES)}")
+    runs = []
+    for i, row in enumerate(_rows(name)):
+        acc = float(row.pop("test_acc"))
+        config: dict[str, Any] = {
+            k: int(v) if k in _INT else float(v) if k in _FLOAT else v for k, v in row.items()
+        }
+        config["batch_norm"] = config["batch_norm"] == "true"
+        config["init"] = None if config["init"] == "none" else config["init"]
+        runs.append(
+            {
+                "key": f"{name}:{i}",
+                "config": config,
+                "status": "diverged" if math.isnan(acc) else "done",
+                "test_acc": None if math.isnan(acc) else acc,
+                "val_acc": None,
+            }
+        )
+    return runs
+
+
+def table_1() -> list[dict[str, Any]]:
+    """Table 1: data set size (MB) and seconds per epoch on the study's Colab GPU."""
+    return [
+        {
+            "dataset": r["dataset"],
+            "size_mb": float(r["size_mb"]),
+            "model": r["model"],
+            "epoch_s": float(r["epoch_s"]) if r["epoch_s"] else None,
+        }
+        for r in _rows("table_1")
+    ]
+
+
+def published_value(runs: list[dict[str, Any]], config: dict[str, Any]) -> float | str | None:
+    """The published accuracy of the run whose fields all equal ``config``'s (``"nan"``).
+
+    ``epochs`` is not matched: a shorter run still sits beside the study's value for its cell
+    (the report says how many epochs each side trained).
+    """
+    for r in runs:
+        if all(_equal(config.get(k), v, k) for k, v in r["config"].items() if k != "epochs"):
+            return "nan" if r["status"] == "diverged" else r["test_acc"]
+    return None
+
+
+def _equal(ours: Any, theirs: Any, key: str) -> bool:
+    if key == "init":  # a source pretrained here, or a local .pth, stands for ImageNet's
+        return (ours is None) == (theirs is None)
+    if isinstance(theirs, float) and isinstance(ours, (int, float)):
+        return math.isclose(ours, theirs, rel_tol=1e-9)
+    return ours == theirs
+
+
+def analyze_published(
+    studies: list[tuple[str, list[ClaimSpec], list[str]]], chance: float = 10.0
+) -> list[ClaimResult]:
+    """Decide each study's claims on its published tables, under both divergence rules.
+
+    ``studies`` holds (study name, its claims, the published tables it reproduces).
+    """
+    todo = []
+    for _name, claims, tables in studies:
+        runs = [r for t in tables for r in published_runs(t)]
+        todo += [(c, runs, [], "") for c in claims]
+    return evaluate_claims(todo, chance)

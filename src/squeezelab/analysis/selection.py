@@ -1,0 +1,47 @@
+"""Choosing a study's best point per group: on validation accuracy, one tie rule everywhere.
+
+Both the runner (``[best_of]``: the compare study's training points) and the report's
+best-point table call :func:`select_best`, so they always agree. A cell's score is the mean
+validation accuracy over its seeds, a diverged seed counting 0; ties go to the cell that
+sorts first (smallest batch size, then learning rate, ...). Test accuracy is never read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+SELECTION_METRIC = "val_acc"
+
+
+def _sortable(v: Any) -> tuple:
+    return (0, v) if isinstance(v, (int, float)) else (1, str(v))
+
+
+def select_best(
+    runs: list[dict[str, Any]], group_by: Sequence[str], fields: Sequence[str]
+) -> list[tuple[dict[str, Any], float, list[dict[str, Any]]]]:
+    """Return (point, mean validation accuracy, its runs) of the best cell of each group."""
+    cells: dict[tuple, list[dict[str, Any]]] = {}
+    for r in runs:
+        if r["status"] not in ("done", "diverged"):
+            continue
+        cells.setdefault(tuple(r["config"][k] for k in (*group_by, *fields)), []).append(r)
+    winners: dict[tuple, tuple[float, tuple]] = {}
+    order = sorted(cells, key=lambda c: tuple(_sortable(v) for v in c))
+    for cell in order:
+        members = cells[cell]
+        score = sum(
+            0.0 if r["status"] == "diverged" or r[SELECTION_METRIC] is None else r[SELECTION_METRIC]
+            for r in members
+        ) / len(members)
+        group = cell[: len(group_by)]
+        if group not in winners or score > winners[group][0]:  # strict: the first cell wins ties
+            winners[group] = (score, cell)
+    keys = (*group_by, *fields)
+    return [
+        (dict(zip(keys, cell)), score, cells[cell])
+        for group, (score, cell) in sorted(
+            winners.items(), key=lambda kv: tuple(_sortable(v) for v in kv[0])
+        )
+    ]
