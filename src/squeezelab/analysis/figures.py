@@ -27,6 +27,23 @@ def _save(fig: Any, path: Path) -> None:
     plt.close(fig)
 
 
+def _stack(series: list[list[float]]) -> np.ndarray:
+    """(seeds, epochs) with NaN after a seed's last epoch (a diverged run stops early)."""
+    stack = np.full((len(series), max(len(s) for s in series)), np.nan)
+    for i, s in enumerate(series):
+        stack[i, : len(s)] = s
+    return stack
+
+
+def mean_curve(series: list[list[float]]) -> tuple[np.ndarray, np.ndarray]:
+    """Mean per epoch over the seeds still running, and their count (n) per epoch."""
+    stack = _stack(series)
+    n = np.sum(~np.isnan(stack), axis=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(stack, axis=0), n
+
+
 def curves_figure(
     runs: list[dict[str, Any]], curves: dict[str, list[dict]], path: Path, title: str
 ) -> str:
@@ -58,14 +75,10 @@ def curves_figure(
             color = COLORS.get(model)
             for s in series:
                 ax.plot(range(1, len(s) + 1), s, color=color, alpha=0.3, lw=0.8)
-            length = max(len(s) for s in series)
-            stack = np.full((len(series), length), np.nan)
-            for i, s in enumerate(series):
-                stack[i, : len(s)] = s
+            mean, _ = mean_curve(series)
+            stack = _stack(series)
+            length = len(mean)
             epochs = np.arange(1, length + 1)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)
-                mean = np.nanmean(stack, 0)
             short = sum(len(s) < length for s in series)
             note = f", {short} stopped early" if short else ""
             ax.plot(

@@ -1,0 +1,330 @@
+"""Claims, published data, selection and presets: the verdicts' foundations."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from squeezelab.analysis import build_report
+from squeezelab.analysis.claims import ClaimSpec, evaluate_claim
+from squeezelab.analysis.figures import mean_curve
+from squeezelab.analysis.published import published_runs
+from squeezelab.analysis.selection import select_best
+from squeezelab.analysis.stats import welch_test
+from squeezelab.reproduce import plan_json, resolve
+from squeezelab.results import Store
+from squeezelab.studies.spec import parse_study
+from squeezelab.training import ConfigError, RunConfig
+
+from .conftest import last_json, run_cli
+
+# --- the study's own statistics, recovered from its published tables -----------------------
+
+
+def test_published_statistics_recovered_to_the_printed_digits() -> None:
+    out = last_json(run_cli("report", "--published", "--json").stdout)
+    got = {(c["id"], c["rule"]): c for c in out["claims"]}
+    macro = got["size-vs-accuracy", "chance"]
+    assert macro["n"] == 36
+    assert round(macro["value"], 4) == -0.1972 and round(macro["p_two_sided"], 4) == 0.2489
+    bn, tl = got["batch-norm", "chance"], got["transfer", "chance"]
+    assert (bn["n"], round(bn["value"], 2)) == (9, 3.14)
+    assert (tl["n"], round(tl["value"], 2)) == (9, 2.33)
+    assert bn["p_two_sided"] < 0.05 and tl["p_two_sided"] < 0.05  # "p < .05", as printed
+    # The alternative rule: diverged cells (and their pairs) excluded.
+    ex_macro, ex_bn = got["size-vs-accuracy", "exclude"], got["batch-norm", "exclude"]
+    assert ex_macro["n"] == 24 and ex_macro["value"] < -0.5
+    assert "opposite effect is significant" in ex_macro["note"]
+    assert ex_bn["n"] == 6 and ex_bn["verdict"] == "not supported"
+    assert got["alexnet-level", "chance"]["verdict"] == "inconclusive"
+
+
+def test_published_tables_keep_nan_and_the_grid_layout() -> None:
+    a1 = published_runs("table_a1")
+    assert len(a1) == 108
+    sq = {
+        (r["config"]["batch_size"], r["config"]["lr"], r["config"]["momentum"]): r
+        for r in a1
+        if r["config"]["model"] == "squeezenet1_0" and r["config"]["weight_decay"] == 0.0002
+    }
+    # Values the study's text quotes (section 5.1) pin the transcription's order.
+    assert [sq[b, 0.01, 0.9]["test_acc"] for b in (64, 512, 1024)] == [10.0, 29.76, 19.28]
+    assert sq[64, 0.05, 0.9]["status"] == "diverged" and sq[64, 0.05, 0.9]["test_acc"] is None
+    assert len(published_runs("table_a2")) == 36 and len(published_runs("table_a3")) == 15
+
+
+# --- claims: tests, directions, divergence rules, inconclusive -----------------------------
+
+
+def _run(acc: float | None, status: str = "done", seed: int = 0, **cfg) -> dict:
+    config = {**RunConfig(seed=seed).to_dict(), **cfg}
+    return {"key": str(id(config)), "config": config, "status": status, "test_acc": acc,
+            "val_acc": acc}  # fmt: skip
+
+
+BN = ClaimSpec("bn", "BN helps", "paired", field="batch_norm", treatment=True, control=False)
+
+
+def test_paired_claim_averages_seeds_within_a_condition() -> None:
+    runs = []
+    for lr in (0.1, 0.05, 0.01):
+        for seed in (0, 1, 2):
+            runs.append(_run(50 + 100 * lr + seed, seed=seed, lr=lr, batch_norm=True))
+            runs.append(_run(45 + seed * 2, seed=seed, lr=lr, batch_norm=False))
+    (res,) = evaluate_claim(BN, runs, "chance")
+    assert res.n == 3  # conditions, not conditions x seeds
+    a = [50 + 100 * lr + 1 for lr in (0.1, 0.05, 0.01)]
+    b = [47.0] * 3
+    ref = stats.ttest_rel(a, b, alternative="greater")
+    assert (res.value, res.p) == pytest.approx((ref.statistic, ref.pvalue))
+    assert math.isinf(res.ci_high) and res.ci_low < res.estimate  # one-sided bound
+    assert res.power is not None and res.n_needed is not None
+
+
+def test_divergence_rules_count_or_drop_diverged_runs() -> None:
+    runs = [
+        _run(60.0, lr=0.1, batch_norm=True),
+        _run(None, "diverged", lr=0.1, batch_norm=False),
+        _run(55.0, lr=0.05, batch_norm=True),
+        _run(50.0, lr=0.05, batch_norm=False),
+        _run(52.0, lr=0.01, batch_norm=True),
+        _run(49.0, lr=0.01, batch_norm=False),
+    ]
+    (chance,) = evaluate_claim(BN, runs, "chance", chance=10.0)
+    (excluded,) = evaluate_claim(BN, runs, "exclude", chance=10.0)
+    assert chance.n == 3 and excluded.n == 2 and excluded.n_excluded == 1
+    ref = stats.ttest_rel([60, 55, 52], [10, 50, 49], alternative="greater")
+    assert chance.p == pytest.approx(ref.pvalue)
+
+
+@pytest.mark.parametrize(
+    ("accs", "reason"),
+    [
+        ([(10.2, 9.8), (10.0, 10.1), (9.9, 10.0)], "at chance"),
+        ([(50.0, 45.0), (48.0, 43.0), (41.0, 36.0)], "exactly +5.00"),
+        ([(50.0, 45.0)], "only 1 matched condition"),
+    ],
+)
+def test_degenerate_claims_are_inconclusive_without_warnings(accs: list, reason: str) -> None:
+    runs = []
+    for i, (a, b) in enumerate(accs):
+        runs += [_run(a, lr=0.1 / (i + 1), batch_norm=True), _run(b, lr=0.1 / (i + 1))]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        (res,) = evaluate_claim(BN, runs, "chance")
+    assert res.verdict == "inconclusive" and reason in res.reason
+    assert res.p is None and "nan" not in str(res.to_dict()).lower()
+
+
+def test_constant_correlation_and_dead_source_are_inconclusive() -> None:
+    corr = ClaimSpec("c", "size", "correlation", x="fire_delta", relative_to=0)
+    runs = [_run(40.0, fire_delta=d, lr=lr) for d in (-1, 0, 1) for lr in (0.1, 0.01)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        (res,) = evaluate_claim(corr, runs, "chance")
+    assert res.verdict == "inconclusive" and "constant" in res.reason
+    transfer = ClaimSpec("t", "pre", "paired", field="init", treatment="*", control=None)
+    runs = [_run(50.0 + i, lr=lr, init="/src") for i, lr in enumerate((0.1, 0.05, 0.01))]
+    runs += [_run(40.0 + 2 * i, lr=lr) for i, lr in enumerate((0.1, 0.05, 0.01))]
+    source = [{"status": "done", "val_acc": 10.3}]
+    (res,) = evaluate_claim(transfer, runs, "chance", sources=source)
+    assert res.verdict == "inconclusive" and "source model learned nothing" in res.reason
+    (ok,) = evaluate_claim(transfer, runs, "chance", sources=[{"status": "done", "val_acc": 60}])
+    assert ok.verdict == "supported" and ok.n == 3
+
+
+def test_noninferiority_is_welch_per_stratum_with_a_one_sided_bound() -> None:
+    claim = ClaimSpec("ni", "sq ~ alex", "noninferiority", field="model",
+                      treatment="squeezenet1_0", control="alexnet", margin=2.0,
+                      margin_reason="r", by=("scheduler",))  # fmt: skip
+    runs = []
+    for sched, shift in (("step", 0.0), ("plateau", -6.0)):
+        for seed, noise in enumerate((0.3, -0.4, 0.8, -0.2)):
+            runs.append(_run(60 + noise, seed=seed, scheduler=sched, model="alexnet"))
+            runs.append(_run(60 + shift - noise, seed=seed, scheduler=sched))
+    res = {r.stratum: r for r in evaluate_claim(claim, runs, "chance")}
+    assert set(res) == {"scheduler=step", "scheduler=plateau"}
+    step = res["scheduler=step"]
+    a = [60 - n for n in (0.3, -0.4, 0.8, -0.2)]
+    b = [60 + n for n in (0.3, -0.4, 0.8, -0.2)]
+    ref = stats.ttest_ind(np.add(a, 2.0), b, equal_var=False, alternative="greater")
+    assert step.p == pytest.approx(ref.pvalue) and step.verdict == "supported"
+    assert step.estimate == pytest.approx(np.mean(a) - np.mean(b))  # raw, not shifted
+    assert step.ci_low > -2.0 and math.isinf(step.ci_high)
+    assert res["scheduler=plateau"].verdict == "not supported"
+    w = welch_test(a, b, "greater", 2.0)
+    assert w.ci_low == pytest.approx(step.ci_low)
+
+
+@pytest.mark.parametrize(
+    ("claim", "message"),
+    [
+        ('id = "x"\nstatement = "s"\ntest = "anova"', "'test' must be one of"),
+        ('id = "x"\nstatement = "s"\ntest = "paired"\nfield = "bogus"', "must name a run field"),
+        ('id = "x"\nstatement = "s"\ntest = "paired"\nfield = "lr"\ntreatment = 0.1',
+         "'control' is required"),
+        ('id = "x"\nstatement = "s"\ntest = "noninferiority"\nfield = "model"\n'
+         'treatment = "alexnet"\ncontrol = "squeezenet1_0"', "needs 'margin' > 0"),
+        ('id = "x"\nstatement = "s"\ntest = "noninferiority"\nfield = "model"\n'
+         'treatment = "alexnet"\ncontrol = "squeezenet1_0"\nmargin = 2.0', "margin_reason"),
+        ('id = "x"\nstatement = "s"\ntest = "correlation"\nx = "lr"\nalpha = 2.0',
+         "'alpha' must lie in (0, 1)"),
+        ('id = "x"\nstatement = "s"\ntest = "correlation"\nx = "lr"\nwhere = { nope = [1] }',
+         "unknown run field 'nope'"),
+        ('id = "x"\nstatement = "s"\ntest = "correlation"\nx = "lr"\ncolour = 1',
+         "unknown key(s) colour"),
+        ('statement = "s"\ntest = "correlation"\nx = "lr"', "'id' is required"),
+    ],
+)  # fmt: skip
+def test_claim_validation_names_the_problem(claim: str, message: str) -> None:
+    text = f"[axes]\nlr = [0.1, 0.01]\n\n[[claims]]\n{claim}\n"
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        parse_study(text, "mine", "mine.toml")
+
+
+def test_best_of_refuses_test_metric() -> None:
+    text = '[axes]\nlr = [0.1]\n[best_of]\nstudy = "grid"\nmetric = "test_acc"\n'
+    with pytest.raises(ConfigError, match="never on test data"):
+        parse_study(text, "mine", "mine.toml")
+
+
+# --- selection never reads test metrics -----------------------------------------------------
+
+
+class _NoTest(dict):
+    def __getitem__(self, key: str):  # a run whose test accuracy must never be read
+        if key in ("test_acc", "test_loss"):
+            raise AssertionError(f"selection read {key}")
+        return super().__getitem__(key)
+
+
+def test_selection_uses_validation_only_and_breaks_ties_by_order() -> None:
+    runs = []
+    for lr, val, test in ((0.1, 40.0, 70.0), (0.05, 55.0, 20.0), (0.01, 55.0, 30.0)):
+        runs.append(_NoTest(_run(test, lr=lr) | {"val_acc": val}))
+    runs.append(_NoTest(_run(None, "diverged", lr=0.5) | {"val_acc": None}))
+    ((point, score, members),) = select_best(runs, ["model"], ["lr"])
+    assert point == {"model": "squeezenet1_0", "lr": 0.01} and score == 55.0  # tie: first sorted
+    assert len(members) == 1
+
+
+# --- Figure 4: a diverged seed does not cut the others' curves ------------------------------
+
+
+def test_mean_curve_keeps_going_past_a_diverged_seed() -> None:
+    mean, n = mean_curve([[10.0, 20.0, 30.0, 40.0], [12.0, 22.0], [14.0, 24.0, 34.0, 44.0]])
+    assert mean.tolist() == pytest.approx([12.0, 22.0, 32.0, 42.0])
+    assert n.tolist() == [3, 3, 2, 2]
+
+
+# --- presets and plans -----------------------------------------------------------------------
+
+
+def test_paper_plan_equals_the_study_field_by_field() -> None:
+    plan = plan_json("paper", resolve("paper"))
+    s = plan["studies"]
+    assert {k: v["runs"] for k, v in s.items()} == {
+        "grid": 108, "compare": 12, "macro": 45, "batchnorm": 30, "transfer": 18,
+    }  # fmt: skip
+    every = [c for v in s.values() for c in v["configs"]]
+    assert {c["data"] for c in every} == {"cifar10"} and {c["precision"] for c in every} == {"fp32"}
+    assert {c["image_size"] for c in every} == {64}
+    grid = s["grid"]["configs"]
+    assert {c["epochs"] for c in grid} == {10} and {c["scheduler"] for c in grid} == {"none"}
+    assert {(c["batch_size"], c["lr"], c["momentum"], c["weight_decay"]) for c in grid} == {
+        (b, lr, m, wd)
+        for b in (64, 512, 1024)
+        for lr in (0.05, 0.01, 0.001)
+        for m in (0.9, 0.5, 0.1)
+        for wd in (0.0, 0.0002)
+    }
+    compare = {
+        (c["model"], c["scheduler"], c["batch_size"], c["lr"], c["momentum"], c["weight_decay"])
+        for c in s["compare"]["configs"]
+    }
+    assert compare == {
+        ("alexnet", "step", 64, 0.01, 0.9, 0.0),  # Table 3
+        ("squeezenet1_0", "step", 64, 0.001, 0.9, 0.0002),
+        ("alexnet", "plateau", 64, 0.0125, 0.5, 0.0),  # section 5.2
+        ("squeezenet1_0", "plateau", 64, 0.01, 0.1, 0.0),
+    }
+    for c in s["compare"]["configs"]:
+        assert c["epochs"] == 50 and c["test_each_epoch"]
+        if c["scheduler"] == "step":
+            assert (c["step_size"], c["step_gamma"]) == (10, 0.1)
+        else:
+            assert (c["plateau_patience"], c["plateau_factor"]) == (3, 0.5)
+    macro = {(c["fire_delta"], c["lr"], c["momentum"]) for c in s["macro"]["configs"]}
+    assert len(macro) == 45 and {d for d, _, _ in macro} == {-2, -1, 0, 1, 2}
+    bn = s["batchnorm"]["configs"]
+    assert {c["lr"] for c in bn if c["batch_norm"]} == {0.2, 0.1, 0.05, 0.01, 0.001}
+    assert {c["init"] for c in s["transfer"]["configs"]} == {"imagenet", None}
+    assert "deviations" in plan["protocol"]
+
+
+def test_precedence_preset_then_data_then_set() -> None:
+    assert {c.data for s in resolve("paper") for c in s.expand()} == {"cifar10"}
+    assert {c.data for s in resolve("quick") for c in s.expand()} == {"synthetic"}
+    mine = resolve("paper", data="mine.tar")
+    assert {c.data for s in mine for c in s.expand()} == {"mine.tar"}
+    both = resolve("paper", data="mine.tar", overrides={"data": "other.zip", "epochs": 1})
+    assert {(c.data, c.epochs) for s in both for c in s.expand()} == {("other.zip", 1)}
+
+
+def test_dry_run_cli_lists_the_runs() -> None:
+    plan = last_json(run_cli("reproduce", "--preset", "rigorous", "--dry-run", "--json").stdout)
+    assert plan["studies"]["compare"]["runs"] == 40  # 2 models x 2 schedulers x 10 seeds
+    assert plan["total_runs"] == sum(s["runs"] for s in plan["studies"].values())
+
+
+# --- a user's own study file gets its report section and claims ------------------------------
+
+USER_STUDY = """
+description = "Dropout ablation"
+seeds = [0, 1]
+[base]
+model = "squeezenet1_1"
+[axes]
+dropout = [0.0, 0.5]
+lr = [0.05, 0.01, 0.005]
+[[claims]]
+id = "dropout"
+statement = "Dropout helps SqueezeNet 1.1"
+test = "paired"
+field = "dropout"
+treatment = 0.5
+control = 0.0
+family = "mine"
+[report]
+title = "My dropout study"
+rows = ["lr"]
+columns = "dropout"
+"""
+
+
+def test_user_study_with_claims_gets_its_section(tmp_path: Path) -> None:
+    spec = parse_study(USER_STUDY, "dropout-ablation", "mine.toml")
+    db = tmp_path / "u.db"
+    with Store(db) as store:
+        store.add_study(
+            spec.name,
+            {**dataclasses.asdict(spec), "notes": {}},
+            [(c.key(), c.to_dict(), "run") for c in spec.expand()],
+        )
+        for c in spec.expand():
+            acc = 40 + 100 * c.lr + 5 * c.dropout + c.seed
+            result = {"val_acc": acc, "test_acc": acc, "epochs": 1, "diverged": False}
+            store.finish_run(c.key(), result, [{"epoch": 1, "val_acc": acc, "epoch_s": 1.0}])
+    summary = build_report(db, tmp_path / "r")
+    md = (tmp_path / "r" / "report.md").read_text()
+    assert "## My dropout study" in md and "dropout=0.5: test acc (%)" in md
+    (claim,) = [c for c in summary["claims"] if c["rule"] == "chance"]
+    assert claim["id"] == "dropout" and claim["n"] == 3 and claim["family"] == "mine"
+    assert claim["verdict"] == "inconclusive"  # every pair differs by exactly +2.5: no spread
+    assert "exactly +2.50" in claim["reason"]
