@@ -128,9 +128,10 @@ def _report(args: argparse.Namespace) -> int:
 
 def _report_published(as_json: bool) -> int:
     from .analysis.published import analyze_published
-    from .studies.spec import builtin_studies, load_study
+    from .reproduce import OBJECTIVES
+    from .studies.spec import load_study
 
-    specs = [load_study(n) for n in builtin_studies()]
+    specs = [load_study(n) for n in OBJECTIVES]
     studies = [(s.name, list(s.claims), list(s.report.published)) for s in specs if s.claims]
     results = analyze_published(studies)
     if as_json:

@@ -88,13 +88,17 @@ class ClaimSpec:
             if self.relative_to is None:
                 y = self.metric
             return f"r({self.x}, {y}) {sign} 0"
-        groups = f"{self.field}={self.treatment} vs {self.field}={self.control}"
+        groups = f"{self.field}={_show(self.treatment)} vs {self.field}={_show(self.control)}"
         if self.test == "noninferiority":
             return f"{groups}: difference > -{self.margin:g} points"
         return f"{groups}: difference {sign} 0"
 
 
-_KEYS = {f for f in ClaimSpec.__dataclass_fields__}
+def _show(value: Any) -> str:
+    return "none" if value is None else "any other" if value == ANY else str(value)
+
+
+_KEYS = set(ClaimSpec.__dataclass_fields__)
 
 
 def parse_claim(

@@ -88,8 +88,14 @@ def analyze_published(
 
     ``studies`` holds (study name, its claims, the published tables it reproduces).
     """
-    todo = []
+    todo, unpublished = [], set()
     for _name, claims, tables in studies:
         runs = [r for t in tables for r in published_runs(t)]
         todo += [(c, runs, [], "") for c in claims]
-    return evaluate_claims(todo, chance)
+        if not tables:
+            unpublished |= {c.id for c in claims}
+    results = evaluate_claims(todo, chance)
+    for r in results:
+        if r.id in unpublished:
+            r.reason = "the study published no per-run numbers for it (only a figure)"
+    return results
