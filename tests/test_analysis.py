@@ -268,6 +268,9 @@ def test_report_cli(full_store: Path, tmp_path: Path) -> None:
     ids = {c["id"] for c in summary["claims"]}
     assert {"alexnet-level", "size-vs-accuracy", "batch-norm", "transfer"} <= ids
     assert Path(summary["report"]).is_file()
+    md = (tmp_path / "r" / "report.md").read_text()
+    for name in ("paper", "rigorous"):  # both protocols of record, described for reference
+        assert f"**Preset {name}** (for reference, not run here)" in md
 
 
 @pytest.mark.slow

@@ -120,8 +120,9 @@ def _report(args: argparse.Namespace) -> int:
     if args.published:
         return _report_published(args.json)
     from .analysis import build_report
+    from .studies.presets import reference_protocols
 
-    summary = build_report(args.db, args.out)
+    summary = build_report(args.db, args.out, reference_protocols())
     _print_summary(summary, args.json)
     return 0
 

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .studies.presets import apply_preset, load_preset
+from .studies.presets import apply_preset, load_preset, reference_protocols
 from .studies.spec import StudySpec, load_study
 
 OBJECTIVES = ("grid", "compare", "macro", "batchnorm", "transfer")
@@ -89,7 +89,7 @@ def reproduce(
     for spec in resolve(preset, data, overrides):
         print(f"== {spec.name}: {spec.description}", file=sys.stderr, flush=True)
         run_study(spec, db, executor=executor, workers=workers, address=address, data_dir=data_dir)
-    summary = build_report(db, out / "report")
+    summary = build_report(db, out / "report", reference_protocols())
     summary["wall_s"] = time.perf_counter() - t0
     summary["db"] = str(db)
     return summary

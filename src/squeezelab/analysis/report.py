@@ -149,12 +149,15 @@ class ReportBuilder:
             s.text("The runs match the study's budget; the verdicts below address its question.")
         self.sections.append(s)
 
-    def protocol(self) -> None:
+    def protocol(self, reference: dict[str, dict[str, Any]]) -> None:
         protocols = {}
         for spec in self.specs.values():
             p = spec.get("protocol") or {}
             if p:
                 protocols[p.get("name", "custom")] = p
+        used = set(protocols)
+        for name, p in reference.items():
+            protocols.setdefault(name, p)
         claims = [
             (n, claim_from_dict(c)) for n, sp in self.specs.items() for c in sp.get("claims", [])
         ]
@@ -162,7 +165,8 @@ class ReportBuilder:
             return
         s = Section("Protocol, as declared before the runs")
         for name, p in protocols.items():
-            s.text(f"**Preset {name}.** {p.get('summary', '')}")
+            role = "these runs" if name in used else "for reference, not run here"
+            s.text(f"**Preset {name}** ({role}). {p.get('summary', '')}")
             if p.get("selection"):
                 s.text(f"Selection: {p['selection']}")
             if p.get("seeds"):
@@ -647,8 +651,14 @@ def _unkey(v: Any) -> Any:
     return None if v == "__none__" else v
 
 
-def build_report(db: str | Path, out_dir: str | Path) -> dict[str, Any]:
-    """Write report.md, report.html, tables as CSV and figures as PNG into ``out_dir``."""
+def build_report(
+    db: str | Path, out_dir: str | Path, protocols: dict[str, dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """Write report.md, report.html, tables as CSV and figures as PNG into ``out_dir``.
+
+    ``protocols`` (preset name -> its ``[protocol]``) are described beside the one the runs
+    followed, so a reader sees what the faithful and the sound protocol would have done.
+    """
     if not Path(db).is_file():
         raise StoreError(f"no store at {db}: run a study first (squeezelab study run ...)")
     out = Path(out_dir)
@@ -664,7 +674,7 @@ def build_report(db: str | Path, out_dir: str | Path) -> dict[str, Any]:
             b.sections.append(empty)
         else:
             b.header()
-            b.protocol()
+            b.protocol(protocols or {})
             for name in store.studies():
                 b.study(name)
             b.verdicts()

@@ -60,3 +60,8 @@ def apply_preset(spec: StudySpec, preset: dict[str, Any]) -> StudySpec:
     base = {**spec.base, **{k: coerce(k, v, where) for k, v in overrides.items()}}
     # Fields fixed by the preset stop being axes, exactly as --set does.
     return spec.with_overrides(base) if base else spec
+
+
+def reference_protocols() -> dict[str, dict[str, Any]]:
+    """The ``[protocol]`` of the faithful (paper) and sound (rigorous) presets."""
+    return {name: load_preset(name).get("protocol", {}) for name in ("paper", "rigorous")}
