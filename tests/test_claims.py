@@ -12,7 +12,7 @@ import pytest
 from scipy import stats
 
 from squeezelab.analysis import build_report
-from squeezelab.analysis.claims import ClaimSpec, evaluate_claim
+from squeezelab.analysis.claims import ClaimSpec, apply_holm, evaluate_claim
 from squeezelab.analysis.figures import mean_curve
 from squeezelab.analysis.published import published_runs
 from squeezelab.analysis.selection import select_best
@@ -41,7 +41,9 @@ def test_published_statistics_recovered_to_the_printed_digits() -> None:
     ex_macro, ex_bn = got["size-vs-accuracy", "exclude"], got["batch-norm", "exclude"]
     assert ex_macro["n"] == 24 and ex_macro["value"] < -0.5
     assert "opposite effect is significant" in ex_macro["note"]
-    assert ex_bn["n"] == 6 and ex_bn["verdict"] == "not supported"
+    assert ex_bn["n"] == 6 and ex_bn["p_holm"] > 0.05
+    assert ex_bn["verdict"] == "inconclusive" and "underpowered" in ex_bn["reason"]
+    assert bn["verdict"] == "supported" and tl["verdict"] == "supported"
     assert got["alexnet-level", "chance"]["verdict"] == "inconclusive"
 
 
@@ -120,6 +122,22 @@ def test_degenerate_claims_are_inconclusive_without_warnings(accs: list, reason:
         (res,) = evaluate_claim(BN, runs, "chance")
     assert res.verdict == "inconclusive" and reason in res.reason
     assert res.p is None and "nan" not in str(res.to_dict()).lower()
+
+
+def test_non_significant_and_underpowered_is_inconclusive() -> None:
+    claim = dataclasses.replace(BN, min_effect=2.0)
+    noisy = [(60.0, 50.0), (40.0, 52.0), (55.0, 49.0)]  # differences +10, -12, +6: huge spread
+    runs = []
+    for i, (a, b) in enumerate(noisy):
+        runs += [_run(a, lr=0.1 / (i + 1), batch_norm=True), _run(b, lr=0.1 / (i + 1))]
+    results = evaluate_claim(claim, runs, "chance")
+    apply_holm(results)
+    (res,) = results
+    assert res.p > 0.05 and res.power < 0.8 and res.verdict == "inconclusive"
+    assert "underpowered" in res.reason and str(res.n_needed) in res.reason
+    (plain,) = evaluate_claim(BN, runs, "chance")  # no declared effect: no power rule
+    apply_holm([plain])
+    assert plain.verdict == "not supported"
 
 
 def test_constant_correlation_and_dead_source_are_inconclusive() -> None:

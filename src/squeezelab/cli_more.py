@@ -147,16 +147,15 @@ def _report_published(as_json: bool) -> int:
         )
         print(f"\n{word}:")
         for r in (r for r in results if r.rule == rule):
-            if r.reason:
-                print(f"  [inconclusive] {r.label}: {r.reason}")
-                continue
-            print(
-                f"  [{r.verdict}] {r.label}: {r.statistic} = {r.value:.4f}, n = {r.n}, "
-                f"p = {r.p:.4g} ({r.hypothesis}), two-sided p = {r.p_two_sided:.4g}, "
-                f"Holm p = {r.p_holm:.4g}"
-                + (f"; {r.note}" if r.note else "")
-                + (f"  (the study: {r.published})" if r.published else "")
-            )
+            line = f"  [{r.verdict}] {r.label}"
+            if r.value is not None:
+                line += (
+                    f": {r.statistic} = {r.value:.4f}, n = {r.n}, p = {r.p:.4g} ({r.hypothesis}), "
+                    f"two-sided p = {r.p_two_sided:.4g}, Holm p = {r.p_holm:.4g}"
+                )
+            for extra in (r.reason, r.note):
+                line += f"; {extra}" if extra else ""
+            print(line + (f"  (the study: {r.published})" if r.published else ""))
     return 0
 
 

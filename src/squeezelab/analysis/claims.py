@@ -222,6 +222,7 @@ class ClaimResult:
     p_holm: float | None = None
     power: float | None = None
     n_needed: int | None = None
+    power_declared: bool = False  # power computed at a declared effect (min_effect, margin)
     alpha: float = ALPHA
     family: str = "claims"
     reason: str = ""  # why the claim is inconclusive
@@ -391,6 +392,7 @@ def _paired(claim: ClaimSpec, runs: list, rule: str, chance: float, res: ClaimRe
     res.ci_low, res.ci_high = one_sided_ci(d, alt)
     sd = float(d.std(ddof=1))
     effect = claim.min_effect if claim.min_effect is not None else abs(t.mean_diff)
+    res.power_declared = claim.min_effect is not None
     res.power = t_power(effect / sd, t.n, claim.alpha, alt)
     res.n_needed = t_units_needed(effect / sd, claim.alpha, POWER, alt)
     res.details = (
@@ -435,6 +437,7 @@ def _unpaired(claim: ClaimSpec, runs: list, rule: str, chance: float, res: Claim
     effect = claim.min_effect if claim.min_effect is not None else abs(w.mean_diff + margin)
     if claim.test == "noninferiority" and claim.min_effect is None:
         effect = margin  # power to reject inferiority when the true difference is zero
+    res.power_declared = claim.min_effect is not None or claim.test == "noninferiority"
     n_group = min(len(a), len(b))
     if pooled > 0:
         # Two groups of n: the two-sample t's noncentrality is d * sqrt(n / 2).
@@ -489,6 +492,7 @@ def _correlation(claim: ClaimSpec, runs: list, rule: str, chance: float, res: Cl
     res.p_two_sided = pearson(xs, ys).p
     res.ci_low, res.ci_high = _fisher_ci(c.r, c.n, alt)
     effect = claim.min_effect if claim.min_effect is not None else c.r
+    res.power_declared = claim.min_effect is not None
     res.power = correlation_power(effect, c.n, claim.alpha, alt)
     res.n_needed = correlation_n_needed(effect, claim.alpha, POWER, alt)
     res.details = f"mean y {np.mean(ys):+.2f} points over {len(set(xs))} values of {claim.x}"
@@ -530,6 +534,20 @@ def apply_holm(results: list[ClaimResult]) -> None:
     for members in families.values():
         for r, p in zip(members, holm([m.p for m in members])):
             r.p_holm = p
+            _underpowered(r)
+
+
+def _underpowered(r: ClaimResult) -> None:
+    """A non-significant test too weak to detect the declared effect decides nothing."""
+    if r.p_holm is None or r.p_holm < r.alpha or not r.power_declared or r.power is None:
+        return
+    if math.isfinite(r.power) and r.power < POWER:
+        unit = "runs per group" if r.test in ("welch", "noninferiority") else "units"
+        needed = f"; about {r.n_needed} {unit} would give {POWER:.0%}" if r.n_needed else ""
+        r.reason = (
+            f"not significant (Holm p = {r.p_holm:.3g}) and underpowered: power {r.power:.2f} "
+            f"to detect the declared smallest effect with n = {r.n}{needed}"
+        )
 
 
 def evaluate_claims(

@@ -425,8 +425,8 @@ class ReportBuilder:
                     f"{r.test}: {r.hypothesis}",
                     r.n,
                     self._estimate(r),
-                    _fmt(r.p, "{:.4g}") if not r.reason else "",
-                    _fmt(r.p_holm, "{:.4g}") if not r.reason else "",
+                    _fmt(r.p, "{:.4g}") if r.p is not None else "",
+                    _fmt(r.p_holm, "{:.4g}") if r.p_holm is not None else "",
                     self._power(r),
                     f"{r.verdict} ({r.rule})",
                     f"{alt.verdict} ({alt.rule})" if alt else "",
@@ -461,7 +461,7 @@ class ReportBuilder:
         self.sections.insert(1, s)
 
     def _estimate(self, r: ClaimResult) -> str:
-        if r.reason or r.estimate is None:
+        if r.estimate is None:
             return ""
         unit = "" if r.test == "correlation" else " pts"
         lo = "-inf" if r.ci_low is None or not math.isfinite(r.ci_low) else f"{r.ci_low:+.2f}"
@@ -469,14 +469,16 @@ class ReportBuilder:
         return f"{r.estimate:+.2f}{unit} [{lo}, {hi}]"
 
     def _power(self, r: ClaimResult) -> str:
-        if r.reason or r.power is None or not math.isfinite(r.power):
+        if r.power is None or not math.isfinite(r.power):
             return ""
         return f"{r.power:.2f} / {r.n_needed if r.n_needed else 'n/a'}"
 
     def _claim_text(self, r: ClaimResult) -> str:
         head = f"**{r.verdict.capitalize()}**: {r.label}."
-        if r.reason:
+        if r.reason and r.p is None:
             return f"{head} Inconclusive because {r.reason}."
+        if r.reason:
+            head += f" Inconclusive because {r.reason}."
         text = (
             f"{head} {r.statistic} = {_fmt(r.value, '{:.3f}')} (df {_fmt(r.df, '{:.1f}')}), "
             f"p = {r.p:.4g}, Holm p = {_fmt(r.p_holm, '{:.4g}')}, n = {r.n}; {r.details}."
@@ -506,11 +508,11 @@ class ReportBuilder:
                 r.label,
                 r.rule,
                 r.n,
-                "" if r.reason else f"{r.statistic} = {r.value:.4f}",
-                "" if r.reason else f"{r.p_two_sided:.4g}",
-                "" if r.reason else f"{r.p:.4g}",
-                "" if r.reason else _fmt(r.p_holm, "{:.4g}"),
-                r.verdict + (f"; {r.note}" if r.note else ""),
+                "" if r.value is None else f"{r.statistic} = {r.value:.4f}",
+                _fmt(r.p_two_sided, "{:.4g}") if r.p is not None else "",
+                _fmt(r.p, "{:.4g}") if r.p is not None else "",
+                _fmt(r.p_holm, "{:.4g}") if r.p_holm is not None else "",
+                r.verdict + "".join(f"; {x}" for x in (r.reason, r.note) if x),
                 r.published,
             ]
             for r in results
