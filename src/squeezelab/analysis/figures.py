@@ -117,7 +117,7 @@ def relative_figure(
         return tuple(i["run"]["config"][k] for k in varying)
 
     conds = sorted({cond(i) for i in items}, key=str)
-    values = sorted({i["x"] for i in items}, key=str)
+    values = sorted({i["x"] for i in items}, key=lambda v: (isinstance(v, str), v))
     fig, ax = plt.subplots(figsize=(max(7, 1.1 * len(conds) + 2), 4.5))
     width = 0.8 / max(len(values), 1)
     for j, v in enumerate(values):
