@@ -95,6 +95,19 @@ def test_recipe_is_stored_with_the_run(tmp_path: Path) -> None:
     )
 
 
+def test_finished_runs_keep_no_resume_checkpoint(tmp_path: Path) -> None:
+    result = train(tiny(epochs=1), tmp_path / "r", verbose=False)
+    assert not (tmp_path / "r" / "checkpoint.safetensors").exists()
+    assert (tmp_path / "r" / "model.safetensors").is_file()
+    assert result.checkpoint == str(tmp_path / "r" / "model.safetensors")
+    again = train(tiny(epochs=1), tmp_path / "r", resume=True, verbose=False)  # reads result.json
+    assert again.val_acc == result.val_acc
+    kept = train(tiny(epochs=1), tmp_path / "k", verbose=False, keep_checkpoint=True)
+    assert (
+        Path(kept.checkpoint).name == "checkpoint.safetensors" and Path(kept.checkpoint).is_file()
+    )
+
+
 def test_divergence_is_detected_and_recorded(tmp_path: Path) -> None:
     result = train(tiny(lr=1e6, batch_norm=False, epochs=3), tmp_path / "d", verbose=False)
     assert result.diverged
@@ -159,7 +172,7 @@ def test_resume_refuses_a_different_config(tmp_path: Path) -> None:
 
 
 def test_truncated_checkpoint_gives_clear_error(tmp_path: Path) -> None:
-    train(tiny(epochs=1), tmp_path / "r", verbose=False)
+    train(tiny(epochs=1), tmp_path / "r", verbose=False, keep_checkpoint=True)
     ckpt = tmp_path / "r" / "checkpoint.safetensors"
     ckpt.write_bytes(ckpt.read_bytes()[:1000])
     (tmp_path / "r" / "result.json").unlink()
@@ -282,3 +295,19 @@ def test_init_imagenet_offline_says_what_to_do(tmp_path: Path, monkeypatch) -> N
     )
     with pytest.raises(CheckpointError, match=r"could not download.*--init PATH\.pth"):
         train(tiny(epochs=1, init="imagenet"), tmp_path / "t", verbose=False)
+
+
+def test_tensorboard_events_are_written_and_readable(tmp_path: Path) -> None:
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    train(tiny(epochs=2), tmp_path / "r", verbose=False, tensorboard=True)
+    events = EventAccumulator(str(tmp_path / "r" / "tb"))
+    events.Reload()
+    assert {"train_loss", "val_acc", "lr", "epoch_s"} <= set(events.Tags()["scalars"])
+    got = [(e.step, e.value) for e in events.Scalars("val_acc")]
+    want = [(row["epoch"], row["val_acc"]) for row in metrics(tmp_path / "r")]
+    assert [s for s, _ in got] == [1, 2]
+    assert [v for _, v in got] == pytest.approx([v for _, v in want])
+    train(tiny(epochs=1), tmp_path / "off", verbose=False, tensorboard=False)
+    assert not (tmp_path / "off" / "tb").exists()

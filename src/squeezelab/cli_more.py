@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
-from .cli import EXIT_USAGE, _print_json, command
+from .cli import _print_json, command
 
 DEFAULT_DB = "results/squeezelab.db"
 
@@ -15,7 +16,9 @@ def _study_args(p: argparse.ArgumentParser) -> None:
     run.add_argument("study", help="a built-in study name or a .toml file")
     run.add_argument("--data", help="data source for every run (overrides the study's)")
     run.add_argument("--db", default=DEFAULT_DB, help=f"results store (default: {DEFAULT_DB})")
-    run.add_argument("--executor", default="local", choices=("local", "ray"))
+    run.add_argument(
+        "--executor", default="local", choices=("local", "ray"), help="where runs execute"
+    )
     run.add_argument("--workers", type=int, default=1, help="runs at a time")
     run.add_argument("--address", help="Ray cluster address (default: start a local one)")
     run.add_argument("--data-dir", help="cache directory for datasets")
@@ -24,9 +27,14 @@ def _study_args(p: argparse.ArgumentParser) -> None:
         "--set", action="append", default=[], metavar="FIELD=VALUE", help="override a run field"
     )
     run.add_argument("--dry-run", action="store_true", help="list the runs, run nothing")
+    run.add_argument(
+        "--keep-weights",
+        action="store_true",
+        help="keep every run's final weights (default: only each model's best cell's)",
+    )
     status = sub.add_parser("status", help="done / running / failed / diverged / left per study")
-    status.add_argument("--db", default=DEFAULT_DB)
-    status.add_argument("--json", action="store_true")
+    status.add_argument("--db", default=DEFAULT_DB, help=f"results store (default: {DEFAULT_DB})")
+    status.add_argument("--json", action="store_true", help="print one JSON object")
     sub.add_parser("list", help="list the built-in studies")
 
 
@@ -43,7 +51,7 @@ def _study(args: argparse.Namespace) -> int:
     if args.action == "status":
         return _print_status(args.db, args.json)
     overrides = parse_overrides(args.set)
-    if args.data:
+    if args.data and "data" not in overrides:  # --set data=... is the more specific
         overrides["data"] = args.data
     spec = load_study(args.study).with_overrides(overrides)
     if args.dry_run:
@@ -58,19 +66,36 @@ def _study(args: argparse.Namespace) -> int:
         address=args.address,
         data_dir=args.data_dir,
         runs_dir=args.runs_dir,
+        keep_weights=args.keep_weights,
     )
     print(f"{spec.name}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    if counts["failed"]:
+        print(
+            f"squeezelab study: {counts['failed']} run(s) of {spec.name!r} failed; their errors: "
+            f"squeezelab results export --db {args.db} (column 'error'); re-running retries them",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 
-def _print_status(db: str, as_json: bool) -> int:
+def require_store(db: str) -> None:
+    """Refuse to read a store that does not exist (reading must never create one)."""
     from pathlib import Path
 
-    from .results import Store
+    from .results import StoreError
 
     if not Path(db).is_file():
-        print(f"no store at {db}: run a study first", flush=True)
-        return EXIT_USAGE
+        raise StoreError(
+            f"no store at {db}: run a study first (squeezelab study run ... --db {db}), "
+            "or pass --db PATH"
+        )
+
+
+def _print_status(db: str, as_json: bool) -> int:
+    from .results import Store
+
+    require_store(db)
     with Store(db) as store:
         table = {name: store.status_counts(name) for name in store.studies()}
     if as_json:
@@ -88,8 +113,13 @@ def _print_status(db: str, as_json: bool) -> int:
 def _results_args(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="action", required=True)
     exp = sub.add_parser("export", help="write one tidy table of every run")
-    exp.add_argument("--db", default=DEFAULT_DB)
-    exp.add_argument("--format", default="csv", choices=("csv", "parquet", "json"))
+    exp.add_argument("--db", default=DEFAULT_DB, help=f"results store (default: {DEFAULT_DB})")
+    exp.add_argument(
+        "--format",
+        default="csv",
+        choices=("csv", "parquet", "json"),
+        help="csv (default), json, or parquet (needs the [export] extra)",
+    )
     exp.add_argument("--out", help="output file (default: stdout for csv and json)")
     exp.add_argument("--metrics", action="store_true", help="one row per epoch instead of per run")
 
@@ -99,6 +129,7 @@ def _results(args: argparse.Namespace) -> int:
     """Export the results store."""
     from .results.export import export
 
+    require_store(args.db)
     export(args.db, args.format, args.out, per_epoch=args.metrics)
     return 0
 
@@ -193,12 +224,28 @@ def _reproduce_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--dry-run", action="store_true", help="print the plan (every run's config) and stop"
     )
-    p.add_argument("--executor", default="local", choices=("local", "ray"))
-    p.add_argument("--workers", type=int, default=1)
-    p.add_argument("--address")
-    p.add_argument("--data-dir")
-    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE")
-    p.add_argument("--json", action="store_true")
+    p.add_argument(
+        "--executor",
+        default="local",
+        choices=("local", "ray"),
+        help="local processes (default) or a Ray cluster (needs the [ray] extra)",
+    )
+    p.add_argument("--workers", type=int, default=1, help="runs at a time (default 1)")
+    p.add_argument("--address", help="Ray cluster address (default: start a local one)")
+    p.add_argument("--data-dir", help="cache directory for datasets and decoded images")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="override a run field in every study (repeatable), e.g. --set epochs=2",
+    )
+    p.add_argument(
+        "--keep-weights",
+        action="store_true",
+        help="keep every run's final weights (default: only what a later step needs)",
+    )
+    p.add_argument("--json", action="store_true", help="print a summary as JSON")
 
 
 @command("reproduce", _reproduce_args)
@@ -225,6 +272,7 @@ def _reproduce(args: argparse.Namespace) -> int:
         args.workers,
         args.address,
         args.data_dir,
+        args.keep_weights,
     )
     _print_summary(summary, args.json)
     if not args.json:
@@ -238,17 +286,24 @@ def _compress_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sparsity", type=float, default=0.67, help="fraction of weights removed")
     p.add_argument("--bits", type=int, default=6, help="bits per shared weight (2**bits centroids)")
     p.add_argument("--fc-bits", type=int, help="bits for fully connected layers (default: --bits)")
-    p.add_argument("--scope", default="per_layer", choices=("per_layer", "global"))
+    p.add_argument(
+        "--scope",
+        default="per_layer",
+        choices=("per_layer", "global"),
+        help="prune each layer to the sparsity, or rank all weights together",
+    )
     p.add_argument("--profile", default="uniform", choices=("uniform", "paper-alexnet"),
                    help="paper-alexnet: Deep Compression's per-layer AlexNet settings")  # fmt: skip
     p.add_argument("--data", help="data for accuracies and fine-tuning")
-    p.add_argument("--data-dir")
-    p.add_argument("--finetune-epochs", type=int, default=0)
-    p.add_argument("--finetune-lr", type=float, default=0.01)
+    p.add_argument("--data-dir", help="cache directory for datasets and decoded images")
+    p.add_argument(
+        "--finetune-epochs", type=int, default=0, help="retraining epochs after each step"
+    )
+    p.add_argument("--finetune-lr", type=float, default=0.01, help="retraining lr (0.01)")
     p.add_argument("--image-size", type=int, default=64, help="for state-dict files")
-    p.add_argument("--device")
+    p.add_argument("--device", help="cpu, cuda, ... (default: cuda when present)")
     p.add_argument("--out", required=True, help="compressed file to write")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
 @command("compress", _compress_args)
@@ -295,11 +350,16 @@ def _load_for_export(args: argparse.Namespace) -> tuple:
 
 def _export_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("source", help="a run directory, a .sqzc file or a state-dict file")
-    p.add_argument("--format", required=True, choices=("onnx", "int8"))
-    p.add_argument("--out", required=True)
+    p.add_argument(
+        "--format",
+        required=True,
+        choices=("onnx", "int8"),
+        help="onnx (needs the [onnx] extra) or int8 TorchScript",
+    )
+    p.add_argument("--out", required=True, help="file to write")
     p.add_argument("--model", help="architecture of a state-dict file")
-    p.add_argument("--image-size", type=int, default=64)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--image-size", type=int, default=64, help="input side in pixels (64)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
 @command("export", _export_args)
@@ -330,9 +390,9 @@ def _export(args: argparse.Namespace) -> int:
 
 def _bench_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("source", help="a run directory, a .sqzc file or a state-dict file")
-    p.add_argument("--model")
-    p.add_argument("--image-size", type=int, default=64)
-    p.add_argument("--repeats", type=int, default=30)
+    p.add_argument("--model", help="architecture of a state-dict file")
+    p.add_argument("--image-size", type=int, default=64, help="input side in pixels (64)")
+    p.add_argument("--repeats", type=int, default=30, help="timed repeats (median reported)")
 
 
 @command("bench-infer", _bench_args)

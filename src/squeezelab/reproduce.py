@@ -35,6 +35,19 @@ def resolve(
     return specs
 
 
+def as_run(spec: StudySpec) -> str:
+    """The study's description with the settings in force (a preset may shorten it)."""
+    runs = spec.expand()
+    epochs = "/".join(str(e) for e in sorted({r.epochs for r in runs}))
+    images = sorted({r.train_subset for r in runs if r.train_subset})
+    return (
+        f"{spec.description} [as run: {len(runs)} runs, {epochs} epochs, "
+        f"{len(spec.seeds)} seed(s), data {runs[0].data}"
+        + (f", {images[0]:,} training images" if images else "")
+        + "]"
+    )
+
+
 def plan_json(preset: str, specs: list[StudySpec]) -> dict[str, Any]:
     """The reproduction's plan: every run's resolved config, counts and epochs per study."""
     studies = {}
@@ -78,6 +91,7 @@ def reproduce(
     workers: int = 1,
     address: str | None = None,
     data_dir: str | None = None,
+    keep_weights: bool = False,
 ) -> dict[str, Any]:
     """Run the five objectives into ``OUT/squeezelab.db`` and write ``OUT/report``."""
     from .analysis import build_report
@@ -87,8 +101,16 @@ def reproduce(
     db = out / "squeezelab.db"
     t0 = time.perf_counter()
     for spec in resolve(preset, data, overrides):
-        print(f"== {spec.name}: {spec.description}", file=sys.stderr, flush=True)
-        run_study(spec, db, executor=executor, workers=workers, address=address, data_dir=data_dir)
+        print(f"== {spec.name}: {as_run(spec)}", file=sys.stderr, flush=True)
+        run_study(
+            spec,
+            db,
+            executor=executor,
+            workers=workers,
+            address=address,
+            data_dir=data_dir,
+            keep_weights=keep_weights,
+        )
     summary = build_report(db, out / "report", reference_protocols())
     summary["wall_s"] = time.perf_counter() - t0
     summary["db"] = str(db)

@@ -237,6 +237,8 @@ class ReportBuilder:
         if report.best_by:
             self._best(s, name, runs, report, published)
         self._figures(s, name, runs, report, spec)
+        if "curves" not in report.figures:
+            self._best_curves(s, name, runs, report.title or name)
         self._collect_claims(name, spec, runs)
         self.sections.append(s)
 
@@ -392,6 +394,20 @@ class ReportBuilder:
             elif kind == "heatmap":
                 figures.heatmap_figure(runs, report.rows, report.columns, path, title)
                 s.figure(path, f"{title}: mean test accuracy per cell.")
+
+    def _best_curves(self, s: Section, name: str, runs: list[dict], title: str) -> None:
+        """Learning curves of each model's best cell (validation-selected), every seed."""
+        varying = sorted(
+            {k for r in runs for k, v in r["config"].items() if v != runs[0]["config"][k]}
+            - {"model", "seed"}
+        )
+        best = [r for _, _, members in select_best(runs, ["model"], varying) for r in members]
+        curves = {r["key"]: self.store.metrics(r["key"]) for r in best}
+        if not any(len(c) > 1 for c in curves.values()):
+            return
+        path = self.out / f"{name}_best_curves.png"
+        metric = figures.curves_figure(best, curves, path, f"{title}: each model's best cell")
+        s.figure(path, f"{title}: {metric} per epoch of each model's best cell (by validation).")
 
     def _collect_claims(self, name: str, spec: dict, runs: list[dict]) -> None:
         claims = [claim_from_dict(c) for c in spec.get("claims", [])]

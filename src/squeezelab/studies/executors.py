@@ -28,6 +28,7 @@ class RunTask:
     data_dir: str | None = None
     device: str | None = None
     threads: int | None = None
+    verbose: bool = False  # one line per epoch (for logs; a TTY gets a progress bar instead)
 
 
 def execute_run(task: RunTask) -> dict[str, Any]:
@@ -47,7 +48,7 @@ def execute_run(task: RunTask) -> dict[str, Any]:
             resume=True,
             device=task.device,
             progress=False,
-            verbose=False,
+            verbose=task.verbose,
         )
     except KeyboardInterrupt:
         raise

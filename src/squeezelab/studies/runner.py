@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from tqdm import tqdm
 from ..analysis.selection import select_best
 from ..results import Store
 from ..training.config import ConfigError, RunConfig, from_dict
+from ..training.layout import MODEL
 from .executors import RunTask, make_executor
 from .spec import BestOf, StudySpec
 
@@ -93,8 +95,13 @@ def run_study(
     data_dir: str | None = None,
     runs_dir: str | Path | None = None,
     log: Log | None = None,
+    keep_weights: bool = False,
 ) -> dict[str, int]:
-    """Run every unfinished run of ``spec``; return the study's status counts."""
+    """Run every unfinished run of ``spec``; return the study's status counts.
+
+    Unless ``keep_weights``, final weights are kept only where a later step needs them: the
+    source models (transfer) and the best cell of each model (validation accuracy).
+    """
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     runs_root = Path(runs_dir) if runs_dir else default_runs_dir(db)
     with Store(db) as store:
@@ -113,14 +120,60 @@ def run_study(
             if not todo:
                 continue
             runner = runner or make_executor(executor, workers, address)
-            _execute(store, runner, todo, runs_root, data_dir, log)
+            varying = sorted({*spec.axes, *(k for p in spec.points for k in p)} - {"seed"})
+            if len(spec.seeds) > 1:
+                varying.append("seed")
+            _execute(store, runner, todo, runs_root, data_dir, log, spec.name, varying)
+        if not keep_weights:
+            _drop_weights(store, spec.name, runs_root)
         return store.status_counts(spec.name)
 
 
-def _execute(store, runner, todo, runs_root, data_dir, log) -> None:
-    tasks = [RunTask(c.key(), c.to_dict(), str(runs_root / c.key()), data_dir) for c in todo]
-    bar = tqdm(total=len(tasks), desc="runs", unit="run", disable=None)
-    for outcome in runner.run(tasks, lambda t: store.mark_running(t.key, t.run_dir)):
+def _drop_weights(store: Store, study: str, runs_root: Path) -> None:
+    """Delete final weights that no later step reads (all but each model's best cell)."""
+    runs = [r for r in store.runs(study) if r["status"] == "done"]
+    varying = sorted(
+        {k for r in runs for k, v in r["config"].items() if v != runs[0]["config"][k]}
+        - {"model", "seed"}
+    )
+    keep = {r["key"] for _, _, members in select_best(runs, ["model"], varying) for r in members}
+    for r in runs:
+        if r["key"] not in keep:
+            (runs_root / r["key"] / MODEL).unlink(missing_ok=True)
+
+
+def _label(config: dict[str, Any], fields: list[str]) -> str:
+    return " ".join(
+        f"{k}={config[k]:g}" if isinstance(config[k], float) else f"{k}={config[k]}" for k in fields
+    )
+
+
+def _clock(seconds: float) -> str:
+    m, s = divmod(round(seconds), 60)
+    return f"{m // 60}h{m % 60:02d}m" if m >= 60 else f"{m}m{s:02d}s"
+
+
+def _execute(store, runner, todo, runs_root, data_dir, log, study, varying) -> None:
+    verbose = not sys.stderr.isatty()
+    tasks = [
+        RunTask(c.key(), c.to_dict(), str(runs_root / c.key()), data_dir, verbose=verbose)
+        for c in todo
+    ]
+    bar = tqdm(total=len(tasks), desc=study, unit="run", disable=None)
+    t0, started, done = time.perf_counter(), [0], [0]
+
+    def on_start(task: RunTask) -> None:
+        started[0] += 1
+        elapsed = time.perf_counter() - t0
+        eta = f", ETA {_clock(elapsed / done[0] * (len(tasks) - done[0]))}" if done[0] else ""
+        log(
+            f"[{started[0]}/{len(tasks)}] {study} {_label(task.config, varying)} "
+            f"(elapsed {_clock(elapsed)}{eta})"
+        )
+        store.mark_running(task.key, task.run_dir)
+
+    for outcome in runner.run(tasks, on_start):
+        done[0] += 1
         key = outcome["key"]
         if "error" in outcome:
             store.fail_run(key, outcome["error"])

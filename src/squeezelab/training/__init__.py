@@ -1,22 +1,34 @@
-"""Training one run: config, schedules, checkpoints and the loop."""
+"""Training one run: config, schedules, checkpoints and the loop.
 
-from .checkpoint import CheckpointError, load_checkpoint, load_weights, save_checkpoint
-from .config import ConfigError, RunConfig, field_names, from_dict
-from .loop import RunResult, evaluate, load_splits, train
-from .rundir import RunDirError
+Names are imported on first use, so that reading a run config (and the command line's
+``--help``) does not import torch.
+"""
 
-__all__ = [
-    "CheckpointError",
-    "ConfigError",
-    "RunConfig",
-    "RunDirError",
-    "RunResult",
-    "evaluate",
-    "field_names",
-    "from_dict",
-    "load_checkpoint",
-    "load_splits",
-    "load_weights",
-    "save_checkpoint",
-    "train",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_WHERE = {
+    "CheckpointError": "checkpoint",
+    "load_checkpoint": "checkpoint",
+    "load_weights": "checkpoint",
+    "save_checkpoint": "checkpoint",
+    "ConfigError": "config",
+    "RunConfig": "config",
+    "field_names": "config",
+    "from_dict": "config",
+    "RunResult": "loop",
+    "evaluate": "loop",
+    "load_splits": "loop",
+    "train": "loop",
+    "RunDirError": "rundir",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)

@@ -28,6 +28,7 @@ from .checkpoint import TrainingState, save_checkpoint
 from .config import RunConfig
 from .rundir import (
     CHECKPOINT,
+    MODEL,
     check_same_run,
     prepare_dir,
     recipe,
@@ -88,8 +89,17 @@ def train(
     device: str | None = None,
     progress: bool | None = None,
     verbose: bool = True,
+    keep_checkpoint: bool = False,
+    tensorboard: bool | None = None,
 ) -> RunResult:
-    """Train ``cfg`` into ``out_dir``; with ``resume``, continue from its last checkpoint."""
+    """Train ``cfg`` into ``out_dir``; with ``resume``, continue from its last checkpoint.
+
+    The resume checkpoint (weights, optimizer state, RNG) is removed once the run has
+    finished and its ``model.safetensors`` and ``result.json`` are written, unless
+    ``keep_checkpoint`` (an AlexNet checkpoint is ~456 MB). Each epoch's metrics also go to
+    TensorBoard event files in ``OUT/tb`` when the package is installed (``tensorboard``:
+    None = when installed, True = required, False = never).
+    """
     cfg.validate()
     out = Path(out_dir)
     if (out / "result.json").is_file() and resume:
@@ -116,27 +126,57 @@ def train(
         out / "config.json", recipe(cfg, dev, precision, parts.num_classes, len(parts.train.labels))
     )
     diverged = any(row.get("diverged") for row in history)
-    for epoch in range(start + 1, cfg.epochs + 1):
-        if diverged:
-            break
-        row = _run_epoch(cfg, parts, dev, precision, epoch, show)
-        history.append(row)
-        diverged = row["diverged"]
-        save_checkpoint(
-            out / CHECKPOINT,
-            TrainingState(
-                epoch=epoch,
-                model=parts.model.state_dict(),
-                optimizer=parts.optimizer.state_dict(),
-                scheduler=parts.scheduler.state_dict(),
-                rng=rng_state(parts.generator),
-                history=history,
-                scaler=parts.scaler.state_dict() if parts.scaler is not None else None,
-            ),
-        )
-        write_lines(out / "metrics.jsonl", history)
-        _log(_format_row(row, cfg.epochs), verbose)
-    return _finish(out, cfg, parts, dev, precision, history)
+    board = open_board(out, start, tensorboard) if start < cfg.epochs and not diverged else None
+    try:
+        for epoch in range(start + 1, cfg.epochs + 1):
+            if diverged:
+                break
+            row = _run_epoch(cfg, parts, dev, precision, epoch, show)
+            history.append(row)
+            diverged = _save_epoch(out, parts, history, row, board)
+            _log(_format_row(row, cfg.epochs), verbose)
+    finally:
+        if board is not None:
+            board.close()
+    return _finish(out, cfg, parts, dev, precision, history, keep_checkpoint)
+
+
+def _save_epoch(out: Path, parts: _Parts, history: list[dict], row: dict, board: Any) -> bool:
+    """Write the epoch's checkpoint, metrics and TensorBoard scalars; return 'diverged'."""
+    save_checkpoint(
+        out / CHECKPOINT,
+        TrainingState(
+            epoch=row["epoch"],
+            model=parts.model.state_dict(),
+            optimizer=parts.optimizer.state_dict(),
+            scheduler=parts.scheduler.state_dict(),
+            rng=rng_state(parts.generator),
+            history=history,
+            scaler=parts.scaler.state_dict() if parts.scaler is not None else None,
+        ),
+    )
+    write_lines(out / "metrics.jsonl", history)
+    if board is not None:
+        for name, value in row.items():
+            if name not in ("epoch", "diverged") and isinstance(value, (int, float)):
+                board.add_scalar(name, value, row["epoch"])
+        board.flush()
+    return bool(row["diverged"])
+
+
+def open_board(out: Path, start: int, wanted: bool | None) -> Any:
+    """A TensorBoard writer for ``OUT/tb`` (events after ``start`` replaced on resume)."""
+    if wanted is False:
+        return None
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        if wanted:
+            raise ModuleNotFoundError(
+                "TensorBoard logging needs the tensorboard package", name="tensorboard"
+            ) from None
+        return None
+    return SummaryWriter(str(out / "tb"), purge_step=start + 1)
 
 
 @functools.lru_cache(maxsize=2)
@@ -283,6 +323,8 @@ def _finish(
     dev: torch.device,
     precision: str,
     history: list[dict[str, Any]],
+    keep_checkpoint: bool = False,
+    tensorboard: bool | None = None,
 ) -> RunResult:
     from safetensors.torch import save_file
 
@@ -295,7 +337,7 @@ def _finish(
         weights = {k: v.detach().cpu().contiguous() for k, v in parts.model.state_dict().items()}
         tmp = out / ".model.safetensors.tmp"
         save_file(weights, str(tmp), metadata={"model": cfg.model})
-        os.replace(tmp, out / "model.safetensors")
+        os.replace(tmp, out / MODEL)
     result = RunResult(
         val_acc=last["val_acc"],
         val_loss=last["val_loss"],
@@ -304,11 +346,24 @@ def _finish(
         test_loss=test_loss,
         epochs=len(history),
         diverged=diverged,
-        checkpoint=str(out / CHECKPOINT),
+        checkpoint=str(out / CHECKPOINT)
+        if keep_checkpoint
+        else ""
+        if diverged
+        else str(out / MODEL),
         train_s=sum(row["epoch_s"] for row in history),
     )
     write_json(out / "result.json", result.to_dict())
+    if not keep_checkpoint:  # result.json first: a kill here loses nothing
+        (out / CHECKPOINT).unlink(missing_ok=True)
     return result
+
+
+def _kept(out: Path, keep_checkpoint: bool, diverged: bool) -> str:
+    """The weights file a finished run leaves: its checkpoint, its model, or none (diverged)."""
+    if keep_checkpoint:
+        return str(out / CHECKPOINT)
+    return "" if diverged else str(out / MODEL)
 
 
 def _format_row(row: dict[str, Any], epochs: int) -> str:

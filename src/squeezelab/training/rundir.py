@@ -14,8 +14,7 @@ import torch
 from .. import __version__
 from .checkpoint import TrainingState, load_checkpoint
 from .config import RunConfig
-
-CHECKPOINT = "checkpoint.safetensors"
+from .layout import CHECKPOINT, MODEL  # noqa: F401  (re-exported)
 
 
 class RunDirError(RuntimeError):

@@ -16,7 +16,24 @@ _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 def pick_device(requested: str | None = None) -> torch.device:
     """Return ``requested``, else CUDA when present, else the CPU."""
     if requested:
-        return torch.device(requested)
+        from .config import ConfigError
+
+        try:
+            dev = torch.device(requested)
+        except RuntimeError:
+            raise ConfigError(
+                f"--device {requested!r} is not a device: use cpu, cuda or cuda:N"
+            ) from None
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise ConfigError(
+                f"--device {requested}: no CUDA GPU is available here (torch.cuda.is_available() "
+                "is False); use --device cpu or leave --device out"
+            )
+        if dev.type == "cuda" and (dev.index or 0) >= torch.cuda.device_count():
+            raise ConfigError(
+                f"--device {requested}: this machine has {torch.cuda.device_count()} GPU(s)"
+            )
+        return dev
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 

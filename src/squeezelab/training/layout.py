@@ -1,0 +1,7 @@
+"""The files of a run directory (names only: importing this needs no torch)."""
+
+CHECKPOINT = "checkpoint.safetensors"  # resume state: weights, optimizer, scheduler, RNG
+MODEL = "model.safetensors"  # final weights
+RESULT = "result.json"
+METRICS = "metrics.jsonl"
+CONFIG = "config.json"

@@ -1,0 +1,124 @@
+"""The command line as a new user meets it: fast help, clear errors, progress, disk."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from squeezelab import cli
+
+from .conftest import run_cli
+
+TINY = """
+description = "tiny"
+seeds = [0]
+[base]
+epochs = 1
+image_size = 32
+batch_size = 32
+batch_norm = true
+data = "synthetic:200"
+[axes]
+lr = [0.05, 0.01]
+"""
+
+
+def test_help_imports_no_torch_and_lists_every_command() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "squeezelab", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    imported = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines()}
+    assert "torch" not in imported and "scipy" not in imported
+    for name in cli._COMMANDS:
+        assert name in proc.stdout
+    assert "squeezelab reproduce --out reproduction" in proc.stdout  # a user-facing start
+
+
+def test_every_flag_is_documented() -> None:
+    for name in cli._COMMANDS:
+        parser = cli.build_parser([name])
+        sub = next(a for a in parser._actions if a.dest == "command").choices[name]
+        undocumented = [
+            a.option_strings or a.dest
+            for a in sub._actions
+            if not a.help and a.dest not in ("help", "action")
+        ]
+        assert not undocumented, f"{name}: {undocumented}"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["report", "--db", "{tmp}/missing.db", "--out", "{tmp}/r"], "no store at"),
+        (["results", "export", "--db", "{tmp}/missing.db"], "no store at"),
+        (["study", "status", "--db", "{tmp}/missing.db"], "no store at"),
+        (["train", "--data", "synthetic:50", "--device", "cuda", "--out", "{tmp}/r"], "no CUDA"),
+        (["train", "--data", "synthetic:50", "--resume", "--out", "{tmp}/nope"], "holds no run"),
+        (["train", "--data", "synthetic:50", "--lr", "-1", "--out", "{tmp}/r"], "lr must lie"),
+    ],
+)
+def test_user_errors_are_one_line_exit_2(tmp_path: Path, args: list[str], message: str) -> None:
+    if "cuda" in args:
+        import torch
+
+        if torch.cuda.is_available():
+            pytest.skip("this machine has a GPU")
+    proc = run_cli(*(a.format(tmp=tmp_path) for a in args), check=False)
+    assert proc.returncode == 2, proc.stderr
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "missing.db").exists()  # reading never creates a store
+
+
+def test_missing_extra_names_the_pip_install(monkeypatch, tmp_path: Path, capsys) -> None:
+    run_cli("study", "run", _tiny(tmp_path), "--db", str(tmp_path / "s.db"))
+    monkeypatch.setitem(sys.modules, "pandas", None)  # as if the [export] extra were missing
+    code = cli.main(["results", "export", "--db", str(tmp_path / "s.db"), "--format", "parquet",
+                     "--out", str(tmp_path / "x.parquet")])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and "pip install 'squeezelab[export]'" in err
+
+
+def test_debug_shows_the_traceback(tmp_path: Path) -> None:
+    proc = run_cli("report", "--db", str(tmp_path / "m.db"), "--debug", check=False)
+    assert proc.returncode != 0 and "Traceback" in proc.stderr and "StoreError" in proc.stderr
+
+
+def _tiny(tmp_path: Path, text: str = TINY) -> str:
+    path = tmp_path / "tiny.toml"
+    path.write_text(text)
+    return str(path)
+
+
+def test_study_progress_lines_when_not_a_tty(tmp_path: Path) -> None:
+    proc = run_cli("study", "run", _tiny(tmp_path), "--db", str(tmp_path / "s.db"))
+    err = proc.stderr
+    assert "[1/2] tiny lr=0.05 (elapsed 0m00s)" in err
+    assert "[2/2] tiny lr=0.01 (elapsed" in err and "ETA" in err
+    assert err.count("epoch 1/1:") == 2  # one line per epoch in a log
+    # Retention: no resume checkpoint left; final weights only for the best cell.
+    runs = tmp_path / "runs"
+    assert not list(runs.glob("*/checkpoint.safetensors"))
+    assert len(list(runs.glob("*/model.safetensors"))) == 1
+    assert len(list(runs.glob("*/result.json"))) == 2
+
+
+def test_keep_weights_keeps_every_model(tmp_path: Path) -> None:
+    run_cli("study", "run", _tiny(tmp_path), "--db", str(tmp_path / "s.db"), "--keep-weights")
+    assert len(list((tmp_path / "runs").glob("*/model.safetensors"))) == 2
+
+
+def test_a_study_with_failed_runs_exits_nonzero(tmp_path: Path) -> None:
+    text = TINY.replace("lr = [0.05, 0.01]", 'model = ["squeezenet1_0", "alexnet"]')
+    text = text.replace("batch_norm = true\n", "")
+    proc = run_cli("study", "run", _tiny(tmp_path, text), "--db", str(tmp_path / "s.db"),
+                   check=False)  # fmt: skip
+    assert proc.returncode == 1
+    assert "1 run(s) of 'tiny' failed" in proc.stderr
+    assert "done 1" in proc.stdout  # the other run finished
