@@ -259,7 +259,8 @@ def test_cli_bad_input_messages(tmp_path: Path) -> None:
     bad = run_cli("train", "--data", "nowhere.tar.gz", "--out", str(tmp_path / "x"), check=False)
     assert bad.returncode == 2 and "nowhere.tar.gz" in bad.stderr
     bad = run_cli("train", "--scheduler", "exp", "--out", str(tmp_path / "x"), check=False)
-    assert bad.returncode == 2 and "scheduler must be one of" in bad.stderr
+    assert bad.returncode == 2 and "--scheduler: invalid choice: 'exp'" in bad.stderr
+    assert "'step', 'plateau', 'linear', 'cosine', 'onecycle'" in bad.stderr  # choices listed
     bad = run_cli("evaluate", str(tmp_path / "missing"), check=False)
     assert bad.returncode == 2 and "not a squeezelab run directory" in bad.stderr
 

@@ -49,7 +49,7 @@ def bench_model(
             export_onnx(model, image_size, path)
             sess = onnx_session(path)
         runners["onnxruntime"] = lambda x: sess.run(None, {"images": x.numpy()})
-    except RuntimeError:
+    except ImportError:
         pass  # ONNX Runtime not installed: reported as absent
     results: dict[str, Any] = {"image_size": image_size, "threads": torch.get_num_threads()}
     with torch.no_grad():
