@@ -153,23 +153,25 @@ def test_compress_cli_on_a_run_with_finetune(tmp_path: Path) -> None:
     )
     train(cfg, tmp_path / "run", verbose=False)
     out = tmp_path / "c.sqzc"
-    r = last_json(
-        run_cli(
-            "compress",
-            str(tmp_path / "run"),
-            "--sparsity",
-            "0.5",
-            "--bits",
-            "5",
-            "--data",
-            "synthetic:400",
-            "--finetune-epochs",
-            "1",
-            "--out",
-            str(out),
-            "--json",
-        ).stdout
+    proc = run_cli(
+        "compress",
+        str(tmp_path / "run"),
+        "--sparsity",
+        "0.5",
+        "--bits",
+        "5",
+        "--data",
+        "synthetic:400",
+        "--finetune-epochs",
+        "1",
+        "--out",
+        str(out),
+        "--json",
     )
+    r = last_json(proc.stdout)
+    # Progress in a log: one line per fine-tuning epoch of each stage.
+    assert "fine-tune after pruning 1/1: train_loss" in proc.stderr
+    assert "fine-tune shared weights 1/1: train_loss" in proc.stderr
     assert set(r) == {
         "dense_bytes",
         "compressed_bytes",

@@ -316,3 +316,33 @@ def test_ray_executor_on_a_local_instance(tmp_path: Path) -> None:
         assert all(len(store.metrics(r["key"])) == 1 for r in runs)
         # Ray gives each task one CPU; torch in its workers uses one thread.
         assert {json.loads(r["recipe"])["threads"] for r in runs} == {1}
+
+
+def _quick_runs(study: str) -> list:
+    from squeezelab.reproduce import resolve
+
+    return next(s for s in resolve("quick") if s.name == study).expand()
+
+
+@pytest.mark.parametrize(
+    ("model", "lr"),
+    [("squeezenet1_0", 0.001), pytest.param("alexnet", 0.05, marks=pytest.mark.slow)],
+)
+def test_quick_preset_learns_on_its_default_data(tmp_path: Path, model: str, lr: float) -> None:
+    """The quick preset's grid has, for each model, a point that leaves chance."""
+    from squeezelab.training import train
+
+    (cfg,) = [c for c in _quick_runs("grid") if (c.model, c.lr, c.batch_size) == (model, lr, 64)]
+    assert cfg.data == "synthetic" and cfg.epochs == 3
+    result = train(cfg, tmp_path / "r", verbose=False)
+    assert not result.diverged and result.val_acc > 20.0  # chance: 10%
+
+
+def test_quick_transfer_source_learns(tmp_path: Path) -> None:
+    from squeezelab.reproduce import resolve
+    from squeezelab.training import from_dict, train
+
+    spec = next(s for s in resolve("quick") if s.name == "transfer")
+    src = from_dict({**spec.pretrain, "model": "squeezenet1_0"})
+    result = train(src, tmp_path / "src", verbose=False)
+    assert result.val_acc > 20.0

@@ -60,6 +60,7 @@ def export_onnx(model: nn.Module, image_size: int, out: str | Path) -> None:
 
 def onnx_session(path: str | Path) -> Any:
     import onnxruntime as ort  # missing: ModuleNotFoundError, which the CLI maps to [onnx]
+
     opts = ort.SessionOptions()
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import sys
+import time
 from typing import Any
 
 import torch
 from torch import nn
+from tqdm import tqdm
 
 from ..data import Batches, Preprocess
 from ..training.config import RunConfig
@@ -36,8 +39,11 @@ class Tuner:
         model.to(self.dev)
         return evaluate(model, self.test, self.dev, self.precision)[1]
 
-    def fit(self, model: nn.Module, epochs: int, lr: float) -> None:
-        """Fine-tune with SGD (momentum 0.9), the learning rate decaying from ``lr`` to 0."""
+    def fit(self, model: nn.Module, epochs: int, lr: float, stage: str = "fine-tune") -> None:
+        """Fine-tune with SGD (momentum 0.9), the learning rate decaying from ``lr`` to 0.
+
+        Progress: a bar on a terminal, else one line per epoch on stderr.
+        """
         model.to(self.dev).train()
         params = [p for p in model.parameters() if p.requires_grad]
         opt = torch.optim.SGD(params, lr=lr, momentum=0.9, nesterov=True)
@@ -46,12 +52,21 @@ class Tuner:
             self.splits.train, self.cfg.batch_size, self.pre, gen, augment=True, drop_last=True
         )
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs * len(batches))
-        for _ in range(epochs):
-            for x, y in batches:
+        for epoch in range(1, epochs + 1):
+            t0, total, n = time.perf_counter(), 0.0, 0
+            desc = f"{stage} {epoch}/{epochs}"
+            for x, y in tqdm(batches, desc=desc, unit="batch", leave=False, disable=None):
                 with autocast(self.precision, self.dev):
                     loss = nn.functional.cross_entropy(model(x).float(), y)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
                 sched.step()
+                total, n = total + float(loss), n + 1
+            if not sys.stderr.isatty():
+                print(
+                    f"{desc}: train_loss {total / max(n, 1):.4f} ({time.perf_counter() - t0:.0f}s)",
+                    file=sys.stderr,
+                    flush=True,
+                )
         model.eval()

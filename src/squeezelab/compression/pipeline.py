@@ -137,12 +137,12 @@ def compress(
     masks = magnitude_masks(net, layer_sparsity, scope)
     apply_masks(net, masks, fixed=True)
     if tuner and finetune_epochs:
-        tuner.fit(net, finetune_epochs, finetune_lr)
+        tuner.fit(net, finetune_epochs, finetune_lr, "fine-tune after pruning")
     make_permanent(net)
     result["accuracy_pruned"] = tuner.accuracy(net) if tuner else None
     share_weights(net, layer_bits)
     if tuner and finetune_epochs:
-        tuner.fit(net, finetune_epochs, finetune_lr)
+        tuner.fit(net, finetune_epochs, finetune_lr, "fine-tune shared weights")
     freeze_shared(net)
     state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
     sparse = {

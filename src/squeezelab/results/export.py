@@ -37,6 +37,7 @@ def export(db: str | Path, fmt: str, out: str | Path | None, per_epoch: bool = F
         # A missing package raises ModuleNotFoundError naming it; the CLI names the extra.
         import pandas as pd
         import pyarrow  # noqa: F401
+
         pd.DataFrame(rows, columns=columns).to_parquet(out, index=False)
         return
     handle = open(out, "w", newline="") if out else sys.stdout  # noqa: SIM115
