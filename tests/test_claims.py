@@ -342,6 +342,7 @@ def test_user_study_with_claims_gets_its_section(tmp_path: Path) -> None:
     summary = build_report(db, tmp_path / "r")
     md = (tmp_path / "r" / "report.md").read_text()
     assert "## My dropout study" in md and "dropout=0.5: test acc (%)" in md
+    assert "Preset: none (study files run directly)" in md
     (claim,) = [c for c in summary["claims"] if c["rule"] == "chance"]
     assert claim["id"] == "dropout" and claim["n"] == 3 and claim["family"] == "mine"
     assert claim["verdict"] == "inconclusive"  # every pair differs by exactly +2.5: no spread

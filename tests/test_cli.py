@@ -11,19 +11,10 @@ import pytest
 from squeezelab import cli
 
 from .conftest import run_cli
+from .test_studies import STUDY
 
-TINY = """
-description = "tiny"
-seeds = [0]
-[base]
-epochs = 1
-image_size = 32
-batch_size = 32
-batch_norm = true
-data = "synthetic:200"
-[axes]
-lr = [0.05, 0.01]
-"""
+# One seed, the lr axis only: two quick runs.
+TINY = STUDY.replace("seeds = [0, 1]", "seeds = [0]").replace("momentum = [0.9, 0.5]\n", "")
 
 
 def test_help_imports_no_torch_and_lists_every_command() -> None:

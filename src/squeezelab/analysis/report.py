@@ -30,7 +30,7 @@ from .claims import (
 )
 from .published import analyze_published, published_runs, published_value, table_1
 from .render import render_html, render_markdown
-from .selection import select_best
+from .selection import best_runs, select_best
 from .stats import summarize
 from .tables import DIVERGED, Table, finished, group, label, mean_acc, value_label
 
@@ -109,10 +109,10 @@ class ReportBuilder:
     def header(self) -> None:
         s = Section("What these results are")
         runs = finished(self.store.runs(role=None))
-        protocols = {
-            json.dumps(sp.get("protocol") or {}, sort_keys=True) for sp in self.specs.values()
-        }
-        names = sorted({json.loads(p).get("name", "custom") for p in protocols})
+        names = sorted(
+            {(sp.get("protocol") or {}).get("name", "custom") for sp in self.specs.values()}
+            - {"custom"}
+        )
         data = Counter(r["config"]["data"] for r in runs)
         epochs = sorted({r["config"]["epochs"] for r in runs})
         images = Counter(
@@ -397,11 +397,7 @@ class ReportBuilder:
 
     def _best_curves(self, s: Section, name: str, runs: list[dict], title: str) -> None:
         """Learning curves of each model's best cell (validation-selected), every seed."""
-        varying = sorted(
-            {k for r in runs for k, v in r["config"].items() if v != runs[0]["config"][k]}
-            - {"model", "seed"}
-        )
-        best = [r for _, _, members in select_best(runs, ["model"], varying) for r in members]
+        best = best_runs(runs)
         curves = {r["key"]: self.store.metrics(r["key"]) for r in best}
         if not any(len(c) > 1 for c in curves.values()):
             return

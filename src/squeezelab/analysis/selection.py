@@ -45,3 +45,20 @@ def select_best(
             winners.items(), key=lambda kv: tuple(_sortable(v) for v in kv[0])
         )
     ]
+
+
+def varying_fields(runs: list[dict[str, Any]], exclude: Sequence[str] = ("model", "seed")) -> list:
+    """The config fields whose values differ between ``runs`` (the study's conditions)."""
+    if not runs:
+        return []
+    first = runs[0]["config"]
+    return sorted(
+        {k for r in runs for k, v in r["config"].items() if v != first.get(k)} - set(exclude)
+    )
+
+
+def best_runs(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every run (each seed) of each model's best cell, chosen on validation accuracy."""
+    return [
+        r for _, _, members in select_best(runs, ["model"], varying_fields(runs)) for r in members
+    ]

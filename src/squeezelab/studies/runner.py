@@ -16,7 +16,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from ..analysis.selection import select_best
+from ..analysis.selection import best_runs, select_best
 from ..results import Store
 from ..training.config import ConfigError, RunConfig, from_dict
 from ..training.layout import MODEL
@@ -120,7 +120,15 @@ def run_study(
             if not todo:
                 continue
             runner = runner or make_executor(executor, workers, address)
-            varying = sorted({*spec.axes, *(k for p in spec.points for k in p)} - {"seed"})
+            varying = sorted(
+                {k for k, v in spec.axes.items() if len(v) > 1}
+                | {
+                    k
+                    for p in spec.points
+                    for k in p
+                    if len({str(q.get(k)) for q in spec.points}) > 1
+                }
+            )
             if len(spec.seeds) > 1:
                 varying.append("seed")
             _execute(store, runner, todo, runs_root, data_dir, log, spec.name, varying)
@@ -130,13 +138,14 @@ def run_study(
 
 
 def _drop_weights(store: Store, study: str, runs_root: Path) -> None:
-    """Delete final weights that no later step reads (all but each model's best cell)."""
+    """Delete final weights no later step reads: keep one run per model, its best cell's best."""
     runs = [r for r in store.runs(study) if r["status"] == "done"]
-    varying = sorted(
-        {k for r in runs for k, v in r["config"].items() if v != runs[0]["config"][k]}
-        - {"model", "seed"}
-    )
-    keep = {r["key"] for _, _, members in select_best(runs, ["model"], varying) for r in members}
+    best: dict[str, dict[str, Any]] = {}
+    for r in best_runs(runs):
+        model = r["config"]["model"]
+        if model not in best or (r["val_acc"] or 0.0) > (best[model]["val_acc"] or 0.0):
+            best[model] = r
+    keep = {r["key"] for r in best.values()}
     for r in runs:
         if r["key"] not in keep:
             (runs_root / r["key"] / MODEL).unlink(missing_ok=True)
