@@ -272,3 +272,70 @@ def test_bench_infer_reports_every_runtime(tmp_path: Path) -> None:
     )
     for runtime in ("fp32", "int8", "onnxruntime"):
         assert r[runtime]["latency_ms_b1"] > 0 and r[runtime]["throughput_img_s_b64"] > 0
+
+
+def _small_sqzc(path: Path) -> dict:
+    torch.manual_seed(0)
+    w = torch.randn(8, 40)
+    w[w.abs() < 0.8] = 0
+    w = torch.round(w.clamp(-2.5, 2.5) * 2) / 2  # at most 8 shared values: +-1 .. +-2.5
+    state = {"w": w, "b": torch.arange(8.0)}
+    write_compressed(path, state, {"w": (3, 3)}, {"k": 1, "num_classes": 8})
+    return state
+
+
+def test_every_single_bit_flip_is_a_format_error(tmp_path: Path) -> None:
+    path = tmp_path / "f.sqzc"
+    state = _small_sqzc(path)
+    data = path.read_bytes()
+    rng = np.random.default_rng(0)
+    for bit in rng.choice(len(data) * 8, size=200, replace=False):
+        flipped = bytearray(data)
+        flipped[bit // 8] ^= 1 << (bit % 8)
+        path.write_bytes(bytes(flipped))
+        try:
+            back, _ = read_compressed(path)
+        except FormatError:
+            continue
+        assert all(torch.equal(back[k], state[k]) for k in state), f"bit {bit} went unnoticed"
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"bits": 40}, "bits = 40"),
+        ({"entries": 10**11}, "entries"),
+        ({"weight_bits": 10**10}, "weight_bits"),
+        ({"shape": [10**6, 10**6]}, "elements"),
+        ({"kind": "bogus"}, "unknown kind"),
+        ({"shape": "x"}, "bad shape"),
+        ({"sizes": [1, 2]}, "blob sizes"),
+    ],
+)
+def test_bogus_header_values_are_refused_before_allocating(
+    tmp_path: Path, change: dict, message: str
+) -> None:
+    import json
+    import struct
+    import zlib
+
+    path = tmp_path / "f.sqzc"
+    _small_sqzc(path)
+    data = path.read_bytes()[:-4]
+    (n,) = struct.unpack("<I", data[4:8])
+    header = json.loads(data[8 : 8 + n])
+    header["tensors"][0].update(change)  # the sparse layer
+    head = json.dumps(header).encode()
+    body = data[:4] + struct.pack("<I", len(head)) + head + data[8 + n :]
+    path.write_bytes(body + struct.pack("<I", zlib.crc32(body)))  # a valid CRC: crafted
+    with pytest.raises(FormatError, match=message):
+        read_compressed(path)
+
+
+def test_version_1_files_are_still_read(tmp_path: Path) -> None:
+    path = tmp_path / "f.sqzc"
+    state = _small_sqzc(path)
+    data = path.read_bytes()
+    path.write_bytes(b"SQZC" + data[4:-4])  # the v1 layout: no CRC
+    back, meta = read_compressed(path)
+    assert meta["k"] == 1 and all(torch.equal(back[k], state[k]) for k in state)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import pickle
 import tarfile
 import zipfile
 from pathlib import Path
@@ -200,3 +201,122 @@ def test_preprocess_resizes_and_normalizes() -> None:
     assert out.shape == (2, 3, 64, 64) and out.dtype == torch.float32
     assert out.is_contiguous(memory_format=torch.channels_last)
     assert abs(out[0, 0].mean().item() - (124 / 255 - 0.485) / 0.229) < 1e-4
+
+
+# --- bad inputs: every one a clear DataError naming the file, never a wrong data set --------
+
+
+def _png(path: Path, size: tuple[int, int], value: int = 100) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full((*size, 3), value, np.uint8)).save(path)
+
+
+def test_mixed_sizes_resize_to_the_most_common_not_the_smallest(tmp_path: Path) -> None:
+    for c in ("a", "b"):
+        for i in range(4):
+            _png(tmp_path / "d" / c / f"{i}.png", (16, 16))
+    _png(tmp_path / "d" / "a" / "tiny.png", (1, 1))
+    with pytest.warns(UserWarning, match="1 of 9 resized .* to 16x16"):
+        src = load_source(str(tmp_path / "d"), data_dir=tmp_path / "cache")
+    assert src.train.images.shape[1:] == (16, 16, 3)
+
+
+def test_empty_and_single_class_folders_are_errors(tmp_path: Path) -> None:
+    _png(tmp_path / "d" / "a" / "0.png", (8, 8))
+    (tmp_path / "d" / "b").mkdir()
+    with pytest.raises(DataError, match="class folder\\(s\\) without images: b"):
+        load_source(str(tmp_path / "d"), data_dir=tmp_path / "cache")
+    (tmp_path / "d" / "b").rmdir()
+    with pytest.raises(DataError, match="needs at least two class folders"):
+        load_source(str(tmp_path / "d"), data_dir=tmp_path / "cache")
+
+
+def _tar(path: Path, entries: dict[str, bytes]) -> Path:
+    with tarfile.open(path, "w") as tar:
+        for name, data in entries.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+def _png_bytes(size: tuple[int, int] = (8, 8)) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(np.zeros((*size, 3), np.uint8)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("entry", ["../evil/x.png", "/abs/x.png", "a/../../x.png"])
+def test_archive_entries_outside_the_archive_are_refused(tmp_path: Path, entry: str) -> None:
+    ok = {f"{c}/{i}.png": _png_bytes() for c in "ab" for i in range(2)}
+    path = _tar(tmp_path / "t.tar", {**ok, entry: _png_bytes()})
+    with pytest.raises(DataError, match="points outside the archive"):
+        load_source(str(path), data_dir=tmp_path / "cache")
+
+
+def test_oversize_entry_is_refused_before_reading(tmp_path: Path, monkeypatch) -> None:
+    import squeezelab.data.sources as sources
+
+    monkeypatch.setattr(sources, "MAX_IMAGE_BYTES", 1000)
+    ok = {f"{c}/{i}.png": _png_bytes() for c in "ab" for i in range(2)}
+    path = _tar(tmp_path / "t.tar", {**ok, "a/big.png": b"\0" * 5000})
+    with pytest.raises(DataError, match="a/big.png is 5,000 bytes, over the 1,000-byte cap"):
+        load_source(str(path), data_dir=tmp_path / "cache")
+
+
+def _declared_png(width: int, height: int) -> bytes:
+    """A PNG header declaring a huge image, with no pixel data (a decompression bomb)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        crc = zlib.crc32(kind + body)
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", crc)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b"")
+
+
+def test_decompression_bomb_and_corrupt_zip_are_clear_errors(tmp_path: Path) -> None:
+    ok = {f"{c}/{i}.png": _png_bytes() for c in "ab" for i in range(2)}
+    path = _tar(tmp_path / "b.tar", {**ok, "a/bomb.png": _declared_png(30000, 30000)})
+    with pytest.raises(DataError, match="too large to decode safely"):
+        load_source(str(path), data_dir=tmp_path / "cache")
+    zpath = tmp_path / "z.zip"
+    with zipfile.ZipFile(zpath, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, data in ok.items():
+            z.writestr(name, data * 20)
+    raw = bytearray(zpath.read_bytes())
+    raw[60:90] = b"\xff" * 30  # inside the first entry's deflate stream
+    zpath.write_bytes(bytes(raw))
+    with pytest.raises(DataError, match=r"z\.zip"):
+        load_source(str(zpath), data_dir=tmp_path / "cache2")
+
+
+@pytest.mark.parametrize(
+    ("labels", "data", "message"),
+    [
+        ([57] * 12, None, "labels must lie in 0..9, found 57..57"),
+        ([-3] * 12, None, "labels must lie in 0..9, found -3..-3"),
+        (None, "nan", "pixels must be uint8, found float64"),
+    ],
+)
+def test_bad_cifar_batches_are_named(tmp_path: Path, labels, data, message: str) -> None:
+    path = write_cifar_archive(tmp_path / "cifar-10-python.tar.gz")
+    members = {}
+    with tarfile.open(path) as tar:
+        for m in tar:
+            members[m.name] = tar.extractfile(m).read()
+    batch = pickle.loads(members["cifar-10-batches-py/data_batch_1"])
+    if labels is not None:
+        batch[b"labels"] = labels
+    if data == "nan":
+        batch[b"data"] = np.full((12, 3072), np.nan)
+    members["cifar-10-batches-py/data_batch_1"] = pickle.dumps(batch)
+    with tarfile.open(path, "w:gz") as tar:
+        for name, blob in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(blob)
+            tar.addfile(info, io.BytesIO(blob))
+    with pytest.raises(DataError, match=message):
+        load_source(str(path), data_dir=tmp_path / "cache")

@@ -312,3 +312,42 @@ def test_tensorboard_events_are_written_and_readable(tmp_path: Path) -> None:
     assert [v for _, v in got] == pytest.approx([v for _, v in want])
     train(tiny(epochs=1), tmp_path / "off", verbose=False, tensorboard=False)
     assert not (tmp_path / "off" / "tb").exists()
+
+
+def test_checkpoint_bit_flip_is_detected(tmp_path: Path) -> None:
+    train(tiny(epochs=1), tmp_path / "r", verbose=False, keep_checkpoint=True)
+    ckpt = tmp_path / "r" / "checkpoint.safetensors"
+    data = bytearray(ckpt.read_bytes())
+    data[-100] ^= 0x10  # a weight byte, well past the header
+    ckpt.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="do not match their checksum"):
+        load_checkpoint(ckpt)
+
+
+def test_checkpoint_from_beyond_the_run_is_refused(tmp_path: Path, monkeypatch) -> None:
+    train(tiny(epochs=3), tmp_path / "r", verbose=False, keep_checkpoint=True)
+    (tmp_path / "r" / "result.json").unlink()
+    with pytest.raises(CheckpointError, match="3 epochs done .* of a 2-epoch run"):
+        # the same directory, config changed to fewer epochs: check_same_run is bypassed
+        monkeypatch.setattr("squeezelab.training.rundir.check_same_run", lambda out, cfg: None)
+        train(tiny(epochs=2), tmp_path / "r", resume=True, verbose=False)
+
+
+def test_kill_after_the_last_checkpoint_loses_no_epoch(tmp_path: Path) -> None:
+    cfg = tiny(epochs=2)
+    train(cfg, tmp_path / "r", verbose=False, keep_checkpoint=True)
+    full = metrics(tmp_path / "r")
+    # As if killed after the final checkpoint, before metrics.jsonl and result.json.
+    (tmp_path / "r" / "result.json").unlink()
+    (tmp_path / "r" / "model.safetensors").unlink()
+    (tmp_path / "r" / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in full[:1]) + "\n")
+    result = train(cfg, tmp_path / "r", resume=True, verbose=False)
+    assert result.epochs == 2 and metrics(tmp_path / "r") == full
+
+
+def test_diverged_run_has_no_weights_to_evaluate(tmp_path: Path) -> None:
+    from squeezelab.training import load_weights
+
+    train(tiny(lr=1e6, batch_norm=False, epochs=2), tmp_path / "d", verbose=False)
+    with pytest.raises(CheckpointError, match="diverged"):
+        load_weights(tmp_path / "d")

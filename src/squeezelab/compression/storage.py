@@ -10,15 +10,20 @@ Every pruned, shared layer is stored as a sparse list of (relative index, weight
 
 Other tensors (biases, batch norm) are stored as float32. The file::
 
-    b"SQZC" | u32 header length | JSON header | blobs (codebooks, code lengths, streams)
+    b"SQZ2" | u32 header length | JSON header | blobs (codebooks, code lengths, streams)
+           | u32 CRC-32
 
-The compressed size reported is the size of this file, in bytes.
+The CRC-32 covers every byte before it (any single-bit flip, and almost every other
+corruption, is a :class:`FormatError`), and every header value is bounded before anything
+is allocated. Version-1 files (``b"SQZC"``, no CRC) are still read. The compressed size
+reported is the size of this file, in bytes.
 """
 
 from __future__ import annotations
 
 import json
 import struct
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +32,12 @@ import torch
 
 from . import huffman
 
-MAGIC = b"SQZC"
-VERSION = 1
+MAGIC = b"SQZ2"
+MAGIC_V1 = b"SQZC"
+VERSION = 2
+MAX_ELEMENTS = 1 << 30  # per tensor: far above any network squeezelab builds
+MAX_CODE_LENGTH = 24  # Huffman code lengths are capped at 20 when written
+MAX_CLASSES = 100_000
 
 
 class FormatError(RuntimeError):
@@ -87,6 +96,8 @@ def decode_layer(entry: dict, blobs: list[bytes]) -> torch.Tensor:
     codebook = np.frombuffer(blobs[0], dtype=np.float32)
     w_len = np.frombuffer(blobs[1], dtype=np.uint8)
     i_len = np.frombuffer(blobs[2], dtype=np.uint8)
+    if max(w_len.max(initial=0), i_len.max(initial=0)) > MAX_CODE_LENGTH:
+        raise FormatError(f"corrupt compressed layer: a code length above {MAX_CODE_LENGTH}")
     n = entry["entries"]
     wcodes = huffman.decode(blobs[3], entry["weight_bits"], n, w_len)
     gaps = huffman.decode(blobs[4], entry["index_bits_total"], n, i_len)
@@ -123,6 +134,7 @@ def write_compressed(
         blobs.extend(parts)
     head = json.dumps(header, separators=(",", ":")).encode()
     payload = MAGIC + struct.pack("<I", len(head)) + head + b"".join(blobs)
+    payload += struct.pack("<I", zlib.crc32(payload))
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_bytes(payload)
@@ -136,25 +148,89 @@ def read_compressed(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
     if not path.is_file():
         raise FormatError(f"compressed model {path} does not exist")
     data = path.read_bytes()
-    if data[:4] != MAGIC or len(data) < 8:
+    if len(data) < 8 or data[:4] not in (MAGIC, MAGIC_V1):
         raise FormatError(f"{path} is not a squeezelab compressed model")
+    if data[:4] == MAGIC:
+        if len(data) < 12 or struct.unpack("<I", data[-4:])[0] != zlib.crc32(data[:-4]):
+            raise FormatError(f"{path} is corrupt or truncated: its CRC-32 does not match")
+        data = data[:-4]
     (head_len,) = struct.unpack("<I", data[4:8])
+    if 8 + head_len > len(data):
+        raise FormatError(f"{path} is truncated: its header runs past the end of the file")
     try:
         header = json.loads(data[8 : 8 + head_len])
-    except ValueError:
-        raise FormatError(f"{path}: corrupt header (truncated file?)") from None
+        entries, meta = header["tensors"], header["meta"]
+        if not isinstance(entries, list) or not isinstance(meta, dict):
+            raise TypeError("tensors must be a list, meta a table")
+        for entry in entries:
+            _check_entry(entry)
+        _check_meta(meta)
+    except (ValueError, KeyError, TypeError) as err:
+        raise FormatError(f"{path}: malformed header ({err})") from None
     offset = 8 + head_len
     state = {}
-    for entry in header["tensors"]:
+    for entry in entries:
         parts = []
         for size in entry["sizes"]:
             if offset + size > len(data):
                 raise FormatError(f"{path} is truncated (tensor {entry['name']})")
             parts.append(data[offset : offset + size])
             offset += size
-        if entry["kind"] == "sparse":
-            state[entry["name"]] = decode_layer(entry, parts)
-        else:
-            arr = np.frombuffer(parts[0], dtype=entry["dtype"]).copy()
-            state[entry["name"]] = torch.from_numpy(arr).view(entry["shape"])
-    return state, header["meta"]
+        try:
+            if entry["kind"] == "sparse":
+                state[entry["name"]] = decode_layer(entry, parts)
+            else:
+                arr = np.frombuffer(parts[0], dtype=entry["dtype"]).copy()
+                state[entry["name"]] = torch.from_numpy(arr).view(entry["shape"])
+        except (ValueError, IndexError, RuntimeError) as err:
+            raise FormatError(f"{path}: corrupt tensor {entry['name']} ({err})") from None
+    if offset != len(data):
+        raise FormatError(f"{path}: {len(data) - offset} bytes after the last tensor")
+    return state, meta
+
+
+def _int(entry: dict, key: str, low: int, high: int) -> int:
+    value = entry[key]
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ValueError(f"{key} = {value!r} outside {low}..{high}")
+    return value
+
+
+def _check_entry(entry: Any) -> None:
+    """Bound every header value of one tensor before anything is allocated or decoded."""
+    if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+        raise TypeError(f"a tensor entry without a name: {entry!r:.80}")
+    shape, sizes = entry.get("shape"), entry.get("sizes")
+    if not isinstance(shape, list) or not all(
+        isinstance(d, int) and not isinstance(d, bool) and 0 <= d <= MAX_ELEMENTS for d in shape
+    ):
+        raise ValueError(f"tensor {entry['name']}: bad shape {shape!r:.80}")
+    elements = int(np.prod(shape, dtype=np.float64))
+    if elements > MAX_ELEMENTS:
+        raise ValueError(f"tensor {entry['name']}: {elements} elements")
+    if not isinstance(sizes, list) or not all(
+        isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in sizes
+    ):
+        raise ValueError(f"tensor {entry['name']}: bad blob sizes")
+    if entry.get("kind") == "dense":
+        if entry.get("dtype") not in ("float32", "int64") or len(sizes) != 1:
+            raise ValueError(f"tensor {entry['name']}: bad dense entry")
+        if sizes[0] != elements * np.dtype(entry["dtype"]).itemsize:
+            raise ValueError(f"tensor {entry['name']}: {sizes[0]} bytes for shape {shape}")
+    elif entry.get("kind") == "sparse":
+        bits = _int(entry, "bits", 1, 16)
+        index_bits = _int(entry, "index_bits", 1, 16)
+        if len(sizes) != 5 or sizes[:3] != [4 << bits, (1 << bits) + 1, 1 << index_bits]:
+            raise ValueError(f"tensor {entry['name']}: blob sizes do not fit bits/index_bits")
+        _int(entry, "weight_bits", 0, 8 * sizes[3])
+        _int(entry, "index_bits_total", 0, 8 * sizes[4])
+        # Every entry takes at least one bit of each stream.
+        _int(entry, "entries", 0, min(entry["weight_bits"], entry["index_bits_total"]))
+    else:
+        raise ValueError(f"tensor {entry['name']}: unknown kind {entry.get('kind')!r}")
+
+
+def _check_meta(meta: dict) -> None:
+    classes = meta.get("num_classes", 1)
+    if isinstance(classes, bool) or not isinstance(classes, int) or not 1 <= classes <= MAX_CLASSES:
+        raise ValueError(f"num_classes = {classes!r}")

@@ -12,11 +12,14 @@ import io
 import os
 import pickle
 import tarfile
+import warnings
 import zipfile
+import zlib
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import IO, ClassVar
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -26,6 +29,8 @@ from .synthetic import make_synthetic
 CACHE_ENV = "SQUEEZELAB_DATA_DIR"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".ppm", ".tif", ".tiff")
 ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".zip")
+# The largest image file read (declared and actual size); raise it for huge images.
+MAX_IMAGE_BYTES = int(os.environ.get("SQUEEZELAB_MAX_IMAGE_BYTES", 64 << 20))
 
 CIFAR = {
     "cifar10": {
@@ -211,6 +216,7 @@ def _cifar_members(path: Path, folder: str) -> Iterator[tuple[str, bytes]]:
 def _load_cifar(name: str, path: Path, data_dir: str | os.PathLike[str] | None) -> Source:
     info = CIFAR[name]
     files = dict(_cifar_members(path, info["folder"]))
+    n_classes = 10 if name == "cifar10" else 100
     missing = [f for f in info["train"] + info["test"] if f not in files]
     if missing:
         raise DataError(f"{path} is not an official {name} archive: missing {missing}")
@@ -220,15 +226,23 @@ def _load_cifar(name: str, path: Path, data_dir: str | os.PathLike[str] | None) 
         for f in names:
             batch = _read_batch(files[f], f"{path}:{f}")
             try:
-                data = np.asarray(batch[b"data"], dtype=np.uint8)
-                labels.append(np.asarray(batch[info["label_key"]], dtype=np.int64))
-                images.append(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
-            except (KeyError, ValueError) as err:
+                raw = np.asarray(batch[b"data"])
+                if raw.dtype != np.uint8:
+                    raise ValueError(f"pixels must be uint8, found {raw.dtype}")
+                found = np.asarray(batch[info["label_key"]], dtype=np.int64)
+                if found.size and (found.min() < 0 or found.max() >= n_classes):
+                    raise ValueError(
+                        f"labels must lie in 0..{n_classes - 1}, found {found.min()}..{found.max()}"
+                    )
+                labels.append(found)
+                images.append(raw.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
+                if len(labels[-1]) != len(images[-1]):
+                    raise ValueError(f"{len(images[-1])} images but {len(labels[-1])} labels")
+            except (KeyError, ValueError, TypeError) as err:
                 raise DataError(f"malformed CIFAR batch {path}:{f}: {err}") from None
         return np.ascontiguousarray(np.concatenate(images)), np.concatenate(labels)
 
     meta_file, meta_key = info["meta"]
-    n_classes = 10 if name == "cifar10" else 100
     classes = [str(i) for i in range(n_classes)]
     if meta_file in files:
         names = _read_batch(files[meta_file], f"{path}:{meta_file}").get(meta_key)
@@ -276,29 +290,61 @@ def _content_hash(path: Path) -> str:
 
 
 def _iter_image_files(path: Path) -> Iterator[tuple[str, bytes]]:
-    """Yield (relative path, bytes) of every image file in a folder or archive."""
+    """Yield (relative path, bytes) of every image file in a folder or archive.
+
+    Entries that climb out of the archive (``../``, absolute paths) and files larger than
+    ``MAX_IMAGE_BYTES`` (declared or actual) are errors naming the entry; nothing is read
+    beyond the cap.
+    """
     name = path.name.lower()
     try:
         if path.is_dir():
             for f in sorted(path.rglob("*")):
                 if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES:
+                    _check_size(f"{path}:{f.relative_to(path)}", f.stat().st_size)
                     yield f.relative_to(path).as_posix(), f.read_bytes()
         elif name.endswith(".zip"):
             with zipfile.ZipFile(path) as z:
                 for info in sorted(z.infolist(), key=lambda i: i.filename):
                     if not info.is_dir() and Path(info.filename).suffix.lower() in IMAGE_SUFFIXES:
-                        yield info.filename, z.read(info)
+                        _check_entry(path, info.filename, info.file_size)
+                        with z.open(info) as f:
+                            yield info.filename, _read_capped(f, f"{path}:{info.filename}")
         elif any(name.endswith(s) for s in (".tar", ".tar.gz", ".tgz")):
             with tarfile.open(path) as tar:
                 for m in tar:
                     if m.isfile() and Path(m.name).suffix.lower() in IMAGE_SUFFIXES:
-                        yield m.name, tar.extractfile(m).read()
+                        _check_entry(path, m.name, m.size)
+                        yield m.name, _read_capped(tar.extractfile(m), f"{path}:{m.name}")
         else:
             raise DataError(
                 f"{path}: not a folder or a {'/'.join(ARCHIVE_SUFFIXES)} archive of class folders"
             )
-    except (tarfile.TarError, zipfile.BadZipFile, OSError, EOFError) as err:
+    except (tarfile.TarError, zipfile.BadZipFile, OSError, EOFError, zlib.error) as err:
         raise DataError(f"corrupt archive {path}: {err}") from None
+    except (RuntimeError, NotImplementedError) as err:  # encrypted / unsupported zip entries
+        raise DataError(f"unreadable archive {path}: {err}") from None
+
+
+def _check_entry(archive: Path, entry: str, size: int) -> None:
+    parts = entry.replace("\\", "/").split("/")
+    if entry.startswith(("/", "\\")) or ".." in parts or (parts and parts[0].endswith(":")):
+        raise DataError(f"{archive}: entry {entry!r} points outside the archive; refusing it")
+    _check_size(f"{archive}:{entry}", size)
+
+
+def _check_size(where: str, size: int) -> None:
+    if size > MAX_IMAGE_BYTES:
+        raise DataError(
+            f"{where} is {size:,} bytes, over the {MAX_IMAGE_BYTES:,}-byte cap for one image "
+            "(raise it with SQUEEZELAB_MAX_IMAGE_BYTES)"
+        )
+
+
+def _read_capped(f: IO[bytes] | None, where: str) -> bytes:
+    data = f.read(MAX_IMAGE_BYTES + 1) if f is not None else b""
+    _check_size(where, len(data))
+    return data
 
 
 def _class_of(rel: str) -> str | None:
@@ -320,6 +366,15 @@ def _decode_image_folder(path: Path, progress: bool) -> ImageSet:
     strip = len(tops) == 1 and all("/" in d for d in dirs)
     labels_of = {d: (d.split("/", 1)[1] if strip else d) for d in dirs}
     classes = sorted(set(labels_of.values()))
+    if path.is_dir():
+        empty = _empty_class_folders(path, strip)
+        if empty:
+            raise DataError(f"{path}: class folder(s) without images: {', '.join(empty)}")
+    if len(classes) < 2:
+        raise DataError(
+            f"{path}: found {len(classes)} class ({', '.join(classes)}); classification needs "
+            "at least two class folders"
+        )
     index = {c: i for i, c in enumerate(classes)}
     images, labels = [], []
     for rel, data in tqdm(
@@ -327,17 +382,37 @@ def _decode_image_folder(path: Path, progress: bool) -> ImageSet:
     ):
         images.append(_decode(data, f"{path}:{rel}"))
         labels.append(index[labels_of[_class_of(rel)]])
-    shapes = {im.shape for im in images}
-    if len(shapes) > 1:
-        side = min(min(s[0], s[1]) for s in shapes)
+    if len({im.shape for im in images}) > 1:
+        # Mixed sizes: every image becomes a square of the most common shorter side.
+        side = Counter(min(im.shape[:2]) for im in images).most_common(1)[0][0]
+        odd = sum(im.shape[:2] != (side, side) for im in images)
+        warnings.warn(
+            f"{path}: images of several sizes; {odd} of {len(images)} resized and centre-cropped "
+            f"to {side}x{side}, the most common size",
+            stacklevel=2,
+        )
         images = [_center_square(im, side) for im in images]
     return ImageSet(np.stack(images), np.asarray(labels, dtype=np.int64), classes)
 
 
+def _empty_class_folders(path: Path, strip: bool) -> list[str]:
+    base = next(d for d in path.iterdir() if d.is_dir()) if strip else path
+    return sorted(
+        d.name
+        for d in base.iterdir()
+        if d.is_dir() and not any(f.suffix.lower() in IMAGE_SUFFIXES for f in d.rglob("*"))
+    )
+
+
 def _decode(data: bytes, where: str) -> np.ndarray:
     try:
-        with Image.open(io.BytesIO(data)) as im:
-            return np.asarray(im.convert("RGB"), dtype=np.uint8)
+        with warnings.catch_warnings():
+            # PIL only warns between 1x and 2x its pixel limit, then decodes: refuse both.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as im:
+                return np.asarray(im.convert("RGB"), dtype=np.uint8)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        raise DataError(f"image {where} is too large to decode safely: {err}") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         raise DataError(f"corrupt image {where}: {err}") from None
 

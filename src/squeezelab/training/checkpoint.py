@@ -8,6 +8,7 @@ any moment leaves either the previous checkpoint or the new one.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -59,11 +60,32 @@ def save_checkpoint(path: str | os.PathLike[str], state: TrainingState) -> None:
         "history": json.dumps(state.history),
         "scaler": json.dumps(state.scaler),
     }
+    save_atomic(tensors, path, metadata)
+
+
+def save_atomic(
+    tensors: dict[str, torch.Tensor], path: str | os.PathLike[str], metadata: dict[str, str]
+) -> None:
+    """Write a safetensors file with a checksum, atomically (temporary file, fsync, rename)."""
+    path = Path(path)
+    metadata = {**metadata, "sha256": checksum(tensors, metadata)}
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     save_file(tensors, str(tmp), metadata=metadata)
     with open(tmp, "rb+") as f:
         os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+def checksum(tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> str:
+    """SHA-256 over every tensor's name, dtype, shape and bytes, and the other metadata."""
+    h = hashlib.sha256()
+    for key in sorted(tensors):
+        t = tensors[key].detach().cpu().contiguous()
+        h.update(f"{key}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    for key in sorted(k for k in metadata if k != "sha256"):
+        h.update(f"{key}={metadata[key]}|".encode())
+    return h.hexdigest()
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> TrainingState:
@@ -104,6 +126,11 @@ def load_weights(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     """Load model weights from a run directory, a checkpoint, a .safetensors or a .pth file."""
     path = Path(path)
     if path.is_dir():
+        result = path / "result.json"
+        if result.is_file() and json.loads(result.read_text()).get("diverged"):
+            raise CheckpointError(
+                f"the run in {path} diverged (non-finite loss): it has no usable weights"
+            )
         for name in ("model.safetensors", "checkpoint.safetensors"):
             if (path / name).is_file():
                 return load_weights(path / name)
@@ -134,11 +161,17 @@ def _read(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     try:
         with safe_open(str(path), framework="pt") as f:
             metadata = f.metadata() or {}
-        return load_file(str(path)), metadata
+        tensors = load_file(str(path))
     except (SafetensorError, OSError, ValueError, RuntimeError) as err:
         raise CheckpointError(
             f"checkpoint {path} is unreadable (truncated or corrupt): {err}"
         ) from None
+    # Files written before checksums existed carry none and are read as they are.
+    if "sha256" in metadata and checksum(tensors, metadata) != metadata["sha256"]:
+        raise CheckpointError(
+            f"checkpoint {path} is corrupt: its contents do not match their checksum"
+        )
+    return tensors, metadata
 
 
 def _jsonable(value: Any) -> Any:

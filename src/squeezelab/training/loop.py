@@ -24,7 +24,7 @@ from tqdm import tqdm
 from ..data import Batches, Preprocess, Source, Splits, load_source, split_source
 from ..models import get_model
 from ..models.complexity import check_input_size
-from .checkpoint import TrainingState, save_checkpoint
+from .checkpoint import CheckpointError, TrainingState, save_atomic, save_checkpoint
 from .config import RunConfig
 from .rundir import (
     CHECKPOINT,
@@ -114,13 +114,22 @@ def train(
     history: list[dict[str, Any]] = []
     start = 0
     if state is not None:
-        parts.model.load_state_dict(state.model)
-        parts.optimizer.load_state_dict(state.optimizer)
+        _check_state(state, cfg, out)
+        try:
+            parts.model.load_state_dict(state.model)
+            parts.optimizer.load_state_dict(state.optimizer)
+        except (RuntimeError, KeyError, ValueError) as err:
+            raise CheckpointError(
+                f"{out / CHECKPOINT} does not fit this run's model and optimizer: {err}"
+            ) from None
         parts.scheduler.load_state_dict(state.scheduler)
         if parts.scaler is not None and state.scaler:
             parts.scaler.load_state_dict(state.scaler)
         set_rng_state(state.rng, parts.generator)
         history, start = state.history, state.epoch
+        # The checkpoint's history is the truth: a kill between checkpoint and metrics file
+        # (even after the last epoch) loses nothing.
+        write_lines(out / "metrics.jsonl", history)
         _log(f"resuming {out} after epoch {start}/{cfg.epochs}", verbose)
     write_json(
         out / "config.json", recipe(cfg, dev, precision, parts.num_classes, len(parts.train.labels))
@@ -139,6 +148,15 @@ def train(
         if board is not None:
             board.close()
     return _finish(out, cfg, parts, dev, precision, history, keep_checkpoint)
+
+
+def _check_state(state: TrainingState, cfg: RunConfig, out: Path) -> None:
+    """Refuse a checkpoint whose epoch count cannot belong to this run."""
+    if not 0 <= state.epoch <= cfg.epochs or len(state.history) != state.epoch:
+        raise CheckpointError(
+            f"{out / CHECKPOINT} claims {state.epoch} epochs done ({len(state.history)} in its "
+            f"history) of a {cfg.epochs}-epoch run: not this run's checkpoint"
+        )
 
 
 def _save_epoch(out: Path, parts: _Parts, history: list[dict], row: dict, board: Any) -> bool:
@@ -326,7 +344,6 @@ def _finish(
     keep_checkpoint: bool = False,
     tensorboard: bool | None = None,
 ) -> RunResult:
-    from safetensors.torch import save_file
 
     last = history[-1]
     diverged = bool(last["diverged"])
@@ -335,9 +352,7 @@ def _finish(
     else:
         test_loss, test_acc, _ = evaluate(parts.model, parts.test, dev, precision)
         weights = {k: v.detach().cpu().contiguous() for k, v in parts.model.state_dict().items()}
-        tmp = out / ".model.safetensors.tmp"
-        save_file(weights, str(tmp), metadata={"model": cfg.model})
-        os.replace(tmp, out / MODEL)
+        save_atomic(weights, out / MODEL, {"model": cfg.model})
     result = RunResult(
         val_acc=last["val_acc"],
         val_loss=last["val_loss"],
