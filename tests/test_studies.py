@@ -117,7 +117,14 @@ def test_study_runs_resumes_and_stores_everything(tmp_path: Path) -> None:
     db = tmp_path / "s.db"
     spec = load_study(str(_tiny_study(tmp_path)))
     counts = run_study(spec, db, log=lambda m: None)
-    assert counts == {"done": 8, "running": 0, "failed": 0, "diverged": 0, "left": 0}
+    assert counts == {
+        "done": 8,
+        "running": 0,
+        "interrupted": 0,
+        "failed": 0,
+        "diverged": 0,
+        "left": 0,
+    }
     with Store(db) as store:
         runs = store.runs("tiny")
         assert len(runs) == 8
@@ -209,7 +216,9 @@ def test_study_cli_status_and_export(tmp_path: Path) -> None:
     study = _tiny_study(tmp_path)
     run_cli("study", "run", str(study), "--db", str(db), "--set", "seeds=0")
     status = json.loads(run_cli("study", "status", "--db", str(db), "--json").stdout)
-    assert status == {"tiny": {"done": 4, "running": 0, "failed": 0, "diverged": 0, "left": 0}}
+    assert status == {
+        "tiny": {"done": 4, "running": 0, "interrupted": 0, "failed": 0, "diverged": 0, "left": 0}
+    }
     csv_text = run_cli("results", "export", "--db", str(db), "--format", "csv").stdout
     lines = csv_text.strip().splitlines()
     assert len(lines) == 5 and lines[0].startswith("study,role,key,status")

@@ -291,29 +291,13 @@ EXAMPLES = {
 
 def _user_error(err: BaseException) -> str | None:
     """The one-line message for an error the user can fix, or None for a bug."""
-    from .data import DataError
-    from .results import StoreError
-    from .training import CheckpointError, ConfigError, RunDirError
+    from .errors import SqueezelabError
 
     if isinstance(err, ModuleNotFoundError) and (err.name or "").split(".")[0] in EXTRAS:
         extra = EXTRAS[(err.name or "").split(".")[0]]
         return f"this needs the optional package {err.name!r}: pip install 'squeezelab[{extra}]'"
-    known: tuple[type[BaseException], ...] = (
-        ConfigError,
-        DataError,
-        CheckpointError,
-        RunDirError,
-        StoreError,
-        ValueError,
-        OSError,
-    )
-    try:
-        from .compression.storage import FormatError
-
-        known += (FormatError,)
-    except ImportError:  # pragma: no cover
-        pass
-    return str(err) if isinstance(err, known) else None
+    # ValueError and OSError: bad values and unreadable paths reported by the libraries used.
+    return str(err) if isinstance(err, (SqueezelabError, ValueError, OSError)) else None
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -96,17 +96,17 @@ def _print_status(db: str, as_json: bool) -> int:
     from .results import Store
 
     require_store(db)
-    with Store(db) as store:
+    with Store(db, readonly=True) as store:
         table = {name: store.status_counts(name) for name in store.studies()}
     if as_json:
         _print_json(table)
         return 0
-    print(
-        f"{'study':14s} {'done':>5s} {'running':>8s} {'failed':>7s} {'diverged':>9s} {'left':>5s}"
-    )
+    columns = ("done", "running", "interrupted", "failed", "diverged", "left")
+    print(f"{'study':14s} " + " ".join(f"{c:>11s}" for c in columns))
     for name, c in table.items():
-        print(f"{name:14s} {c['done']:5d} {c['running']:8d} {c['failed']:7d} "
-              f"{c['diverged']:9d} {c['left']:5d}")  # fmt: skip
+        print(f"{name:14s} " + " ".join(f"{c[k]:11d}" for k in columns))
+    if any(c["interrupted"] for c in table.values()):
+        print("interrupted: their process died; `squeezelab study run` again resumes them")
     return 0
 
 

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import SqueezelabError
 from .stats import (
     ALPHA,
     correlation_n_needed,
@@ -48,7 +49,7 @@ CHANCE_BAND = 1.0  # accuracy points around chance that count as "learned nothin
 POWER = 0.8
 
 
-class ClaimError(ValueError):
+class ClaimError(SqueezelabError, ValueError):
     """A ``[[claims]]`` or ``[report]`` entry of a study file is malformed."""
 
 

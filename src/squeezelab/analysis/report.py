@@ -677,7 +677,7 @@ def build_report(
         raise StoreError(f"no store at {db}: run a study first (squeezelab study run ...)")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    with Store(db) as store:
+    with Store(db, readonly=True) as store:
         b = ReportBuilder(store, out)
         if not store.studies() or not finished(store.runs(role=None)):
             empty = Section("Empty store")

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..errors import SqueezelabError
 from . import huffman
 
 MAGIC = b"SQZ2"
@@ -40,7 +41,7 @@ MAX_CODE_LENGTH = 24  # Huffman code lengths are capped at 20 when written
 MAX_CLASSES = 100_000
 
 
-class FormatError(RuntimeError):
+class FormatError(SqueezelabError, RuntimeError):
     """A compressed file is truncated, corrupt or not squeezelab's."""
 
 

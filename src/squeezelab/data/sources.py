@@ -24,6 +24,7 @@ from typing import IO, ClassVar
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from ..errors import SqueezelabError
 from .synthetic import make_synthetic
 
 CACHE_ENV = "SQUEEZELAB_DATA_DIR"
@@ -54,7 +55,7 @@ CIFAR = {
 }
 
 
-class DataError(RuntimeError):
+class DataError(SqueezelabError, RuntimeError):
     """A data source is missing, corrupt or malformed; the message names the file."""
 
 
@@ -261,7 +262,7 @@ def _cached(
     progress: bool,
     decode: Callable[[Path, bool], ImageSet],
 ) -> ImageSet:
-    key = _content_hash(path)
+    key = content_hash(path)
     target = cache_dir(data_dir) / f"images-{key}.npz"
     if target.is_file():
         try:
@@ -276,7 +277,8 @@ def _cached(
     return images
 
 
-def _content_hash(path: Path) -> str:
+def content_hash(path: Path) -> str:
+    """SHA-256 (24 hex digits) of a file's bytes, or of a folder's file names, sizes, times."""
     h = hashlib.sha256()
     if path.is_file():
         with path.open("rb") as f:

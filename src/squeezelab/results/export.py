@@ -28,7 +28,7 @@ def export(db: str | Path, fmt: str, out: str | Path | None, per_epoch: bool = F
     """Write the tidy table of ``db`` in ``fmt`` to ``out`` (stdout when None)."""
     if not Path(db).is_file():
         raise StoreError(f"no store at {db}")
-    with Store(db) as store:
+    with Store(db, readonly=True) as store:
         rows = tidy_rows(store, per_epoch)
     columns = list(dict.fromkeys(k for row in rows for k in row))
     if fmt == "parquet":

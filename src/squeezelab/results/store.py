@@ -7,14 +7,20 @@ knows nothing of torch: runs arrive as plain dictionaries.
 from __future__ import annotations
 
 import json
+import os
+import socket
 import sqlite3
+import threading
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = 1
+from ..errors import SqueezelabError
+
+SCHEMA_VERSION = 2  # 2: runs.owner and runs.heartbeat (claims by concurrent studies)
 STATUSES = ("pending", "running", "done", "diverged", "failed")
 METRICS = (
     "train_loss",
@@ -63,31 +69,127 @@ CREATE TABLE IF NOT EXISTS metrics (
 """
 
 
-class StoreError(RuntimeError):
+STALE_S = 120.0  # a claim whose heartbeat is older than this belongs to a dead process
+BEAT_S = 20.0
+
+
+def owner_id() -> str:
+    """This process, as it signs the runs it claims: host, pid and a random token."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def _alive(row: Any) -> bool:
+    """Whether the owner of a 'running' row is alive: same host and pid alive, or beating."""
+    owner, beat = row["owner"], row["heartbeat"]
+    if not owner or beat is None:
+        return False  # marked running before claims existed: its process is gone
+    host, _, rest = owner.partition(":")
+    if host == socket.gethostname():
+        try:
+            os.kill(int(rest.split(":")[0]), 0)
+        except ProcessLookupError:
+            return False
+        except (PermissionError, ValueError):
+            pass
+    return time.time() - beat < STALE_S
+
+
+class Heartbeat:
+    """A thread that keeps this process's claims alive while their runs train."""
+
+    def __init__(self, db: str | Path, owner: str) -> None:
+        self.db, self.owner = db, owner
+        self.keys: set[str] = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="squeezelab-heartbeat", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        store = Store(self.db)  # its own connection: sqlite3 connections stay in one thread
+        try:
+            while not self._stop.wait(BEAT_S):
+                if self.keys:
+                    store.beat(sorted(self.keys), self.owner)
+        finally:
+            store.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def _connect_readonly(path: Path) -> sqlite3.Connection:
+    """Open read-only; in a read-only folder, where SQLite cannot add its WAL files, as
+    immutable."""
+    uri = path.resolve().as_uri()
+    conn = sqlite3.connect(f"{uri}?mode=ro", uri=True, isolation_level=None)
+    try:
+        conn.execute("SELECT name FROM sqlite_master").fetchall()
+        return conn
+    except sqlite3.OperationalError:
+        conn.close()
+        return sqlite3.connect(f"{uri}?mode=ro&immutable=1", uri=True, isolation_level=None)
+
+
+class StoreError(SqueezelabError, RuntimeError):
     """The store file is not a squeezelab store or cannot be opened."""
 
 
 class Store:
-    """A squeezelab results database."""
+    """A squeezelab results database; ``readonly`` opens an existing one without writing."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, readonly: bool = False) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.path.is_dir():
+            raise StoreError(f"{self.path} is a directory, not a squeezelab store file")
+        if readonly and not self.path.is_file():
+            raise StoreError(f"no store at {self.path}: run a study first, or pass --db PATH")
         try:
-            self.conn = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+            if readonly:
+                self.conn = _connect_readonly(self.path)
+            else:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self.conn = sqlite3.connect(self.path, timeout=60, isolation_level=None)
             self.conn.row_factory = sqlite3.Row
-            self.conn.execute("PRAGMA journal_mode=WAL")
-            self.conn.execute("PRAGMA synchronous=NORMAL")
-            self.conn.execute("PRAGMA foreign_keys=ON")
-            with self.transaction():
-                for statement in _SCHEMA.split(";"):
-                    if statement.strip():
-                        self.conn.execute(statement)
-                self.conn.execute(
-                    "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (SCHEMA_VERSION,)
-                )
+            self._check_ours()
+            if not readonly:
+                self.conn.execute("PRAGMA journal_mode=WAL")
+                self.conn.execute("PRAGMA synchronous=NORMAL")
+                self.conn.execute("PRAGMA foreign_keys=ON")
+                self._create()
         except sqlite3.DatabaseError as err:
             raise StoreError(f"{self.path} is not a usable squeezelab store: {err}") from None
+
+    def _check_ours(self) -> None:
+        """Refuse another program's SQLite file instead of adding tables to it."""
+        tables = {r[0] for r in self.conn.execute("SELECT name FROM sqlite_master")}
+        if tables and "meta" not in tables:
+            raise StoreError(
+                f"{self.path} is an SQLite file of another program (tables: "
+                f"{', '.join(sorted(tables))}), not a squeezelab store"
+            )
+        if "meta" in tables:
+            row = self.conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+            if row is None or int(row[0]) > SCHEMA_VERSION:
+                raise StoreError(
+                    f"{self.path}: store schema {row[0] if row else 'unknown'}; this squeezelab "
+                    f"reads up to {SCHEMA_VERSION} (upgrade squeezelab)"
+                )
+
+    def _create(self) -> None:
+        with self.transaction():
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    self.conn.execute(statement)
+            columns = {r[1] for r in self.conn.execute("PRAGMA table_info(runs)")}
+            for name, kind in (("owner", "TEXT"), ("heartbeat", "REAL")):  # schema 1 -> 2
+                if name not in columns:
+                    self.conn.execute(f"ALTER TABLE runs ADD COLUMN {name} {kind}")
+            self.conn.execute(
+                "INSERT INTO meta VALUES ('schema_version', ?) "
+                "ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+                (SCHEMA_VERSION,),
+            )
 
     def close(self) -> None:
         self.conn.close()
@@ -131,11 +233,39 @@ class Store:
                 )
 
     def mark_running(self, key: str, run_dir: str) -> None:
+        """Mark a run as started, unconditionally (single-process use and tests)."""
         with self.transaction() as c:
             c.execute(
                 "UPDATE runs SET status='running', run_dir=?, started=?, attempts=attempts+1, "
                 "error=NULL WHERE key=?",
                 (run_dir, time.time(), key),
+            )
+
+    def claim_run(self, key: str, run_dir: str, owner: str) -> bool:
+        """Atomically take a run to train: True when it was free (pending, failed, or
+        running under an owner that died or stopped beating); False when it is finished or
+        another live process holds it."""
+        with self.transaction() as c:
+            row = c.execute(
+                "SELECT status, owner, heartbeat FROM runs WHERE key=?", (key,)
+            ).fetchone()
+            if row is None or row["status"] in ("done", "diverged"):
+                return False
+            if row["status"] == "running" and row["owner"] != owner and _alive(row):
+                return False
+            c.execute(
+                "UPDATE runs SET status='running', run_dir=?, started=?, owner=?, heartbeat=?, "
+                "attempts=attempts+1, error=NULL WHERE key=?",
+                (run_dir, time.time(), owner, time.time(), key),
+            )
+            return True
+
+    def beat(self, keys: list[str], owner: str) -> None:
+        """Refresh the heartbeat of the runs ``owner`` is training."""
+        with self.transaction() as c:
+            c.executemany(
+                "UPDATE runs SET heartbeat=? WHERE key=? AND owner=? AND status='running'",
+                [(time.time(), k, owner) for k in keys],
             )
 
     def finish_run(
@@ -220,14 +350,18 @@ class Store:
         return [dict(r) for r in rows]
 
     def status_counts(self, study: str) -> dict[str, int]:
-        """Count a study's runs by status (``left`` = pending, or never started)."""
-        counts = dict.fromkeys(("done", "running", "failed", "diverged", "left"), 0)
+        """Count a study's runs by status (``left``: never started; ``interrupted``: marked
+        running by a process that died or stopped beating)."""
+        counts = dict.fromkeys(("done", "running", "interrupted", "failed", "diverged", "left"), 0)
         for r in self.conn.execute(
-            "SELECT r.status, COUNT(*) n FROM runs r JOIN study_runs s ON s.key=r.key "
-            "WHERE s.study=? GROUP BY r.status",
+            "SELECT r.status, r.owner, r.heartbeat FROM runs r JOIN study_runs s ON s.key=r.key "
+            "WHERE s.study=?",
             (study,),
         ):
-            counts["left" if r["status"] == "pending" else r["status"]] += r["n"]
+            status = r["status"]
+            if status == "running" and not _alive(r):
+                status = "interrupted"
+            counts["left" if status == "pending" else status] += 1
         return counts
 
     def tidy(self) -> list[dict[str, Any]]:

@@ -67,7 +67,7 @@ def _gpu_count() -> int:
     return torch.cuda.device_count()
 
 
-OnStart = Callable[[RunTask], None]
+OnStart = Callable[[RunTask], bool]  # False: skip the task (another process holds it)
 
 
 def _pipeline(
@@ -84,8 +84,8 @@ def _pipeline(
     while queue or in_flight:
         while queue and len(in_flight) < limit:
             task = queue.pop(0)
-            on_start(task)
-            in_flight[submit(task)] = task
+            if on_start(task):
+                in_flight[submit(task)] = task
         for handle in wait_one(list(in_flight)):
             yield collect(handle, in_flight.pop(handle))
 
@@ -101,8 +101,8 @@ class LocalExecutor:
     def run(self, tasks: list[RunTask], on_start: OnStart) -> Iterator[dict[str, Any]]:
         if self.workers == 1:
             for task in tasks:
-                on_start(task)
-                yield execute_run(task)
+                if on_start(task):
+                    yield execute_run(task)
             return
         gpus = _gpu_count()
         threads = max(1, (os.cpu_count() or 1) // self.workers)

@@ -8,6 +8,8 @@ resume from their checkpoint) and never duplicates a run (the key is the store's
 from __future__ import annotations
 
 import dataclasses
+import functools
+import hashlib
 import sys
 import time
 from collections.abc import Callable
@@ -18,12 +20,32 @@ from tqdm import tqdm
 
 from ..analysis.selection import best_runs, select_best
 from ..results import Store
+from ..results.store import Heartbeat, owner_id
 from ..training.config import ConfigError, RunConfig, from_dict
 from ..training.layout import MODEL
 from .executors import RunTask, make_executor
 from .spec import BestOf, StudySpec
 
 Log = Callable[[str], None]
+
+
+def run_key(cfg: RunConfig) -> str:
+    """A run's identity in the store: its config's hash and, when ``data`` is a file or a
+    folder, that data's content hash (a data set replaced under the same path is new data).
+    Named sources (cifar10, synthetic) keep the config's hash alone."""
+    path = Path(cfg.data)
+    if not path.exists():
+        return cfg.key()
+    st = path.stat()
+    digest = _data_hash(str(path.resolve()), st.st_mtime_ns, st.st_size)
+    return hashlib.sha256(f"{cfg.key()}:{digest}".encode()).hexdigest()[:16]
+
+
+@functools.lru_cache(maxsize=16)
+def _data_hash(path: str, mtime_ns: int, size: int) -> str:
+    from ..data.sources import content_hash
+
+    return content_hash(Path(path))
 
 
 def default_runs_dir(db: str | Path) -> Path:
@@ -78,7 +100,7 @@ def _resolve_imagenet(
         base = {k: v for k, v in spec.base.items() if k in ("batch_norm", "image_size")}
         src = from_dict({**base, **spec.pretrain, "model": m}, f"{spec.source} [pretrain]")
         sources.append(src)
-        replace[m] = str(runs_dir / src.key())
+        replace[m] = str(runs_dir / run_key(src))
     desc = f"pretrained here on {spec.pretrain.get('data')} (ImageNet weights unavailable offline)"
     log(f"{spec.name}: {desc}")
     swapped = [r.replace(init=replace[r.model]) if r.init == "imagenet" else r for r in runs]
@@ -107,34 +129,60 @@ def run_study(
     with Store(db) as store:
         sources, runs, notes = plan(spec, store, runs_root, log)
         spec_dict = {**dataclasses.asdict(spec), "notes": notes}
-        entries = [(c.key(), c.to_dict(), "source") for c in sources]
-        entries += [(c.key(), c.to_dict(), "run") for c in runs]
+        entries = [(run_key(c), c.to_dict(), "source") for c in sources]
+        entries += [(run_key(c), c.to_dict(), "run") for c in runs]
         store.add_study(spec.name, spec_dict, entries)
-        runner = None
-        for stage in (sources, runs):  # source models first: the runs start from them
-            todo = [c for c in stage if store.run(c.key())["status"] not in ("done", "diverged")]
-            skipped = len(stage) - len(todo)
-            if not stage:
-                continue
-            log(f"{spec.name}: {len(stage)} runs, {skipped} already finished, {len(todo)} to run")
-            if not todo:
-                continue
-            runner = runner or make_executor(executor, workers, address)
-            varying = sorted(
-                {k for k, v in spec.axes.items() if len(v) > 1}
-                | {
-                    k
-                    for p in spec.points
-                    for k in p
-                    if len({str(q.get(k)) for q in spec.points}) > 1
-                }
-            )
-            if len(spec.seeds) > 1:
-                varying.append("seed")
-            _execute(store, runner, todo, runs_root, data_dir, log, spec.name, varying)
+        owner = owner_id()
+        beat = Heartbeat(db, owner)
+        try:
+            runner = None
+            for stage in (sources, runs):  # source models first: the runs start from them
+                todo = [c for c in stage if store.run(run_key(c))["status"] not in FINISHED]
+                if not stage:
+                    continue
+                log(
+                    f"{spec.name}: {len(stage)} runs, {len(stage) - len(todo)} already "
+                    f"finished, {len(todo)} to run"
+                )
+                if todo:
+                    runner = runner or make_executor(executor, workers, address)
+                    claim = Claim(store, beat, owner, log)
+                    _execute(store, runner, todo, runs_root, data_dir, log, spec, claim)
+        finally:
+            beat.close()
         if not keep_weights:
             _drop_weights(store, spec.name, runs_root)
         return store.status_counts(spec.name)
+
+
+FINISHED = ("done", "diverged")
+
+
+@dataclasses.dataclass
+class Claim:
+    """Take runs in the store before training them, so that concurrent studies share work."""
+
+    store: Store
+    beat: Heartbeat
+    owner: str
+    log: Log
+
+    def take(self, task: RunTask) -> bool:
+        if not self.store.claim_run(task.key, task.run_dir, self.owner):
+            self.log(f"run {task.key}: finished or being trained by another process; skipped")
+            return False
+        self.beat.keys.add(task.key)
+        return True
+
+    def release(self, key: str) -> None:
+        self.beat.keys.discard(key)
+
+
+def _varying(spec: StudySpec) -> list[str]:
+    """The fields that tell a study's runs apart, for progress lines."""
+    fields = {k for k, v in spec.axes.items() if len(v) > 1}
+    fields |= {k for p in spec.points for k in p if len({str(q.get(k)) for q in spec.points}) > 1}
+    return sorted(fields) + (["seed"] if len(spec.seeds) > 1 else [])
 
 
 def _drop_weights(store: Store, study: str, runs_root: Path) -> None:
@@ -162,28 +210,34 @@ def _clock(seconds: float) -> str:
     return f"{m // 60}h{m % 60:02d}m" if m >= 60 else f"{m}m{s:02d}s"
 
 
-def _execute(store, runner, todo, runs_root, data_dir, log, study, varying) -> None:
+def _execute(store, runner, todo, runs_root, data_dir, log, spec, claim) -> None:
     verbose = not sys.stderr.isatty()
     tasks = [
-        RunTask(c.key(), c.to_dict(), str(runs_root / c.key()), data_dir, verbose=verbose)
+        RunTask(run_key(c), c.to_dict(), str(runs_root / run_key(c)), data_dir, verbose=verbose)
         for c in todo
     ]
+    varying, study = _varying(spec), spec.name
     bar = tqdm(total=len(tasks), desc=study, unit="run", disable=None)
     t0, started, done = time.perf_counter(), [0], [0]
 
-    def on_start(task: RunTask) -> None:
+    def on_start(task: RunTask) -> bool:
         started[0] += 1
+        if not claim.take(task):
+            done[0] += 1
+            bar.update(1)
+            return False
         elapsed = time.perf_counter() - t0
         eta = f", ETA {_clock(elapsed / done[0] * (len(tasks) - done[0]))}" if done[0] else ""
         log(
             f"[{started[0]}/{len(tasks)}] {study} {_label(task.config, varying)} "
             f"(elapsed {_clock(elapsed)}{eta})"
         )
-        store.mark_running(task.key, task.run_dir)
+        return True
 
     for outcome in runner.run(tasks, on_start):
         done[0] += 1
         key = outcome["key"]
+        claim.release(key)
         if "error" in outcome:
             store.fail_run(key, outcome["error"])
             log(f"run {key} failed: {outcome['error']}")

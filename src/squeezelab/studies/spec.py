@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 import sys
 from dataclasses import dataclass, field
 from importlib import resources
@@ -47,6 +48,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
+MAX_RUNS = 100_000  # a study larger than this is almost surely a typo in its axes
 SECTIONS = (
     "description",
     "seeds",
@@ -107,6 +109,13 @@ class StudySpec:
         """Expand into one validated run config per (point, axes cell, seed)."""
         points = points if points is not None else list(self.points) or [{}]
         names = list(self.axes)
+        size = len(points) * len(self.seeds) * math.prod(len(self.axes[n]) for n in names)
+        if size > MAX_RUNS:
+            raise ConfigError(
+                f"study {self.name!r} ({self.source}) expands to {size:,} runs "
+                f"({' x '.join(str(len(self.axes[n])) for n in names)} axis values, "
+                f"{len(points)} point(s), {len(self.seeds)} seed(s)); the cap is {MAX_RUNS:,}"
+            )
         runs, seen = [], set()
         for point in points:
             for cell in itertools.product(*(self.axes[n] for n in names)):
@@ -153,6 +162,7 @@ def parse_study(text: str, name: str, source: str = "<string>") -> StudySpec:
             f"{source}: unknown section(s) {', '.join(unknown)}; allowed: {', '.join(SECTIONS)}"
         )
     where = f"{source}"
+    _expect(raw, where)
     base = {k: coerce(k, v, f"{where} [base]") for k, v in raw.get("base", {}).items()}
     axes = {}
     for k, values in raw.get("axes", {}).items():
@@ -181,6 +191,34 @@ def parse_study(text: str, name: str, source: str = "<string>") -> StudySpec:
     )
     spec.expand()
     return spec
+
+
+SHAPES = {
+    "description": (str, "a string"),
+    "seeds": (list, "a list of integers"),
+    "base": (dict, "a table of run fields ([base])"),
+    "axes": (dict, "a table of run field = [values] ([axes])"),
+    "points": (list, "an array of tables ([[points]])"),
+    "best_of": (dict, "a table ([best_of])"),
+    "pretrain": (dict, "a table of run fields ([pretrain])"),
+    "claims": (list, "an array of tables ([[claims]])"),
+    "report": (dict, "a table ([report])"),
+}
+
+
+def _expect(raw: dict[str, Any], where: str) -> None:
+    """Check each section's type before reading it (``axes = 5`` is an error, not a crash)."""
+    for key, (kind, words) in SHAPES.items():
+        if key in raw and not isinstance(raw[key], kind):
+            raise ConfigError(f"{where}: {key} must be {words}, got {raw[key]!r:.60}")
+    if not all(isinstance(p, dict) for p in raw.get("points", [])):
+        raise ConfigError(f"{where}: each [[points]] entry must be a table of run fields")
+    best = raw.get("best_of", {})
+    for key in ("group_by", "fields"):
+        if key in best and not (
+            isinstance(best[key], list) and all(isinstance(k, str) for k in best[key])
+        ):
+            raise ConfigError(f"{where} [best_of]: {key!r} must be a list of run field names")
 
 
 def parse_overrides(items: list[str]) -> dict[str, Any]:

@@ -19,10 +19,12 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
+from ..errors import SqueezelabError
+
 FORMAT = "squeezelab-checkpoint-v1"
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(SqueezelabError, RuntimeError):
     """A checkpoint or weights file is missing, truncated or not squeezelab's."""
 
 

@@ -9,8 +9,11 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from dataclasses import dataclass, fields
 from typing import Any
+
+from ..errors import SqueezelabError
 
 SCHEDULERS = ("none", "step", "plateau", "linear", "cosine", "onecycle")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -29,7 +32,24 @@ MODEL_FIELDS = (
 )
 
 
-class ConfigError(ValueError):
+# Bounds that catch typos (epochs = 1e20) before they allocate or run for ever.
+UPPER_BOUNDS = {
+    "epochs": 100_000,
+    "batch_size": 1 << 20,
+    "image_size": 4096,
+    "step_size": 100_000,
+    "base_e": 1 << 16,
+    "incr_e": 1 << 16,
+    "freq": 1024,
+    "warmup_epochs": 100_000,
+    "plateau_patience": 100_000,
+    "seed": 2**32 - 1,
+    "split_seed": 2**32 - 1,
+    "train_subset": 10**9,
+}
+
+
+class ConfigError(SqueezelabError, ValueError):
     """A configuration field is unknown or holds a bad value."""
 
 
@@ -87,6 +107,10 @@ class RunConfig:
             _at_least(name, getattr(self, name), 1)
         for name in ("plateau_patience", "warmup_epochs", "incr_e", "seed", "split_seed"):
             _at_least(name, getattr(self, name), 0)
+        for name, high in UPPER_BOUNDS.items():
+            value = getattr(self, name)
+            if value is not None and value > high:
+                raise ConfigError(f"{name} must be <= {high:,}, got {value:,}")
         _open_range("lr", self.lr, 0.0, None)
         _range("momentum", self.momentum, 0.0, 1.0, hi_open=True)
         _range("weight_decay", self.weight_decay, 0.0, None)
@@ -175,12 +199,14 @@ def coerce(name: str, value: Any, where: str = "config") -> Any:
     if kind is bool and not isinstance(value, bool):
         raise ConfigError(f"{where}: field {name!r} must be true or false, got {value!r}")
     if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
-        if isinstance(value, float) and value.is_integer():
+        if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
             return int(value)
         raise ConfigError(f"{where}: field {name!r} must be an integer, got {value!r}")
     if kind is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: field {name!r} must be a number, got {value!r}")
+        if not math.isfinite(value):
+            raise ConfigError(f"{where}: field {name!r} must be a finite number, got {value!r}")
         return float(value)
     if kind is str and not isinstance(value, str):
         raise ConfigError(f"{where}: field {name!r} must be a string, got {value!r}")

@@ -30,6 +30,7 @@ from .rundir import (
     CHECKPOINT,
     MODEL,
     check_same_run,
+    lock_dir,
     prepare_dir,
     recipe,
     write_json,
@@ -104,6 +105,26 @@ def train(
     out = Path(out_dir)
     if (out / "result.json").is_file() and resume:
         check_same_run(out, cfg)
+        return RunResult(**json.loads((out / "result.json").read_text()))
+    out.mkdir(parents=True, exist_ok=True)
+    with lock_dir(out):
+        return _train_locked(
+            cfg, out, data_dir, resume, device, progress, verbose, keep_checkpoint, tensorboard
+        )
+
+
+def _train_locked(
+    cfg: RunConfig,
+    out: Path,
+    data_dir: str | None,
+    resume: bool,
+    device: str | None,
+    progress: bool | None,
+    verbose: bool,
+    keep_checkpoint: bool,
+    tensorboard: bool | None,
+) -> RunResult:
+    if (out / "result.json").is_file() and resume:  # finished while we waited to start
         return RunResult(**json.loads((out / "result.json").read_text()))
     state = prepare_dir(out, cfg, resume)
     dev = pick_device(device)

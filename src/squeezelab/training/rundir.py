@@ -2,23 +2,53 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from .. import __version__
+from ..errors import SqueezelabError
 from .checkpoint import TrainingState, load_checkpoint
 from .config import RunConfig
 from .layout import CHECKPOINT, MODEL  # noqa: F401  (re-exported)
 
 
-class RunDirError(RuntimeError):
+class RunDirError(SqueezelabError, RuntimeError):
     """A run directory holds another run, or a finished one was asked to start again."""
+
+
+@contextlib.contextmanager
+def lock_dir(out: Path) -> Iterator[None]:
+    """Hold ``OUT/.lock`` while training into ``out``: a second writer fails at once."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover  (not POSIX: no lock)
+        yield
+        return
+    with open(out / ".lock", "a+") as f:
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "another process"
+            raise RunDirError(
+                f"{out} is being trained into by {holder}; wait for it to finish, or choose "
+                "another --out"
+            ) from None
+        f.truncate(0)
+        f.write(f"pid {os.getpid()}")
+        f.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
 
 def prepare_dir(out: Path, cfg: RunConfig, resume: bool) -> TrainingState | None:

@@ -1,0 +1,177 @@
+"""Concurrency, stores, study files and run identity under hostile or careless use."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from squeezelab.results import Store, StoreError
+from squeezelab.studies import load_study, parse_study, run_study
+from squeezelab.studies.runner import run_key
+from squeezelab.training import ConfigError
+
+from .conftest import run_cli, write_jpeg_archive
+from .test_studies import STUDY
+
+# --- concurrency ------------------------------------------------------------------------------
+
+
+def test_two_writers_on_one_run_directory(tmp_path: Path) -> None:
+    out = tmp_path / "r"
+    args = ["squeezelab", "train", "--data", "synthetic:3000", "--image-size", "32",
+            "--epochs", "3", "--out", str(out)]  # fmt: skip
+    first = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (out / ".lock").is_file():
+        time.sleep(0.05)
+    while time.time() < deadline and "pid" not in (out / ".lock").read_text():
+        time.sleep(0.05)
+    second = run_cli("train", *args[2:], check=False)
+    assert second.returncode == 2
+    assert f"is being trained into by pid {first.pid}" in second.stderr
+    assert first.wait(timeout=300) == 0
+    assert (out / "result.json").is_file()  # the first writer's run is whole
+
+
+def test_two_study_processes_share_the_work(tmp_path: Path) -> None:
+    study = tmp_path / "c.toml"
+    study.write_text(STUDY.replace("synthetic:200", "synthetic:600"))  # 8 runs
+    db = tmp_path / "s.db"
+    cmd = ["squeezelab", "study", "run", str(study), "--db", str(db)]
+    procs = [
+        subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    outs = [p.communicate(timeout=600) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    with Store(db) as store:
+        runs = store.runs("c")
+    assert len(runs) == 8 and all(r["status"] == "done" for r in runs)
+    assert all(r["attempts"] == 1 for r in runs)  # every run trained exactly once
+    started = [line for _, err in outs for line in err.splitlines() if line.startswith("[")]
+    assert len(started) == 8
+
+
+def test_a_killed_owner_shows_interrupted_and_is_taken_over(tmp_path: Path) -> None:
+    spec = parse_study(STUDY.replace("seeds = [0, 1]", "seeds = [0]"), "i")
+    db = tmp_path / "s.db"
+    run_study(spec, db, log=lambda m: None)
+    key = run_key(spec.expand()[0])
+    with Store(db) as store:  # as if a process that has since died held this run
+        store.conn.execute(
+            "UPDATE runs SET status='running', owner=?, heartbeat=? WHERE key=?",
+            (f"{__import__('socket').gethostname()}:999999999:dead", time.time(), key),
+        )
+        assert store.status_counts("i")["interrupted"] == 1
+        assert store.claim_run(key, str(tmp_path), "me:1:x")
+        assert not store.claim_run(key, str(tmp_path), "other:2:y")  # alive: me, beating
+
+
+# --- stores ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["random", "truncated", "directory", "foreign"])
+def test_bad_store_files_are_one_line_errors(tmp_path: Path, kind: str) -> None:
+    db = tmp_path / "s.db"
+    if kind == "random":
+        db.write_bytes(bytes(range(256)) * 64)
+    elif kind == "truncated":
+        run_study(parse_study(STUDY.replace("seeds = [0, 1]", "seeds = [0]"), "t"), db,
+                  log=lambda m: None)  # fmt: skip
+        db.write_bytes(db.read_bytes()[:3000])
+    elif kind == "directory":
+        db.mkdir()
+    else:
+        with sqlite3.connect(db) as conn:
+            conn.execute("CREATE TABLE invoices (id INTEGER)")
+    before = db.read_bytes() if db.is_file() else None
+    for args in (["study", "status"], ["results", "export"], ["report", "--out", "r"]):
+        proc = run_cli(*args, "--db", str(db), check=False)
+        assert proc.returncode == 2, (args, proc.stderr)
+        assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+        assert str(db) in proc.stderr
+    if before is not None:
+        assert db.read_bytes() == before  # nothing stored is touched
+    if kind == "foreign":
+        with pytest.raises(StoreError, match="another program"):
+            Store(db)
+
+
+def test_store_readers_never_write(tmp_path: Path) -> None:
+    db = tmp_path / "s.db"
+    run_study(parse_study(STUDY.replace("seeds = [0, 1]", "seeds = [0]"), "t"), db,
+              log=lambda m: None)  # fmt: skip
+    before = db.read_bytes()
+    run_cli("study", "status", "--db", str(db))
+    run_cli("results", "export", "--db", str(db))
+    run_cli("report", "--db", str(db), "--out", str(tmp_path / "r"))
+    assert db.read_bytes() == before
+    with Store(db, readonly=True) as store, pytest.raises(sqlite3.OperationalError, match="read"):
+        store.conn.execute("DELETE FROM runs")
+
+
+def test_schema_1_store_is_migrated(tmp_path: Path) -> None:
+    db = tmp_path / "old.db"
+    run_study(parse_study(STUDY.replace("seeds = [0, 1]", "seeds = [0]"), "t"), db,
+              log=lambda m: None)  # fmt: skip
+    with sqlite3.connect(db) as conn:  # back to schema 1: no claim columns
+        conn.execute("ALTER TABLE runs DROP COLUMN owner")
+        conn.execute("ALTER TABLE runs DROP COLUMN heartbeat")
+        conn.execute("UPDATE meta SET value='1' WHERE key='schema_version'")
+    with Store(db) as store:
+        assert store.status_counts("t")["done"] == 4
+        columns = {r[1] for r in store.conn.execute("PRAGMA table_info(runs)")}
+        assert {"owner", "heartbeat"} <= columns
+
+
+# --- study files -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("axes = 5", "axes must be a table"),
+        ("base = [1, 2]", "base must be a table"),
+        ("points = [1, 2]", "each \\[\\[points\\]\\] entry must be a table"),
+        ('[best_of]\nstudy = "grid"\nfields = 5', "'fields' must be a list of run field names"),
+        ("[base]\nlr = inf", "'lr' must be a finite number"),
+        ("[base]\nlr = nan", "'lr' must be a finite number"),
+        ("[base]\nepochs = 1e20", "'epochs' must be an integer|epochs must be <="),
+        ("[base]\nepochs = 1000000", "epochs must be <= 100,000"),
+        ("[axes]\n" + "\n".join(f"{f} = {list(range(1, 31))}" for f in
+         ("epochs", "step_size", "warmup_epochs", "plateau_patience")), "expands to 810,000 runs"),
+    ],
+)  # fmt: skip
+def test_bad_study_files_are_clear_errors(text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_study(text, "bad", "bad.toml")
+
+
+def test_huge_grid_dry_run_fails_fast(tmp_path: Path) -> None:
+    axes = "\n".join(f"{f} = {list(range(1, 101))}" for f in ("epochs", "step_size", "seed"))
+    (tmp_path / "big.toml").write_text(f"[axes]\n{axes}\n[base]\nscheduler = 'step'\n")
+    t0 = time.perf_counter()
+    proc = run_cli("study", "run", str(tmp_path / "big.toml"), "--dry-run", check=False)
+    assert proc.returncode == 2 and "expands to 1,000,000 runs" in proc.stderr
+    assert time.perf_counter() - t0 < 30
+
+
+# --- run identity -----------------------------------------------------------------------------
+
+
+def test_data_replaced_under_the_same_path_is_new_data(tmp_path: Path) -> None:
+    data = write_jpeg_archive(tmp_path / "imgs.tar.gz", per_class=6)
+    text = STUDY.replace('"synthetic:200"', f'"{data}"').replace("seeds = [0, 1]", "seeds = [0]")
+    study = tmp_path / "d.toml"
+    study.write_text(text)
+    spec = load_study(str(study))
+    first = {run_key(c) for c in spec.expand()}
+    write_jpeg_archive(data, per_class=8)  # other images, same path
+    second = {run_key(c) for c in spec.expand()}
+    assert first.isdisjoint(second)
+    named = parse_study(STUDY, "n").expand()[0]
+    assert run_key(named) == named.key()  # named sources keep the config's hash
