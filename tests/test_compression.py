@@ -339,3 +339,14 @@ def test_version_1_files_are_still_read(tmp_path: Path) -> None:
     path.write_bytes(b"SQZC" + data[4:-4])  # the v1 layout: no CRC
     back, meta = read_compressed(path)
     assert meta["k"] == 1 and all(torch.equal(back[k], state[k]) for k in state)
+
+
+def test_compress_takes_the_model_file_squeezelab_wrote(tmp_path: Path) -> None:
+    cfg = from_dict({"data": "synthetic:200", "image_size": 32, "epochs": 1, "batch_norm": True})
+    train(cfg, tmp_path / "run", verbose=False)
+    out = tmp_path / "m.sqzc"
+    r = last_json(
+        run_cli("compress", str(tmp_path / "run" / "model.safetensors"), "--sparsity", "0.5",
+                "--bits", "5", "--out", str(out), "--json").stdout
+    )  # fmt: skip
+    assert r["compressed_bytes"] == out.stat().st_size
