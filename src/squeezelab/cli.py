@@ -322,6 +322,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 file=sys.stderr,
             )
             return 1
+        message = "; ".join(line.strip() for line in message.splitlines() if line.strip())
         print(f"squeezelab {args.command}: error: {message}", file=sys.stderr)
         return EXIT_USAGE
 

@@ -322,6 +322,8 @@ def _iter_image_files(path: Path) -> Iterator[tuple[str, bytes]]:
             raise DataError(
                 f"{path}: not a folder or a {'/'.join(ARCHIVE_SUFFIXES)} archive of class folders"
             )
+    except DataError:
+        raise
     except (tarfile.TarError, zipfile.BadZipFile, OSError, EOFError, zlib.error) as err:
         raise DataError(f"corrupt archive {path}: {err}") from None
     except (RuntimeError, NotImplementedError) as err:  # encrypted / unsupported zip entries

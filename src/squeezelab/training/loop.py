@@ -140,8 +140,9 @@ def _train_locked(
             parts.model.load_state_dict(state.model)
             parts.optimizer.load_state_dict(state.optimizer)
         except (RuntimeError, KeyError, ValueError) as err:
+            detail = " ".join(str(err).split())
             raise CheckpointError(
-                f"{out / CHECKPOINT} does not fit this run's model and optimizer: {err}"
+                f"{out / CHECKPOINT} does not fit this run's model and optimizer: {detail}"
             ) from None
         parts.scheduler.load_state_dict(state.scheduler)
         if parts.scaler is not None and state.scaler:
