@@ -304,6 +304,7 @@ def evaluate_claim(
         strata.setdefault(label, []).append(r)
     if not strata:
         strata[""] = []
+    dead = _dead_source(sources or [], chance)
     results = []
     for label, members in sorted(strata.items()):
         res = ClaimResult(
@@ -319,7 +320,6 @@ def evaluate_claim(
             caveat=caveat,
         )
         res.n_excluded = sum(r["status"] == "diverged" for r in members) if rule == "exclude" else 0
-        dead = _dead_source(sources or [], chance)
         if dead:
             res.reason = dead
         elif claim.test == "correlation":
@@ -563,12 +563,6 @@ def evaluate_claims(
     ]
     apply_holm(results)
     return results
-
-
-def primary(results: list[ClaimResult], claims: Iterable[ClaimSpec]) -> list[ClaimResult]:
-    """Each claim's results under its own declared divergence rule."""
-    rule_of = {c.id: c.diverged for c in claims}
-    return [r for r in results if r.rule == rule_of.get(r.id, "chance")]
 
 
 # --- the [report] section ---------------------------------------------------------------------

@@ -15,6 +15,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from .metrics import METRICS
+from .selection import varying_fields
 from .stats import summarize
 from .tables import group, label, mean_acc, relative_points, value_label
 
@@ -108,10 +109,7 @@ def relative_figure(
 ) -> None:
     """Each variant's accuracy minus the baseline's under the same condition (Figure 5)."""
     items = relative_points(runs, x, base_value)
-    others = sorted(
-        {k for i in items for k, v in i["run"]["config"].items() if k not in (x, "seed")}
-    )
-    varying = [k for k in others if len({json_key(i["run"]["config"][k]) for i in items}) > 1]
+    varying = varying_fields([i["run"] for i in items], exclude=(x, "seed"))
 
     def cond(i: dict) -> tuple:
         return tuple(i["run"]["config"][k] for k in varying)
@@ -147,10 +145,6 @@ def relative_figure(
     ax.legend(fontsize=8)
     ax.grid(axis="y", alpha=0.3)
     _save(fig, path)
-
-
-def json_key(v: Any) -> str:
-    return repr(v)
 
 
 def design_figure(

@@ -12,6 +12,7 @@ from importlib import resources
 from typing import Any
 
 from .claims import ClaimResult, ClaimSpec, evaluate_claims
+from .tables import condition_value
 
 RUN_TABLES = ("table_3", "table_a1", "table_a2", "table_a3", "table_a4")
 _INT = ("batch_size", "fire_delta", "epochs")
@@ -75,7 +76,7 @@ def published_value(runs: list[dict[str, Any]], config: dict[str, Any]) -> float
 
 def _equal(ours: Any, theirs: Any, key: str) -> bool:
     if key == "init":  # a source pretrained here, or a local .pth, stands for ImageNet's
-        return (ours is None) == (theirs is None)
+        return condition_value(key, ours) == condition_value(key, theirs)
     if isinstance(theirs, float) and isinstance(ours, (int, float)):
         return math.isclose(ours, theirs, rel_tol=1e-9)
     return ours == theirs

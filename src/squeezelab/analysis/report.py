@@ -32,7 +32,16 @@ from .published import analyze_published, published_runs, published_value, table
 from .render import render_html, render_markdown
 from .selection import best_runs, select_best
 from .stats import summarize
-from .tables import DIVERGED, Table, finished, group, label, mean_acc, value_label
+from .tables import (
+    DIVERGED,
+    Table,
+    condition_value,
+    finished,
+    group,
+    label,
+    mean_acc,
+    value_label,
+)
 
 PLAIN_EPOCHS, PLAIN_IMAGES = 10, 45_000  # the study's grid: 10 epochs over 45,000 images
 
@@ -255,14 +264,16 @@ class ReportBuilder:
     ) -> Table:
         axes = [k for k in spec.get("axes", {}) if k != report.columns]
         rows_by = list(report.rows) or axes or ["model"]
-        col_values = (
-            sorted({_key(r["config"][report.columns]) for r in runs}, key=str)
-            if report.columns
-            else [None]
-        )
+        column = report.columns
+        shown: dict[Any, Any] = {None: None}  # grouped value -> a raw value, for its label
+        if column:
+            shown = {}
+            for r in runs:
+                shown.setdefault(condition_value(column, r["config"][column]), r["config"][column])
+        col_values = sorted(shown, key=str)
         cols = list(rows_by)
         for cv in col_values:
-            head = f"{value_label(report.columns, _unkey(cv))}: " if report.columns else ""
+            head = f"{value_label(column, shown[cv])}: " if column else ""
             cols += [f"{head}test acc (%)", f"{head}95% CI", f"{head}n"]
             if published:
                 cols += [f"{head}study (%)", f"{head}ours - study"]
@@ -273,7 +284,7 @@ class ReportBuilder:
                 sub = [
                     r
                     for r in members
-                    if report.columns is None or _key(r["config"][report.columns]) == cv
+                    if column is None or condition_value(column, r["config"][column]) == cv
                 ]
                 row += self._acc_cells(sub)
                 if published:
@@ -654,15 +665,6 @@ class ReportBuilder:
 
 def _epochs(runs: list[dict]) -> str:
     return "/".join(map(str, sorted({r["config"]["epochs"] for r in runs})))
-
-
-def _key(v: Any) -> Any:
-    """Group ``init`` paths together: a column per 'scratch' / 'pretrained'."""
-    return "__none__" if v is None else v if not isinstance(v, str) or "/" not in v else "__path__"
-
-
-def _unkey(v: Any) -> Any:
-    return None if v == "__none__" else v
 
 
 def build_report(

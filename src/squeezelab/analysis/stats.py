@@ -135,11 +135,6 @@ def holm(pvalues: Sequence[float]) -> list[float]:
     return adjusted.tolist()
 
 
-def verdict(p: float | None, alpha: float = ALPHA) -> str:
-    """Return "supported" when p < alpha, else "not supported"."""
-    return "supported" if p is not None and p < alpha else "not supported"
-
-
 @dataclass(frozen=True)
 class WelchTest:
     """Welch's unequal-variance t-test of ``a - b`` against ``-margin``, with its CI."""

@@ -91,14 +91,6 @@ def mean_acc(runs: list[dict[str, Any]], metric: str = "test_acc") -> float | No
     return sum(values) / len(values) if values else None
 
 
-def acc_cell(runs: list[dict[str, Any]]) -> str | float | None:
-    """Mean accuracy over seeds; marked with a dagger when any seed diverged."""
-    value = mean_acc(runs)
-    if value is None:
-        return None
-    return f"{value:.2f}{DIVERGED}" if any(r["status"] == "diverged" for r in runs) else value
-
-
 def fire_label(delta: int) -> str:
     if delta == 0:
         return "plain"
@@ -106,12 +98,20 @@ def fire_label(delta: int) -> str:
     return f"{abs(delta)} Fire {word} {'removed' if delta < 0 else 'added'}"
 
 
+def condition_value(field_name: str, value: Any) -> Any:
+    """A field's value as tables group and match it: ``init`` is scratch or pretrained, whatever
+    the source (ImageNet, a local .pth, a source model pretrained here)."""
+    if field_name == "init":
+        return "scratch" if value is None else "pretrained"
+    return value
+
+
 def value_label(field_name: str, value: Any) -> str:
     """A readable label for one value of a run field (``init``: scratch or pretrained)."""
     if field_name == "model":
         return label(value)
     if field_name == "init":
-        return "scratch" if value is None else "pretrained"
+        return condition_value(field_name, value)
     if field_name == "fire_delta":
         return fire_label(value)
     if isinstance(value, bool):

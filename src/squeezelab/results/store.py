@@ -232,15 +232,6 @@ class Store:
                     (name, key, role),
                 )
 
-    def mark_running(self, key: str, run_dir: str) -> None:
-        """Mark a run as started, unconditionally (single-process use and tests)."""
-        with self.transaction() as c:
-            c.execute(
-                "UPDATE runs SET status='running', run_dir=?, started=?, attempts=attempts+1, "
-                "error=NULL WHERE key=?",
-                (run_dir, time.time(), key),
-            )
-
     def claim_run(self, key: str, run_dir: str, owner: str) -> bool:
         """Atomically take a run to train: True when it was free (pending, failed, or
         running under an owner that died or stopped beating); False when it is finished or

@@ -129,15 +129,20 @@ def run_study(
     with Store(db) as store:
         sources, runs, notes = plan(spec, store, runs_root, log)
         spec_dict = {**dataclasses.asdict(spec), "notes": notes}
-        entries = [(run_key(c), c.to_dict(), "source") for c in sources]
-        entries += [(run_key(c), c.to_dict(), "run") for c in runs]
+        # Each run's key once (it may hash the data): (key, config) per stage.
+        stages = [[(run_key(c), c) for c in stage] for stage in (sources, runs)]
+        entries = [
+            (key, c.to_dict(), role)
+            for stage, role in zip(stages, ("source", "run"))
+            for key, c in stage
+        ]
         store.add_study(spec.name, spec_dict, entries)
         owner = owner_id()
         beat = Heartbeat(db, owner)
         try:
             runner = None
-            for stage in (sources, runs):  # source models first: the runs start from them
-                todo = [c for c in stage if store.run(run_key(c))["status"] not in FINISHED]
+            for stage in stages:  # source models first: the runs start from them
+                todo = [(k, c) for k, c in stage if store.run(k)["status"] not in FINISHED]
                 if not stage:
                     continue
                 log(
@@ -213,8 +218,8 @@ def _clock(seconds: float) -> str:
 def _execute(store, runner, todo, runs_root, data_dir, log, spec, claim) -> None:
     verbose = not sys.stderr.isatty()
     tasks = [
-        RunTask(run_key(c), c.to_dict(), str(runs_root / run_key(c)), data_dir, verbose=verbose)
-        for c in todo
+        RunTask(key, c.to_dict(), str(runs_root / key), data_dir, verbose=verbose)
+        for key, c in todo
     ]
     varying, study = _varying(spec), spec.name
     bar = tqdm(total=len(tasks), desc=study, unit="run", disable=None)
