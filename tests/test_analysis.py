@@ -208,8 +208,7 @@ def test_report_has_every_section_and_store_numbers(full_store: Path, tmp_path: 
     # The grid table holds the store's numbers beside the study's, diverged runs marked.
     with Store(full_store) as s:
         grid = {
-            (r["config"]["model"], r["config"]["batch_size"], r["config"]["lr"]): r
-            for r in s.runs("grid")
+            (r.config["model"], r.config["batch_size"], r.config["lr"]): r for r in s.runs("grid")
         }
     a1 = {
         (r["model"], int(r["batch_size"]), float(r["lr"])): r["test_acc"]
@@ -221,7 +220,7 @@ def test_report_has_every_section_and_store_numbers(full_store: Path, tmp_path: 
     for row in rows:
         key = ("squeezenet1_0", int(row["batch_size"]), float(row["lr"]))
         ours = float(row["SqueezeNet 1.0: test acc (%)"])
-        assert ours == pytest.approx(grid[key]["test_acc"])
+        assert ours == pytest.approx(grid[key].result.test_acc)
         assert row["SqueezeNet 1.0: study (%)"] == a1[key]  # as published, "nan" kept
         if a1[key] != "nan":
             diff = float(row["SqueezeNet 1.0: ours - study"])

@@ -18,7 +18,7 @@ from squeezelab.analysis.published import published_runs
 from squeezelab.analysis.selection import select_best
 from squeezelab.analysis.stats import welch_test
 from squeezelab.reproduce import plan_json, resolve
-from squeezelab.results import Store
+from squeezelab.results import RunRecord, RunScore, Store
 from squeezelab.studies.spec import parse_study
 from squeezelab.training import ConfigError, RunConfig
 
@@ -51,23 +51,22 @@ def test_published_tables_keep_nan_and_the_grid_layout() -> None:
     a1 = published_runs("table_a1")
     assert len(a1) == 108
     sq = {
-        (r["config"]["batch_size"], r["config"]["lr"], r["config"]["momentum"]): r
+        (r.config["batch_size"], r.config["lr"], r.config["momentum"]): r
         for r in a1
-        if r["config"]["model"] == "squeezenet1_0" and r["config"]["weight_decay"] == 0.0002
+        if r.config["model"] == "squeezenet1_0" and r.config["weight_decay"] == 0.0002
     }
     # Values the study's text quotes (section 5.1) pin the transcription's order.
-    assert [sq[b, 0.01, 0.9]["test_acc"] for b in (64, 512, 1024)] == [10.0, 29.76, 19.28]
-    assert sq[64, 0.05, 0.9]["status"] == "diverged" and sq[64, 0.05, 0.9]["test_acc"] is None
+    assert [sq[b, 0.01, 0.9].result.test_acc for b in (64, 512, 1024)] == [10.0, 29.76, 19.28]
+    assert sq[64, 0.05, 0.9].status == "diverged" and sq[64, 0.05, 0.9].result.test_acc is None
     assert len(published_runs("table_a2")) == 36 and len(published_runs("table_a3")) == 15
 
 
 # --- claims: tests, directions, divergence rules, inconclusive -----------------------------
 
 
-def _run(acc: float | None, status: str = "done", seed: int = 0, **cfg) -> dict:
+def _run(acc: float | None, status: str = "done", seed: int = 0, **cfg) -> RunRecord:
     config = {**RunConfig(seed=seed).to_dict(), **cfg}
-    return {"key": str(id(config)), "config": config, "status": status, "test_acc": acc,
-            "val_acc": acc}  # fmt: skip
+    return RunRecord.of(str(id(config)), config, status, test_acc=acc, val_acc=acc)
 
 
 BN = ClaimSpec("bn", "BN helps", "paired", field="batch_norm", treatment=True, control=False)
@@ -150,10 +149,10 @@ def test_constant_correlation_and_dead_source_are_inconclusive() -> None:
     transfer = ClaimSpec("t", "pre", "paired", field="init", treatment="*", control=None)
     runs = [_run(50.0 + i, lr=lr, init="/src") for i, lr in enumerate((0.1, 0.05, 0.01))]
     runs += [_run(40.0 + 2 * i, lr=lr) for i, lr in enumerate((0.1, 0.05, 0.01))]
-    source = [{"status": "done", "val_acc": 10.3}]
+    source = [RunRecord.of("s", {}, "done", val_acc=10.3)]
     (res,) = evaluate_claim(transfer, runs, "chance", sources=source)
     assert res.verdict == "inconclusive" and "source model learned nothing" in res.reason
-    (ok,) = evaluate_claim(transfer, runs, "chance", sources=[{"status": "done", "val_acc": 60}])
+    (ok,) = evaluate_claim(transfer, runs, "chance", sources=[RunRecord.of("s", {}, val_acc=60.0)])
     assert ok.verdict == "supported" and ok.n == 3
 
 
@@ -215,18 +214,22 @@ def test_best_of_refuses_test_metric() -> None:
 # --- selection never reads test metrics -----------------------------------------------------
 
 
-class _NoTest(dict):
-    def __getitem__(self, key: str):  # a run whose test accuracy must never be read
+class _NoTest(RunScore):
+    def __getattribute__(self, key: str):  # a run whose test accuracy must never be read
         if key in ("test_acc", "test_loss"):
             raise AssertionError(f"selection read {key}")
-        return super().__getitem__(key)
+        return super().__getattribute__(key)
+
+
+def _val_only(run: RunRecord, val: float | None) -> RunRecord:
+    return run.replace(result=_NoTest(val_acc=val))
 
 
 def test_selection_uses_validation_only_and_breaks_ties_by_order() -> None:
     runs = []
     for lr, val, test in ((0.1, 40.0, 70.0), (0.05, 55.0, 20.0), (0.01, 55.0, 30.0)):
-        runs.append(_NoTest(_run(test, lr=lr) | {"val_acc": val}))
-    runs.append(_NoTest(_run(None, "diverged", lr=0.5) | {"val_acc": None}))
+        runs.append(_val_only(_run(test, lr=lr), val))
+    runs.append(_val_only(_run(None, "diverged", lr=0.5), None))
     ((point, score, members),) = select_best(runs, ["model"], ["lr"])
     assert point == {"model": "squeezenet1_0", "lr": 0.01} and score == 55.0  # tie: first sorted
     assert len(members) == 1

@@ -27,14 +27,14 @@ def test_help_imports_no_torch_and_lists_every_command() -> None:
     imported = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines()}
     assert "torch" not in imported and "scipy" not in imported
     cli.build_parser([])  # registers every command
-    for name in list(cli._COMMANDS):
+    for name in list(cli.COMMANDS):
         assert name in proc.stdout
     assert "squeezelab reproduce --out reproduction" in proc.stdout  # a user-facing start
 
 
 def test_every_flag_is_documented() -> None:
     cli.build_parser([])
-    for name in list(cli._COMMANDS):
+    for name in list(cli.COMMANDS):
         parser = cli.build_parser([name])
         sub = next(a for a in parser._actions if a.dest == "command").choices[name]
         undocumented = [

@@ -50,8 +50,8 @@ def test_two_study_processes_share_the_work(tmp_path: Path) -> None:
     assert [p.returncode for p in procs] == [0, 0], outs
     with Store(db) as store:
         runs = store.runs("c")
-    assert len(runs) == 8 and all(r["status"] == "done" for r in runs)
-    assert all(r["attempts"] == 1 for r in runs)  # every run trained exactly once
+    assert len(runs) == 8 and all(r.status == "done" for r in runs)
+    assert all(r.attempts == 1 for r in runs)  # every run trained exactly once
     started = [line for _, err in outs for line in err.splitlines() if line.startswith("[")]
     assert len(started) == 8
 

@@ -129,9 +129,10 @@ def test_study_runs_resumes_and_stores_everything(tmp_path: Path) -> None:
         runs = store.runs("tiny")
         assert len(runs) == 8
         for r in runs:
-            assert r["val_acc"] is not None and r["recipe"] is not None
-            assert len(store.metrics(r["key"])) == 1
-            assert json.loads(r["recipe"])["key"] == r["key"]
+            assert r.result.val_acc is not None and r.recipe is not None
+            assert len(r.history) == 1 and r.history[0]["epoch"] == 1
+            assert r.history[0]["val_acc"] == r.result.val_acc and r.config.epochs == 1
+            assert r.recipe["key"] == r.key
     # Running again runs nothing new.
     messages: list[str] = []
     run_study(spec, db, log=messages.append)
@@ -149,7 +150,7 @@ def test_failing_run_is_recorded_and_study_goes_on(tmp_path: Path) -> None:
     counts = run_study(spec, tmp_path / "s.db", log=lambda m: None)
     assert counts["failed"] == 2 and counts["done"] == 2
     with Store(tmp_path / "s.db") as store:
-        errors = [r["error"] for r in store.runs("mixed") if r["status"] == "failed"]
+        errors = [r.error for r in store.runs("mixed") if r.status == "failed"]
     assert all("cannot take 32x32" in e for e in errors)
 
 
@@ -178,14 +179,14 @@ def test_compare_takes_points_from_finished_grid(tmp_path: Path) -> None:
     )
     run_study(grid, db, log=lambda m: None)
     with Store(db) as store:
-        best = max(store.runs("grid"), key=lambda r: r["test_acc"])
+        best = max(store.runs("grid"), key=lambda r: r.result.test_acc)
     from squeezelab.studies import plan
 
     compare = load_study("compare").with_overrides(parse_overrides(["epochs=1", "seeds=0"]))
     with Store(db) as store:
         _, runs, notes = plan(compare, store, tmp_path, lambda m: None)
     assert "best of study 'grid'" in notes["points_from"]
-    assert {(r.model, r.lr) for r in runs} == {("squeezenet1_1", best["config"]["lr"])}
+    assert {(r.model, r.lr) for r in runs} == {("squeezenet1_1", best.config["lr"])}
 
 
 def test_transfer_pretrains_its_own_source_offline(tmp_path: Path, monkeypatch) -> None:
@@ -204,10 +205,10 @@ def test_transfer_pretrains_its_own_source_offline(tmp_path: Path, monkeypatch) 
     assert counts["done"] == 3  # the source model, then from it and from scratch
     with Store(tmp_path / "s.db") as store:
         sources = store.runs("transfer", role="source")
-        assert len(sources) == 1 and sources[0]["status"] == "done"
-        inits = {r["config"]["init"] for r in store.runs("transfer")}
+        assert len(sources) == 1 and sources[0].status == "done"
+        inits = {r.config["init"] for r in store.runs("transfer")}
         notes = store.study_spec("transfer")["notes"]
-    assert None in inits and any(i and sources[0]["key"] in i for i in inits)
+    assert None in inits and any(i and sources[0].key in i for i in inits)
     assert "pretrained here on synthetic:100" in notes["transfer_source"]
 
 
@@ -250,9 +251,9 @@ def test_workers_run_in_parallel_processes(tmp_path: Path) -> None:
     assert counts["done"] == 4
     with Store(tmp_path / "p.db") as store:
         runs = store.runs()
-        assert sorted(r["key"] for r in runs) == sorted(c.key() for c in spec.expand())
+        assert sorted(r.key for r in runs) == sorted(c.key() for c in spec.expand())
         # Each worker ran with its share of the cores (1 thread each on 2 cores).
-        assert {json.loads(r["recipe"])["threads"] for r in runs} == {max(1, os.cpu_count() // 2)}
+        assert {r.recipe["threads"] for r in runs} == {max(1, os.cpu_count() // 2)}
 
 
 def test_store_survives_a_corrupt_file_with_a_clear_error(tmp_path: Path) -> None:
@@ -301,12 +302,12 @@ def test_kill_and_restart_runs_each_run_once(tmp_path: Path) -> None:
         assert counts["interrupted"] == 1 and counts["running"] == 0
     run_cli("study", "run", str(study), "--db", str(db), "--runs-dir", str(runs_dir))
     with Store(db) as store, Store(ref_db) as ref:
-        got = {r["key"]: (r["val_acc"], r["test_acc"]) for r in store.runs("k")}
-        want = {r["key"]: (r["val_acc"], r["test_acc"]) for r in ref.runs("k")}
+        got = {r.key: (r.result.val_acc, r.result.test_acc) for r in store.runs("k")}
+        want = {r.key: (r.result.val_acc, r.result.test_acc) for r in ref.runs("k")}
         assert got == want and len(got) == 8
-        assert all(len(store.metrics(k)) == 2 for k in got)
+        assert all(len(r.history) == 2 for r in store.runs("k"))
         assert store.conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 8
-        attempts = sorted(r["attempts"] for r in store.runs("k"))
+        attempts = sorted(r.attempts for r in store.runs("k"))
         assert attempts == [1] * 7 + [2]  # only the interrupted run ran twice (and resumed)
 
 
@@ -323,10 +324,10 @@ def test_ray_executor_on_a_local_instance(tmp_path: Path) -> None:
     assert counts["done"] == 4
     with Store(tmp_path / "r.db") as store:
         runs = store.runs()
-        assert sorted(r["key"] for r in runs) == sorted(c.key() for c in spec.expand())
-        assert all(len(store.metrics(r["key"])) == 1 for r in runs)
+        assert sorted(r.key for r in runs) == sorted(c.key() for c in spec.expand())
+        assert all(len(r.history) == 1 for r in runs)
         # Ray gives each task one CPU; torch in its workers uses one thread.
-        assert {json.loads(r["recipe"])["threads"] for r in runs} == {1}
+        assert {r.recipe["threads"] for r in runs} == {1}
 
 
 def _quick_runs(study: str) -> list:
@@ -345,7 +346,7 @@ def test_quick_preset_learns_on_its_default_data(tmp_path: Path, model: str, lr:
 
     (cfg,) = [c for c in _quick_runs("grid") if (c.model, c.lr, c.batch_size) == (model, lr, 64)]
     assert cfg.data == "synthetic" and cfg.epochs == 3
-    result = train(cfg, tmp_path / "r", verbose=False)
+    result = train(cfg, tmp_path / "r", verbose=False).result
     assert not result.diverged and result.val_acc > 20.0  # chance: 10%
 
 
@@ -355,5 +356,5 @@ def test_quick_transfer_source_learns(tmp_path: Path) -> None:
 
     spec = next(s for s in resolve("quick") if s.name == "transfer")
     src = from_dict({**spec.pretrain, "model": "squeezenet1_0"})
-    result = train(src, tmp_path / "src", verbose=False)
+    result = train(src, tmp_path / "src", verbose=False).result
     assert result.val_acc > 20.0

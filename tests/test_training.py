@@ -75,8 +75,8 @@ def test_linear_cosine_onecycle_and_warmup_shapes() -> None:
 
 
 def test_same_seed_gives_identical_metrics(tmp_path: Path) -> None:
-    a = train(tiny(), tmp_path / "a", verbose=False)
-    b = train(tiny(), tmp_path / "b", verbose=False)
+    a = train(tiny(), tmp_path / "a", verbose=False).result
+    b = train(tiny(), tmp_path / "b", verbose=False).result
     train(tiny(seed=1), tmp_path / "c", verbose=False)
     assert metrics(tmp_path / "a") == metrics(tmp_path / "b")
     assert a.val_acc == b.val_acc and a.test_acc == b.test_acc
@@ -96,24 +96,29 @@ def test_recipe_is_stored_with_the_run(tmp_path: Path) -> None:
 
 
 def test_finished_runs_keep_no_resume_checkpoint(tmp_path: Path) -> None:
-    result = train(tiny(epochs=1), tmp_path / "r", verbose=False)
+    first = train(tiny(epochs=1), tmp_path / "r", verbose=False)
+    result = first.result
     assert not (tmp_path / "r" / "checkpoint.safetensors").exists()
     assert (tmp_path / "r" / "model.safetensors").is_file()
     assert result.checkpoint == str(tmp_path / "r" / "model.safetensors")
-    again = train(tiny(epochs=1), tmp_path / "r", resume=True, verbose=False)  # reads result.json
-    assert again.val_acc == result.val_acc
-    kept = train(tiny(epochs=1), tmp_path / "k", verbose=False, keep_checkpoint=True)
+    again = train(tiny(epochs=1), tmp_path / "r", resume=True, verbose=False)  # read back
+    assert again.result == result and again.history == first.history
+    assert again.recipe == first.recipe == json.loads((tmp_path / "r" / "config.json").read_text())
+    kept = train(tiny(epochs=1), tmp_path / "k", verbose=False, keep_checkpoint=True).result
     assert (
         Path(kept.checkpoint).name == "checkpoint.safetensors" and Path(kept.checkpoint).is_file()
     )
 
 
 def test_divergence_is_detected_and_recorded(tmp_path: Path) -> None:
-    result = train(tiny(lr=1e6, batch_norm=False, epochs=3), tmp_path / "d", verbose=False)
+    outcome = train(tiny(lr=1e6, batch_norm=False, epochs=3), tmp_path / "d", verbose=False)
+    result = outcome.result
     assert result.diverged
     assert result.val_acc == 10.0 and result.test_acc == 10.0
     rows = metrics(tmp_path / "d")
-    assert (rows[-1]["diverged"] and len(rows) < 3) or rows[-1]["diverged"]
+    # Training stops at the first diverged epoch: it is the last row, and the only one.
+    assert [r["diverged"] for r in rows] == [True] and result.epochs == len(rows) == 1
+    assert rows[0]["train_loss"] is None and len(outcome.history) == 1
     assert json.loads((tmp_path / "d" / "result.json").read_text())["diverged"] is True
 
 
@@ -341,7 +346,7 @@ def test_kill_after_the_last_checkpoint_loses_no_epoch(tmp_path: Path) -> None:
     (tmp_path / "r" / "result.json").unlink()
     (tmp_path / "r" / "model.safetensors").unlink()
     (tmp_path / "r" / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in full[:1]) + "\n")
-    result = train(cfg, tmp_path / "r", resume=True, verbose=False)
+    result = train(cfg, tmp_path / "r", resume=True, verbose=False).result
     assert result.epochs == 2 and metrics(tmp_path / "r") == full
 
 

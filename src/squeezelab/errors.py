@@ -9,3 +9,7 @@ that caught those still works.
 
 class SqueezelabError(Exception):
     """A problem with the user's input or files, stated in the message."""
+
+
+class ConfigError(SqueezelabError, ValueError):
+    """A configuration field is unknown or holds a bad value."""

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import SqueezelabError
+from ..results.records import RunRecord
 from .stats import (
     ALPHA,
     correlation_n_needed,
@@ -280,27 +281,25 @@ def _condition(config: dict[str, Any], drop: Iterable[str]) -> str:
 
 def run_value(run: dict[str, Any], metric: str, rule: str, chance: float) -> float | None:
     """A run's metric under a divergence rule; ``None`` when the run does not count."""
-    if run["status"] == "diverged":
+    if run.status == "diverged":
         return chance if rule == "chance" else None
-    value = run.get(metric)
+    value = getattr(run.result, metric)
     return None if value is None or not math.isfinite(value) else float(value)
 
 
 def evaluate_claim(
     claim: ClaimSpec,
-    runs: list[dict[str, Any]],
+    runs: list[RunRecord],
     rule: str,
     chance: float = 10.0,
-    sources: list[dict[str, Any]] | None = None,
+    sources: list[RunRecord] | None = None,
     caveat: str = "",
 ) -> list[ClaimResult]:
     """Decide ``claim`` from ``runs`` under divergence ``rule``; one result per ``by`` stratum."""
-    runs = [
-        r for r in runs if r["status"] in ("done", "diverged") and matches(r["config"], claim.where)
-    ]
-    strata: dict[str, list[dict[str, Any]]] = {}
+    runs = [r for r in runs if r.status in ("done", "diverged") and matches(r.config, claim.where)]
+    strata: dict[str, list[RunRecord]] = {}
     for r in runs:
-        label = ", ".join(f"{b}={r['config'].get(b)}" for b in claim.by)
+        label = ", ".join(f"{b}={r.config.get(b)}" for b in claim.by)
         strata.setdefault(label, []).append(r)
     if not strata:
         strata[""] = []
@@ -319,7 +318,7 @@ def evaluate_claim(
             published=claim.published,
             caveat=caveat,
         )
-        res.n_excluded = sum(r["status"] == "diverged" for r in members) if rule == "exclude" else 0
+        res.n_excluded = sum(r.status == "diverged" for r in members) if rule == "exclude" else 0
         if dead:
             res.reason = dead
         elif claim.test == "correlation":
@@ -332,11 +331,11 @@ def evaluate_claim(
     return results
 
 
-def _dead_source(sources: list[dict[str, Any]], chance: float) -> str:
-    accs = [s.get("val_acc") for s in sources if s["status"] in ("done", "diverged")]
+def _dead_source(sources: list[RunRecord], chance: float) -> str:
+    accs = [s.result.val_acc for s in sources if s.status in ("done", "diverged")]
     if not accs:
         return ""
-    if all(s["status"] == "diverged" or _at_chance(a, chance) for s, a in zip(sources, accs)):
+    if all(s.status == "diverged" or _at_chance(a, chance) for s, a in zip(sources, accs)):
         shown = ", ".join("diverged" if a is None else f"{a:.1f}%" for a in accs)
         return f"the source model learned nothing (validation accuracy {shown}, chance {chance:g}%)"
     return ""
@@ -347,7 +346,7 @@ def _at_chance(value: float | None, chance: float) -> bool:
 
 
 def _cell_means(
-    runs: list[dict[str, Any]], claim: ClaimSpec, rule: str, chance: float, drop: Iterable[str]
+    runs: list[RunRecord], claim: ClaimSpec, rule: str, chance: float, drop: Iterable[str]
 ) -> dict[str, dict[Any, float]]:
     """Mean metric over seeds per (condition, group value); conditions with no value dropped."""
     key_field = claim.x if claim.test == "correlation" else claim.field
@@ -356,8 +355,8 @@ def _cell_means(
         v = run_value(r, claim.metric, rule, chance)
         if v is None:
             continue
-        cond = _condition(r["config"], drop)
-        sums.setdefault(cond, {}).setdefault(_hashable(r["config"].get(key_field)), []).append(v)
+        cond = _condition(r.config, drop)
+        sums.setdefault(cond, {}).setdefault(_hashable(r.config.get(key_field)), []).append(v)
     return {c: {g: float(np.mean(vs)) for g, vs in d.items()} for c, d in sums.items()}
 
 
@@ -409,7 +408,7 @@ def _unpaired(claim: ClaimSpec, runs: list, rule: str, chance: float, res: Claim
         v = run_value(r, claim.metric, rule, chance)
         if v is None:
             continue
-        value = r["config"].get(claim.field)
+        value = r.config.get(claim.field)
         if value == claim.control:
             b.append(v)
         elif in_group(value, claim.treatment, claim.control):

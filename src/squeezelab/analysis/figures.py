@@ -10,6 +10,8 @@ from typing import Any
 
 import matplotlib
 
+from ..results.records import RunRecord
+
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
@@ -46,7 +48,7 @@ def mean_curve(series: list[list[float]]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def curves_figure(
-    runs: list[dict[str, Any]], curves: dict[str, list[dict]], path: Path, title: str
+    runs: list[RunRecord], curves: dict[str, list[dict]], path: Path, title: str
 ) -> str:
     """Accuracy per epoch, one panel per scheduler: a line per seed, the mean and a 95% band.
 
@@ -58,18 +60,14 @@ def curves_figure(
         if any(m.get("test_acc") is not None for c in curves.values() for m in c)
         else "val_acc"
     )
-    schedulers = sorted({r["config"]["scheduler"] for r in runs})
+    schedulers = sorted({r.config["scheduler"] for r in runs})
     fig, axes = plt.subplots(1, len(schedulers), figsize=(5.5 * len(schedulers), 4), squeeze=False)
     for ax, sched in zip(axes[0], schedulers):
-        for model in sorted({r["config"]["model"] for r in runs}):
+        for model in sorted({r.config["model"] for r in runs}):
             members = [
-                r
-                for r in runs
-                if r["config"]["model"] == model and r["config"]["scheduler"] == sched
+                r for r in runs if r.config["model"] == model and r.config["scheduler"] == sched
             ]
-            series = [
-                [m[metric] for m in curves[r["key"]] if m[metric] is not None] for r in members
-            ]
+            series = [[m[metric] for m in curves[r.key] if m[metric] is not None] for r in members]
             series = [s for s in series if s]
             if not series:
                 continue
@@ -104,15 +102,13 @@ def curves_figure(
     return metric
 
 
-def relative_figure(
-    runs: list[dict[str, Any]], x: str, base_value: Any, path: Path, title: str
-) -> None:
+def relative_figure(runs: list[RunRecord], x: str, base_value: Any, path: Path, title: str) -> None:
     """Each variant's accuracy minus the baseline's under the same condition (Figure 5)."""
     items = relative_points(runs, x, base_value)
     varying = varying_fields([i["run"] for i in items], exclude=(x, "seed"))
 
     def cond(i: dict) -> tuple:
-        return tuple(i["run"]["config"][k] for k in varying)
+        return tuple(i["run"].config[k] for k in varying)
 
     conds = sorted({cond(i) for i in items}, key=str)
     values = sorted({i["x"] for i in items}, key=lambda v: (isinstance(v, str), v))
@@ -148,12 +144,12 @@ def relative_figure(
 
 
 def design_figure(
-    runs: list[dict[str, Any]], axis: str, params: dict[Any, int], path: Path, title: str
+    runs: list[RunRecord], axis: str, params: dict[Any, int], path: Path, title: str
 ) -> None:
     """Accuracy (mean and 95% CI over seeds) and size against one design axis (paper Fig. 3)."""
     cells = group(runs, (axis,))
     xs = [k[0] for k in cells]
-    accs = [[r["test_acc"] for r in m if r["test_acc"] is not None] for m in cells.values()]
+    accs = [[r.result.test_acc for r in m if r.result.test_acc is not None] for m in cells.values()]
     means = [np.mean(a) if a else np.nan for a in accs]
     fig, ax = plt.subplots(figsize=(6, 4))
     categorical = any(isinstance(x, str) for x in xs)
@@ -174,7 +170,7 @@ def design_figure(
 
 
 def heatmap_figure(
-    runs: list[dict[str, Any]], rows: tuple[str, ...], panel: str | None, path: Path, title: str
+    runs: list[RunRecord], rows: tuple[str, ...], panel: str | None, path: Path, title: str
 ) -> None:
     """A grid's mean test accuracy as a heatmap per panel value (e.g. per model)."""
     half = max(1, len(rows) // 2)

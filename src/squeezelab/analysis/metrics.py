@@ -10,10 +10,6 @@ class Metric:
     name: str
     label: str
     unit: str
-    fmt: str = "{:.2f}"
-
-    def format(self, value: float | None) -> str:
-        return "" if value is None else self.fmt.format(value)
 
     @property
     def header(self) -> str:
@@ -25,12 +21,12 @@ METRICS = {
     for m in (
         Metric("test_acc", "Test accuracy", "%"),
         Metric("val_acc", "Validation accuracy", "%"),
-        Metric("train_loss", "Training loss", "", "{:.4f}"),
-        Metric("val_loss", "Validation loss", "", "{:.4f}"),
+        Metric("train_loss", "Training loss", ""),
+        Metric("val_loss", "Validation loss", ""),
         Metric("rel_acc", "Accuracy relative to plain SqueezeNet", "points"),
-        Metric("params", "Parameters", "", "{:,}"),
-        Metric("size_mb", "Size (float32)", "MB", "{:.2f}"),
-        Metric("macs", "Multiply-accumulates", "M", "{:.1f}"),
-        Metric("train_s", "Training time", "s", "{:.0f}"),
+        Metric("params", "Parameters", ""),
+        Metric("size_mb", "Size (float32)", "MB"),
+        Metric("macs", "Multiply-accumulates", "M"),
+        Metric("train_s", "Training time", "s"),
     )
 }

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import csv
 import math
+from collections.abc import Mapping
 from importlib import resources
 from typing import Any
 
+from ..results.records import RunRecord
 from .claims import ClaimResult, ClaimSpec, evaluate_claims
 from .tables import condition_value
 
@@ -25,8 +27,8 @@ def _rows(name: str) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-def published_runs(name: str) -> list[dict[str, Any]]:
-    """A published run table as store-like run dicts (``nan`` = a diverged run)."""
+def published_runs(name: str) -> list[RunRecord]:
+    """A published run table as run records (``nan`` = a diverged run)."""
     if name not in RUN_TABLES:
         raise ValueError(f"unknown published table {name!r}; tables: {', '.join(RUN_TABLES)}")
     runs = []
@@ -37,14 +39,14 @@ def published_runs(name: str) -> list[dict[str, Any]]:
         }
         config["batch_norm"] = config["batch_norm"] == "true"
         config["init"] = None if config["init"] == "none" else config["init"]
+        diverged = math.isnan(acc)
         runs.append(
-            {
-                "key": f"{name}:{i}",
-                "config": config,
-                "status": "diverged" if math.isnan(acc) else "done",
-                "test_acc": None if math.isnan(acc) else acc,
-                "val_acc": None,
-            }
+            RunRecord.of(
+                f"{name}:{i}",
+                config,
+                "diverged" if diverged else "done",
+                test_acc=None if diverged else acc,
+            )
         )
     return runs
 
@@ -62,15 +64,15 @@ def table_1() -> list[dict[str, Any]]:
     ]
 
 
-def published_value(runs: list[dict[str, Any]], config: dict[str, Any]) -> float | str | None:
+def published_value(runs: list[RunRecord], config: Mapping[str, Any]) -> float | str | None:
     """The published accuracy of the run whose fields all equal ``config``'s (``"nan"``).
 
     ``epochs`` is not matched: a shorter run still sits beside the study's value for its cell
     (the report says how many epochs each side trained).
     """
     for r in runs:
-        if all(_equal(config.get(k), v, k) for k, v in r["config"].items() if k != "epochs"):
-            return "nan" if r["status"] == "diverged" else r["test_acc"]
+        if all(_equal(config.get(k), v, k) for k, v in r.config.items() if k != "epochs"):
+            return "nan" if r.status == "diverged" else r.result.test_acc
     return None
 
 

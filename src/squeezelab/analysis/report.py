@@ -13,6 +13,7 @@ import json
 import math
 import statistics
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -74,13 +75,15 @@ def _complexity(model: str, options: str, image_size: int, num_classes: int) -> 
     return count_params(net), macs
 
 
-def complexity_of(config: dict[str, Any], num_classes: int = 10) -> tuple[int, int]:
+def complexity_of(config: Mapping[str, Any], num_classes: int = 10) -> tuple[int, int]:
     """(params, MACs) of the model a run config describes."""
-    from ..training.config import from_dict
+    from ..models import model_options
 
-    cfg = from_dict({k: v for k, v in config.items() if k != "init"})
-    options = json.dumps(cfg.model_options(), sort_keys=True)
-    return _complexity(cfg.model, options, cfg.image_size, num_classes)
+    model = config["model"]
+    options = {k: config[k] for k in model_options(model) if k in config}
+    return _complexity(
+        model, json.dumps(options, sort_keys=True), config["image_size"], num_classes
+    )
 
 
 def _fmt(x: float | None, spec: str = "{:.2f}") -> str:
@@ -97,9 +100,7 @@ class ReportBuilder:
         self.results: list[ClaimResult] = []
         self.claims: list[ClaimSpec] = []
         self.pending: list[tuple] = []  # (claim, runs, sources, caveat) to decide together
-        self.recipes = {
-            r["key"]: json.loads(r["recipe"]) for r in store.runs(role=None) if r.get("recipe")
-        }
+        self.recipes = {r.key: r.recipe for r in store.runs(role=None) if r.recipe}
         recipes = list(self.recipes.values())
         classes = Counter(r.get("num_classes", 10) for r in recipes).most_common(1)
         self.num_classes = classes[0][0] if classes else 10
@@ -110,7 +111,7 @@ class ReportBuilder:
         section.table(table)
         self.tables.append(table)
 
-    def params_of(self, config: dict) -> int:
+    def params_of(self, config: Mapping[str, Any]) -> int:
         return complexity_of(config, self.num_classes)[0]
 
     # --- what the results can show --------------------------------------------------------
@@ -122,10 +123,10 @@ class ReportBuilder:
             {(sp.get("protocol") or {}).get("name", "custom") for sp in self.specs.values()}
             - {"custom"}
         )
-        data = Counter(r["config"]["data"] for r in runs)
-        epochs = sorted({r["config"]["epochs"] for r in runs})
+        data = Counter(r.config["data"] for r in runs)
+        epochs = sorted({r.config["epochs"] for r in runs})
         images = Counter(
-            self.recipes.get(r["key"], {}).get("train_images") or r["config"].get("train_subset")
+            self.recipes.get(r.key, {}).get("train_images") or r.config.get("train_subset")
             for r in runs
         )
         images.pop(None, None)
@@ -252,8 +253,8 @@ class ReportBuilder:
         self.sections.append(s)
 
     def _description(self, spec: dict, runs: list[dict]) -> str:
-        epochs = sorted({r["config"]["epochs"] for r in runs})
-        seeds = sorted({r["config"]["seed"] for r in runs})
+        epochs = sorted({r.config["epochs"] for r in runs})
+        seeds = sorted({r.config["seed"] for r in runs})
         return (
             f"{spec['description']}. As run: {len(runs)} runs, "
             f"{'/'.join(map(str, epochs))} epochs, {len(seeds)} seed(s) per cell."
@@ -269,7 +270,7 @@ class ReportBuilder:
         if column:
             shown = {}
             for r in runs:
-                shown.setdefault(condition_value(column, r["config"][column]), r["config"][column])
+                shown.setdefault(condition_value(column, r.config[column]), r.config[column])
         col_values = sorted(shown, key=str)
         cols = list(rows_by)
         for cv in col_values:
@@ -284,11 +285,11 @@ class ReportBuilder:
                 sub = [
                     r
                     for r in members
-                    if column is None or condition_value(column, r["config"][column]) == cv
+                    if column is None or condition_value(column, r.config[column]) == cv
                 ]
                 row += self._acc_cells(sub)
                 if published:
-                    theirs = published_value(published, sub[0]["config"]) if sub else None
+                    theirs = published_value(published, sub[0].config) if sub else None
                     ours = mean_acc(sub, "test_acc") if sub else None
                     diff = ours - theirs if isinstance(theirs, float) and ours is not None else None
                     row += [theirs, diff]
@@ -310,13 +311,11 @@ class ReportBuilder:
         )
 
     def _acc_cells(self, runs: list[dict]) -> list[Any]:
-        values = [r["test_acc"] for r in runs if r["test_acc"] is not None]
+        values = [r.result.test_acc for r in runs if r.result.test_acc is not None]
         if not values:
             return [None, None, 0]
         sm = summarize(values)
-        mean = (
-            f"{sm.mean:.2f}{DIVERGED}" if any(r["status"] == "diverged" for r in runs) else sm.mean
-        )
+        mean = f"{sm.mean:.2f}{DIVERGED}" if any(r.status == "diverged" for r in runs) else sm.mean
         ci = f"{sm.ci_low:.2f} to {sm.ci_high:.2f}" if sm.n > 1 else None
         return [mean, ci, sm.n]
 
@@ -330,13 +329,13 @@ class ReportBuilder:
         rows = []
         for point, val_score, members in val_best:
             grp = tuple(point[k] for k in by)
-            same = [r for r in runs if tuple(r["config"][k] for k in by) == grp]
+            same = [r for r in runs if tuple(r.config[k] for k in by) == grp]
             cells = group(same, fields)
             test_cell, test_runs = max(cells.items(), key=lambda kv: mean_acc(kv[1]) or -1.0)
             val_test = mean_acc(members)
             test_test = mean_acc(test_runs)
-            theirs = [r for r in published if all(r["config"].get(k) == v for k, v in zip(by, grp))]
-            t3 = max(theirs, key=lambda r: r["test_acc"] or -1.0) if theirs else None
+            theirs = [r for r in published if all(r.config.get(k) == v for k, v in zip(by, grp))]
+            t3 = max(theirs, key=lambda r: r.result.test_acc or -1.0) if theirs else None
             rows.append(
                 [
                     *(value_label(k, v) if k == "model" else v for k, v in zip(by, grp)),
@@ -348,8 +347,8 @@ class ReportBuilder:
                     (test_test - val_test)
                     if test_test is not None and val_test is not None
                     else None,
-                    ", ".join(f"{k}={t3['config'][k]}" for k in fields) if t3 else None,
-                    t3["test_acc"] if t3 else None,
+                    ", ".join(f"{k}={t3.config[k]}" for k in fields) if t3 else None,
+                    t3.result.test_acc if t3 else None,
                 ]
             )
         self.add_table(
@@ -383,7 +382,7 @@ class ReportBuilder:
         for kind in report.figures:
             path = self.out / f"{name}_{kind}.png"
             if kind == "curves":
-                curves = {r["key"]: self.store.metrics(r["key"]) for r in runs}
+                curves = {r.key: list(r.history) for r in runs}
                 metric = figures.curves_figure(runs, curves, path, title)
                 s.figure(path, f"{title}: {metric} per epoch.")
             elif kind == "relative":
@@ -398,7 +397,7 @@ class ReportBuilder:
             elif kind == "design" and report.rows:
                 axis = report.rows[0]
                 params = {
-                    v: self.params_of(m[0]["config"]) for (v,), m in group(runs, (axis,)).items()
+                    v: self.params_of(m[0].config) for (v,), m in group(runs, (axis,)).items()
                 }
                 figures.design_figure(runs, axis, params, path, title)
                 s.figure(path, f"{title}: accuracy and model size.")
@@ -409,7 +408,7 @@ class ReportBuilder:
     def _best_curves(self, s: Section, name: str, runs: list[dict], title: str) -> None:
         """Learning curves of each model's best cell (validation-selected), every seed."""
         best = best_runs(runs)
-        curves = {r["key"]: self.store.metrics(r["key"]) for r in best}
+        curves = {r.key: list(r.history) for r in best}
         if not any(len(c) > 1 for c in curves.values()):
             return
         path = self.out / f"{name}_best_curves.png"
@@ -574,17 +573,15 @@ class ReportBuilder:
         for (model,), members in group(runs, ("model",)).items():
             times, per_image = [], []
             for r in members:
-                images = recipes.get(r["key"], {}).get("train_images") or r["config"].get(
-                    "train_subset"
-                )
-                for m in self.store.metrics(r["key"]):
+                images = recipes.get(r.key, {}).get("train_images") or r.config.get("train_subset")
+                for m in r.history:
                     if m.get("epoch_s"):
                         times.append(m["epoch_s"])
                         if images:
                             per_image.append(m["epoch_s"] / images)
             if not times:
                 continue
-            devices = sorted({recipes.get(r["key"], {}).get("device_name", "?") for r in members})
+            devices = sorted({recipes.get(r.key, {}).get("device_name", "?") for r in members})
             scaled = statistics.median(per_image) * PLAIN_IMAGES if per_image else None
             rows.append(
                 [
@@ -621,29 +618,29 @@ class ReportBuilder:
 
     def model_sizes(self) -> None:
         """Each architecture at its plain configuration beside the best plain run's accuracy."""
-        runs = [r for r in finished(self.store.runs()) if r["config"].get("init") is None]
+        runs = [r for r in finished(self.store.runs()) if r.config.get("init") is None]
         if not runs:
             return
-        size = Counter(r["config"]["image_size"] for r in runs).most_common(1)[0][0]
+        size = Counter(r.config["image_size"] for r in runs).most_common(1)[0][0]
         rows = []
-        for model in sorted({r["config"]["model"] for r in runs}):
+        for model in sorted({r.config["model"] for r in runs}):
             params, macs = complexity_of({"model": model, "image_size": size}, self.num_classes)
             plain = [
                 r
                 for r in runs
-                if r["config"]["model"] == model
-                and r["config"]["image_size"] == size
-                and self.params_of(r["config"]) == params
-                and r["test_acc"] is not None
+                if r.config["model"] == model
+                and r.config["image_size"] == size
+                and self.params_of(r.config) == params
+                and r.result.test_acc is not None
             ]
-            best = max(plain, key=lambda r: r["val_acc"] or -1.0) if plain else None
+            best = max(plain, key=lambda r: r.result.val_acc or -1.0) if plain else None
             rows.append(
                 [
                     label(model),
                     params,
                     params * 4 / 1e6,
                     macs / 1e6,
-                    best["test_acc"] if best else None,
+                    best.result.test_acc if best else None,
                     len(plain),
                 ]
             )
@@ -664,7 +661,7 @@ class ReportBuilder:
 
 
 def _epochs(runs: list[dict]) -> str:
-    return "/".join(map(str, sorted({r["config"]["epochs"] for r in runs})))
+    return "/".join(map(str, sorted({r.config["epochs"] for r in runs})))
 
 
 def build_report(

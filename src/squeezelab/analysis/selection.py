@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from ..results.records import RunRecord
+
 SELECTION_METRIC = "val_acc"
 
 
@@ -19,20 +21,22 @@ def _sortable(v: Any) -> tuple:
 
 
 def select_best(
-    runs: list[dict[str, Any]], group_by: Sequence[str], fields: Sequence[str]
-) -> list[tuple[dict[str, Any], float, list[dict[str, Any]]]]:
+    runs: list[RunRecord], group_by: Sequence[str], fields: Sequence[str]
+) -> list[tuple[dict[str, Any], float, list[RunRecord]]]:
     """Return (point, mean validation accuracy, its runs) of the best cell of each group."""
-    cells: dict[tuple, list[dict[str, Any]]] = {}
+    cells: dict[tuple, list[RunRecord]] = {}
     for r in runs:
-        if r["status"] not in ("done", "diverged"):
+        if r.status not in ("done", "diverged"):
             continue
-        cells.setdefault(tuple(r["config"][k] for k in (*group_by, *fields)), []).append(r)
+        cells.setdefault(tuple(r.config[k] for k in (*group_by, *fields)), []).append(r)
     winners: dict[tuple, tuple[float, tuple]] = {}
     order = sorted(cells, key=lambda c: tuple(_sortable(v) for v in c))
     for cell in order:
         members = cells[cell]
         score = sum(
-            0.0 if r["status"] == "diverged" or r[SELECTION_METRIC] is None else r[SELECTION_METRIC]
+            0.0
+            if r.status == "diverged" or getattr(r.result, SELECTION_METRIC) is None
+            else getattr(r.result, SELECTION_METRIC)
             for r in members
         ) / len(members)
         group = cell[: len(group_by)]
@@ -47,17 +51,17 @@ def select_best(
     ]
 
 
-def varying_fields(runs: list[dict[str, Any]], exclude: Sequence[str] = ("model", "seed")) -> list:
+def varying_fields(runs: list[RunRecord], exclude: Sequence[str] = ("model", "seed")) -> list:
     """The config fields whose values differ between ``runs`` (the study's conditions)."""
     if not runs:
         return []
-    first = runs[0]["config"]
+    first = runs[0].config
     return sorted(
-        {k for r in runs for k, v in r["config"].items() if v != first.get(k)} - set(exclude)
+        {k for r in runs for k, v in r.config.items() if v != first.get(k)} - set(exclude)
     )
 
 
-def best_runs(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def best_runs(runs: list[RunRecord]) -> list[RunRecord]:
     """Every run (each seed) of each model's best cell, chosen on validation accuracy."""
     return [
         r for _, _, members in select_best(runs, ["model"], varying_fields(runs)) for r in members

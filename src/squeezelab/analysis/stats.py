@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import stats
@@ -26,14 +26,6 @@ class Summary:
     sd: float
     ci_low: float
     ci_high: float
-
-    def text(self, unit: str = "") -> str:
-        if self.n < 2:
-            return f"{self.mean:.2f}{unit} (n=1)"
-        return (
-            f"{self.mean:.2f}{unit} ± {self.sd:.2f} (95% CI {self.ci_low:.2f} to "
-            f"{self.ci_high:.2f}, n={self.n})"
-        )
 
 
 def summarize(values: Sequence[float], confidence: float = 0.95) -> Summary:
@@ -78,10 +70,6 @@ class PairedTest:
     wilcoxon_p: float
     cohen_dz: float
     alternative: str = "two-sided"
-    p_holm: float | None = None
-
-    def to_dict(self) -> dict[str, float | int | str | None]:
-        return asdict(self)
 
 
 def paired_test(

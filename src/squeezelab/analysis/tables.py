@@ -13,6 +13,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..results.records import RunRecord
+
 MODEL_LABELS = {
     "alexnet": "AlexNet",
     "squeezenet1_0": "SqueezeNet 1.0",
@@ -70,15 +72,15 @@ def label(model: str) -> str:
     return MODEL_LABELS.get(model, model)
 
 
-def finished(runs: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [r for r in runs if r["status"] in ("done", "diverged")]
+def finished(runs: Iterable[RunRecord]) -> list[RunRecord]:
+    return [r for r in runs if r.status in ("done", "diverged")]
 
 
-def group(runs: Iterable[dict[str, Any]], keys: Sequence[str]) -> dict[tuple, list[dict[str, Any]]]:
+def group(runs: Iterable[RunRecord], keys: Sequence[str]) -> dict[tuple, list[RunRecord]]:
     """Group runs by the values of config ``keys`` (seeds fall into the same cell)."""
-    cells: dict[tuple, list[dict[str, Any]]] = {}
+    cells: dict[tuple, list[RunRecord]] = {}
     for r in runs:
-        cells.setdefault(tuple(r["config"][k] for k in keys), []).append(r)
+        cells.setdefault(tuple(r.config[k] for k in keys), []).append(r)
     return dict(sorted(cells.items(), key=lambda kv: tuple(_sortable(v) for v in kv[0])))
 
 
@@ -86,8 +88,8 @@ def _sortable(v: Any) -> tuple:
     return (0, v) if isinstance(v, (int, float)) else (1, str(v))
 
 
-def mean_acc(runs: list[dict[str, Any]], metric: str = "test_acc") -> float | None:
-    values = [r[metric] for r in runs if r[metric] is not None]
+def mean_acc(runs: list[RunRecord], metric: str = "test_acc") -> float | None:
+    values = [getattr(r.result, metric) for r in runs if getattr(r.result, metric) is not None]
     return sum(values) / len(values) if values else None
 
 
@@ -120,20 +122,20 @@ def value_label(field_name: str, value: Any) -> str:
 
 
 def relative_points(
-    runs: list[dict[str, Any]], x: str, base_value: Any, metric: str = "test_acc"
+    runs: list[RunRecord], x: str, base_value: Any, metric: str = "test_acc"
 ) -> list[dict[str, Any]]:
     """Each run's metric minus the run at ``x = base_value`` under the same condition and seed."""
 
-    def cond(r: dict[str, Any]) -> str:
-        return json.dumps({k: v for k, v in r["config"].items() if k != x}, sort_keys=True)
+    def cond(r: RunRecord) -> str:
+        return json.dumps({k: v for k, v in r.config.items() if k != x}, sort_keys=True)
 
     done = finished(runs)
-    base = {cond(r): r[metric] for r in done if r["config"][x] == base_value}
+    base = {cond(r): getattr(r.result, metric) for r in done if r.config[x] == base_value}
     return [
-        {"run": r, "x": r["config"][x], "rel": r[metric] - base[cond(r)]}
+        {"run": r, "x": r.config[x], "rel": getattr(r.result, metric) - base[cond(r)]}
         for r in done
-        if r["config"][x] != base_value
+        if r.config[x] != base_value
         and cond(r) in base
-        and r[metric] is not None
+        and getattr(r.result, metric) is not None
         and base[cond(r)] is not None
     ]

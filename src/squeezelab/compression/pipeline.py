@@ -7,7 +7,6 @@ centroid updates after weight sharing (the paper's retrain steps), when ``--data
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -180,10 +179,37 @@ def best_index_bits(weight: torch.Tensor, bits: int) -> int:
 
 def load_compressed(path: str | Path) -> nn.Module:
     """Rebuild a working model from a compressed file."""
-    state, meta = read_compressed(path)
+    return _rebuild(*read_compressed(path))
+
+
+def _rebuild(state: dict[str, torch.Tensor], meta: dict[str, Any]) -> nn.Module:
     model = get_model(meta["model"], num_classes=meta["num_classes"], **meta["options"])
     model.load_state_dict(state)
     return model.eval()
+
+
+def load_for_inference(
+    source: str, model: str | None = None, image_size: int = 64, data_dir: str | None = None
+) -> tuple[nn.Module, int, list[torch.Tensor]]:
+    """(model, image size, calibration batches) of a run, a ``.sqzc`` or a state-dict file.
+
+    A run calibrates on its own validation images; other sources on seeded noise.
+    """
+    from .export import calibration_batches
+
+    if str(source).endswith(".sqzc"):
+        state, meta = read_compressed(source)
+        size = meta["image_size"]
+        return _rebuild(state, meta), size, calibration_batches(size)
+    src = load_source_model(source, model, image_size)
+    batches = None
+    if src.config is not None:
+        from ..data import Batches, Preprocess
+        from ..training.loop import load_splits
+
+        val = load_splits(src.config, data_dir).val
+        batches = Batches.of(val, 256, Preprocess(src.image_size, torch.device("cpu")))
+    return src.model, src.image_size, calibration_batches(src.image_size, batches)
 
 
 def _max_diff(a: nn.Module, b: nn.Module, image_size: int) -> float:
@@ -191,9 +217,3 @@ def _max_diff(a: nn.Module, b: nn.Module, image_size: int) -> float:
     a.eval()
     with torch.no_grad():
         return float((a.cpu()(x) - b(x)).abs().max())
-
-
-def summary_json(result: dict[str, Any]) -> str:
-    keys = ("dense_bytes", "compressed_bytes", "ratio", "accuracy_before", "accuracy_after",
-            "sparsity", "bits")  # fmt: skip
-    return json.dumps({k: result[k] for k in keys})

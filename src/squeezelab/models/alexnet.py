@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
-from torch import nn
-from torchvision.models import alexnet as tv_alexnet
+from dataclasses import dataclass
 
+from torch import nn
+
+from ..fields import option
 from .registry import register_model
 
 
-@register_model
-def alexnet(num_classes: int = 1000, dropout: float = 0.5) -> nn.Module:
+@dataclass(frozen=True)
+class AlexNetOptions:
+    """AlexNet's one option."""
+
+    dropout: float = option(0.5, "dropout before the final conv", low=0.0, high=1.0, high_open=True)
+
+
+@register_model(options=AlexNetOptions)
+def alexnet(num_classes: int = 1000, dropout: float = AlexNetOptions.dropout) -> nn.Module:
     """AlexNet (Krizhevsky et al. 2012) in torchvision's single-tower form."""
-    if not 0.0 <= dropout < 1.0:
-        raise ValueError(f"dropout must lie in [0, 1), got {dropout!r}")
+    from torchvision.models import alexnet as tv_alexnet  # imported on use: slow to import
+
     return tv_alexnet(weights=None, num_classes=num_classes, dropout=dropout)

@@ -14,15 +14,45 @@ The defaults (128, 128, 2, 0.5, 0.125) reproduce SqueezeNet 1.0's eight modules 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
 
+from ..fields import check_all, option
 from .fire import Fire
 from .registry import register_model
 
 BYPASS_OPTIONS = ("none", "simple", "complex")
 BASE_FIRE_MODULES = 8
+
+
+@dataclass(frozen=True)
+class SqueezeNetOptions:
+    """The SqueezeNet family's options: the study's and the paper's ablation axes."""
+
+    dropout: float = option(0.5, "dropout before the final conv", low=0.0, high=1.0, high_open=True)
+    batch_norm: bool = option(
+        False, "batch norm between each Fire module's squeeze conv and its ReLU"
+    )
+    fire_delta: int = option(
+        0, "Fire modules removed (<0) or added (>0) at the end", low=-7, high=8
+    )
+    bypass: str = option(
+        "none",
+        "simple: identity around Fire modules of equal width; complex: also 1x1 convs elsewhere",
+        choices=BYPASS_OPTIONS,
+    )
+    base_e: int = option(128, "expand filters of the first Fire module", low=2, high=1 << 16)
+    incr_e: int = option(128, "expand filters added every freq modules", low=0, high=1 << 16)
+    freq: int = option(2, "Fire modules between expand increments", low=1, high=1024)
+    pct3x3: float = option(
+        0.5, "fraction of 3x3 expand filters", low=0.0, high=1.0, low_open=True, high_open=True
+    )
+    squeeze_ratio: float = option(
+        0.125, "squeeze filters per expand filter", low=0.0, high=1.0, low_open=True
+    )
+
 
 # Stem conv and the 0-based Fire indices followed by a max-pool, per version.
 _VERSIONS = {
@@ -44,80 +74,36 @@ class FireSpec:
         return self.expand1x1 + self.expand3x3
 
 
-def fire_specs(
-    n_modules: int = BASE_FIRE_MODULES,
-    base_e: int = 128,
-    incr_e: int = 128,
-    freq: int = 2,
-    pct3x3: float = 0.5,
-    squeeze_ratio: float = 0.125,
-) -> list[FireSpec]:
-    """Generate every Fire module's sizes from the paper's metaparameters."""
-    _check_metaparameters(n_modules, base_e, incr_e, freq, pct3x3, squeeze_ratio)
+def fire_specs(**options: Any) -> list[FireSpec]:
+    """Every Fire module's sizes from the paper's metaparameters (:class:`SqueezeNetOptions`)."""
+    opts = SqueezeNetOptions(**options)
+    check_all(opts)
     specs = []
-    for i in range(n_modules):
-        e = base_e + incr_e * (i // freq)
-        e3 = min(max(1, round(pct3x3 * e)), e - 1)  # keep both expand branches non-empty
-        specs.append(FireSpec(max(1, round(squeeze_ratio * e)), e - e3, e3))
+    for i in range(BASE_FIRE_MODULES + opts.fire_delta):
+        e = opts.base_e + opts.incr_e * (i // opts.freq)
+        e3 = min(max(1, round(opts.pct3x3 * e)), e - 1)  # keep both expand branches non-empty
+        specs.append(FireSpec(max(1, round(opts.squeeze_ratio * e)), e - e3, e3))
     return specs
 
 
-def _check_metaparameters(
-    n_modules: int, base_e: int, incr_e: int, freq: int, pct3x3: float, squeeze_ratio: float
-) -> None:
-    if n_modules < 1:
-        raise ValueError(f"a SqueezeNet needs at least one Fire module, got {n_modules}")
-    if base_e < 2:
-        raise ValueError(f"base_e must be an integer >= 2, got {base_e!r}")
-    if incr_e < 0:
-        raise ValueError(f"incr_e must be >= 0, got {incr_e!r}")
-    if freq < 1:
-        raise ValueError(f"freq must be >= 1, got {freq!r}")
-    if not 0.0 < pct3x3 < 1.0:
-        raise ValueError(f"pct3x3 must lie in (0, 1), got {pct3x3!r}")
-    if not 0.0 < squeeze_ratio <= 1.0:
-        raise ValueError(f"squeeze_ratio must lie in (0, 1], got {squeeze_ratio!r}")
-
-
 class SqueezeNet(nn.Module):
-    """SqueezeNet whose ablation axes are constructor arguments.
+    """SqueezeNet whose ablation axes are constructor arguments (:class:`SqueezeNetOptions`).
 
     Args:
         version: "1_0" or "1_1" (stem and pooling positions).
-        batch_norm: batch norm between each Fire module's squeeze conv and its ReLU.
-        fire_delta: Fire modules removed from (negative) or added to (positive) the end.
-        bypass: "none", "simple" (identity around modules whose input and output widths
-            match: fire3, 5, 7, 9 by default) or "complex" (simple, plus a 1x1 conv bypass
-            around the others).
+        num_classes: classifier outputs.
+        **options: any :class:`SqueezeNetOptions` field; ``bypass`` "simple" puts an identity
+            around modules whose input and output widths match (fire3, 5, 7, 9 by default),
+            "complex" also a 1x1 conv bypass around the others.
     """
 
-    def __init__(
-        self,
-        version: str = "1_0",
-        num_classes: int = 1000,
-        dropout: float = 0.5,
-        batch_norm: bool = False,
-        fire_delta: int = 0,
-        bypass: str = "none",
-        base_e: int = 128,
-        incr_e: int = 128,
-        freq: int = 2,
-        pct3x3: float = 0.5,
-        squeeze_ratio: float = 0.125,
-    ) -> None:
+    def __init__(self, version: str = "1_0", num_classes: int = 1000, **options: Any) -> None:
         super().__init__()
         if version not in _VERSIONS:
             raise ValueError(f"version must be one of {sorted(_VERSIONS)}, got {version!r}")
-        if bypass not in BYPASS_OPTIONS:
-            raise ValueError(f"bypass must be one of {BYPASS_OPTIONS}, got {bypass!r}")
-        if not isinstance(fire_delta, int) or not -7 <= fire_delta <= 8:
-            raise ValueError(f"fire_delta must be an integer in -7..8, got {fire_delta!r}")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must lie in [0, 1), got {dropout!r}")
+        opts = SqueezeNetOptions(**options)
+        specs = fire_specs(**options)
         self.num_classes = num_classes
-        specs = fire_specs(
-            BASE_FIRE_MODULES + fire_delta, base_e, incr_e, freq, pct3x3, squeeze_ratio
-        )
         layout = _VERSIONS[version]
         stem_channels = layout["stem"]["out_channels"]
         layers: list[nn.Module] = [
@@ -133,8 +119,8 @@ class SqueezeNet(nn.Module):
                     spec.squeeze,
                     spec.expand1x1,
                     spec.expand3x3,
-                    batch_norm=batch_norm,
-                    bypass=_bypass_kind(bypass, channels, spec.out_channels),
+                    batch_norm=opts.batch_norm,
+                    bypass=_bypass_kind(opts.bypass, channels, spec.out_channels),
                 )
             )
             channels = spec.out_channels
@@ -144,7 +130,10 @@ class SqueezeNet(nn.Module):
         # The classifier adapts to the last Fire module's width (the study's macro ablation).
         final_conv = nn.Conv2d(channels, num_classes, kernel_size=1)
         self.classifier = nn.Sequential(
-            nn.Dropout(p=dropout), final_conv, nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d((1, 1))
+            nn.Dropout(p=opts.dropout),
+            final_conv,
+            nn.ReLU(inplace=True),
+            nn.AdaptiveAvgPool2d((1, 1)),
         )
         self._init_weights(final_conv)
 
@@ -174,43 +163,13 @@ def _bypass_kind(bypass: str, in_channels: int, out_channels: int) -> str:
     return "conv" if bypass == "complex" else "none"
 
 
-def _squeezenet(version: str, num_classes: int, **options: object) -> SqueezeNet:
-    return SqueezeNet(version=version, num_classes=num_classes, **options)
-
-
-@register_model
-def squeezenet1_0(
-    num_classes: int = 1000,
-    dropout: float = 0.5,
-    batch_norm: bool = False,
-    fire_delta: int = 0,
-    bypass: str = "none",
-    base_e: int = 128,
-    incr_e: int = 128,
-    freq: int = 2,
-    pct3x3: float = 0.5,
-    squeeze_ratio: float = 0.125,
-) -> SqueezeNet:
+@register_model(options=SqueezeNetOptions)
+def squeezenet1_0(num_classes: int = 1000, **options: Any) -> SqueezeNet:
     """SqueezeNet 1.0 (Iandola et al. 2016), torchvision-compatible layout."""
-    return _squeezenet("1_0", num_classes, **_options(locals()))
+    return SqueezeNet("1_0", num_classes, **options)
 
 
-@register_model
-def squeezenet1_1(
-    num_classes: int = 1000,
-    dropout: float = 0.5,
-    batch_norm: bool = False,
-    fire_delta: int = 0,
-    bypass: str = "none",
-    base_e: int = 128,
-    incr_e: int = 128,
-    freq: int = 2,
-    pct3x3: float = 0.5,
-    squeeze_ratio: float = 0.125,
-) -> SqueezeNet:
+@register_model(options=SqueezeNetOptions)
+def squeezenet1_1(num_classes: int = 1000, **options: Any) -> SqueezeNet:
     """SqueezeNet 1.1 (2.4x fewer MACs than 1.0 at equal accuracy), torchvision layout."""
-    return _squeezenet("1_1", num_classes, **_options(locals()))
-
-
-def _options(local_vars: dict[str, object]) -> dict[str, object]:
-    return {k: v for k, v in local_vars.items() if k != "num_classes"}
+    return SqueezeNet("1_1", num_classes, **options)

@@ -13,14 +13,14 @@ from .store import Store, StoreError
 
 def tidy_rows(store: Store, per_epoch: bool = False) -> list[dict[str, Any]]:
     """One row per (study, run), or per (study, run, epoch) with ``per_epoch``."""
-    rows = store.tidy()
+    records = store.runs(role=None)
     if not per_epoch:
-        return rows
+        return [r.flat() for r in records]
     out = []
-    for row in rows:
-        for m in store.metrics(row["key"]):
-            m = {f"epoch_{k}" if k in row else k: v for k, v in m.items() if k != "key"}
-            out.append({**row, **m})
+    for r in records:
+        row = r.flat()
+        for m in r.history:
+            out.append({**row, **{f"epoch_{k}" if k in row else k: v for k, v in m.items()}})
     return out
 
 

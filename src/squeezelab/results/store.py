@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import SqueezelabError
+from .records import RESULT_FIELDS, Fields, RunRecord, RunScore
 
 SCHEMA_VERSION = 2  # 2: runs.owner and runs.heartbeat (claims by concurrent studies)
 STATUSES = ("pending", "running", "done", "diverged", "failed")
@@ -309,9 +310,9 @@ class Store:
         row = self.conn.execute("SELECT spec FROM studies WHERE name=?", (name,)).fetchone()
         return json.loads(row["spec"]) if row else None
 
-    def runs(self, study: str | None = None, role: str | None = "run") -> list[dict[str, Any]]:
-        """Return runs (optionally of one study and role) with their config parsed."""
-        sql = "SELECT r.*, s.study, s.role FROM runs r JOIN study_runs s ON s.key = r.key"
+    def runs(self, study: str | None = None, role: str | None = "run") -> list[RunRecord]:
+        """Return runs (optionally of one study and role) as typed records, each with its
+        per-epoch history: one query."""
         where, args = [], []
         if study is not None:
             where.append("s.study = ?")
@@ -319,26 +320,19 @@ class Store:
         if role is not None:
             where.append("s.role = ?")
             args.append(role)
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        rows = []
-        for r in self.conn.execute(sql + " ORDER BY r.rowid", args):
-            d = dict(r)
-            d["config"] = json.loads(d["config"])
-            rows.append(d)
-        return rows
+        sql = _RUNS_SQL + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY r.rowid"
+        return [_record(row) for row in self.conn.execute(sql, args)]
 
-    def run(self, key: str) -> dict[str, Any] | None:
-        row = self.conn.execute("SELECT * FROM runs WHERE key=?", (key,)).fetchone()
-        if row is None:
-            return None
-        d = dict(row)
-        d["config"] = json.loads(d["config"])
-        return d
+    def run(self, key: str) -> RunRecord | None:
+        """One run by key (outside any study: ``study`` and ``role`` are None)."""
+        sql = _RUNS_SQL.replace("JOIN study_runs", "LEFT JOIN study_runs") + " WHERE r.key = ?"
+        row = self.conn.execute(sql + " LIMIT 1", (key,)).fetchone()
+        return _record(row) if row is not None else None
 
     def metrics(self, key: str) -> list[dict[str, Any]]:
-        rows = self.conn.execute("SELECT * FROM metrics WHERE key=? ORDER BY epoch", (key,))
-        return [dict(r) for r in rows]
+        """One run's per-epoch metrics (also on its record, as ``history``)."""
+        run = self.run(key)
+        return list(run.history) if run is not None else []
 
     def status_counts(self, study: str) -> dict[str, int]:
         """Count a study's runs by status (``left``: never started; ``interrupted``: marked
@@ -355,14 +349,32 @@ class Store:
             counts["left" if status == "pending" else status] += 1
         return counts
 
-    def tidy(self) -> list[dict[str, Any]]:
-        """Return one flat row per (study, run): config fields, results and status."""
-        out = []
-        for r in self.runs(role=None):
-            row = {"study": r["study"], "role": r["role"], "key": r["key"], "status": r["status"]}
-            row.update(r["config"])
-            for k in ("val_acc", "val_loss", "test_acc", "test_loss", "train_loss", "epochs",
-                      "train_s", "error"):  # fmt: skip
-                row[k] = r[k]
-            out.append(row)
-        return out
+
+# A run with its study membership and its history as a JSON array, in one statement.
+_HISTORY = ", ".join(f"'{m}', m.{m}" for m in ("epoch", *METRICS))
+_RUNS_SQL = f"""
+SELECT r.*, s.study, s.role,
+    (SELECT json_group_array(json_object({_HISTORY}))
+     FROM (SELECT * FROM metrics m WHERE m.key = r.key ORDER BY m.epoch) m) AS history
+FROM runs r JOIN study_runs s ON s.key = r.key"""
+
+
+def _record(row: sqlite3.Row) -> RunRecord:
+    d = dict(row)
+    return RunRecord(
+        key=d["key"],
+        config=Fields(json.loads(d["config"])),
+        status=d["status"],
+        result=RunScore(**{k: d[k] for k in RESULT_FIELDS}),
+        history=tuple(json.loads(d["history"] or "[]")),
+        recipe=json.loads(d["recipe"]) if d["recipe"] else None,
+        study=d["study"],
+        role=d["role"],
+        run_dir=d["run_dir"],
+        attempts=d["attempts"],
+        error=d["error"],
+        owner=d["owner"],
+        heartbeat=d["heartbeat"],
+        started=d["started"],
+        finished=d["finished"],
+    )

@@ -7,14 +7,12 @@ to the driver, which alone writes the store.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import traceback
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from multiprocessing import get_context
-from pathlib import Path
 from typing import Any
 
 
@@ -41,7 +39,7 @@ def execute_run(task: RunTask) -> dict[str, Any]:
         torch.set_num_threads(task.threads)
     try:
         cfg = from_dict(task.config, f"run {task.key}")
-        result = train(
+        outcome = train(
             cfg,
             task.run_dir,
             data_dir=task.data_dir,
@@ -55,10 +53,12 @@ def execute_run(task: RunTask) -> dict[str, Any]:
     except Exception as err:  # a failing run is recorded, and the study goes on
         detail = traceback.format_exception_only(type(err), err)[-1].strip()
         return {"key": task.key, "error": detail}
-    run = Path(task.run_dir)
-    history = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    recipe = json.loads((run / "config.json").read_text())
-    return {"key": task.key, "result": result.to_dict(), "history": history, "recipe": recipe}
+    return {
+        "key": task.key,
+        "result": outcome.result.to_dict(),
+        "history": outcome.history,
+        "recipe": outcome.recipe,
+    }
 
 
 def _gpu_count() -> int:

@@ -19,7 +19,7 @@ from typing import Any
 from tqdm import tqdm
 
 from ..analysis.selection import best_runs, select_best
-from ..results import Store
+from ..results import RunRecord, Store
 from ..results.store import Heartbeat, owner_id
 from ..training.config import ConfigError, RunConfig, from_dict
 from ..training.layout import MODEL
@@ -142,7 +142,8 @@ def run_study(
         try:
             runner = None
             for stage in stages:  # source models first: the runs start from them
-                todo = [(k, c) for k, c in stage if store.run(k)["status"] not in FINISHED]
+                status = {r.key: r.status for r in store.runs(spec.name, role=None)}
+                todo = [(k, c) for k, c in stage if status.get(k) not in FINISHED]
                 if not stage:
                     continue
                 log(
@@ -192,16 +193,16 @@ def _varying(spec: StudySpec) -> list[str]:
 
 def _drop_weights(store: Store, study: str, runs_root: Path) -> None:
     """Delete final weights no later step reads: keep one run per model, its best cell's best."""
-    runs = [r for r in store.runs(study) if r["status"] == "done"]
-    best: dict[str, dict[str, Any]] = {}
+    runs = [r for r in store.runs(study) if r.status == "done"]
+    best: dict[str, RunRecord] = {}
     for r in best_runs(runs):
-        model = r["config"]["model"]
-        if model not in best or (r["val_acc"] or 0.0) > (best[model]["val_acc"] or 0.0):
+        model = r.config.model
+        if model not in best or (r.result.val_acc or 0.0) > (best[model].result.val_acc or 0.0):
             best[model] = r
-    keep = {r["key"] for r in best.values()}
+    keep = {r.key for r in best.values()}
     for r in runs:
-        if r["key"] not in keep:
-            (runs_root / r["key"] / MODEL).unlink(missing_ok=True)
+        if r.key not in keep:
+            (runs_root / r.key / MODEL).unlink(missing_ok=True)
 
 
 def _label(config: dict[str, Any], fields: list[str]) -> str:

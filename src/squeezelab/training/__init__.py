@@ -19,6 +19,7 @@ _WHERE = {
     "field_names": "config",
     "from_dict": "config",
     "RunResult": "loop",
+    "TrainOutcome": "loop",
     "evaluate": "loop",
     "load_splits": "loop",
     "train": "loop",

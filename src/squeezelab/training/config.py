@@ -1,7 +1,10 @@
 """The resolved configuration of one training run: a frozen dataclass, validated once.
 
 Every field has a default; a run, a study file or a ``--set`` override lists only what
-differs. ``validate()`` names the bad field and its allowed values.
+differs. The run's own fields are declared below with :func:`squeezelab.fields.option`
+(default, help, allowed values); the model fields are not written here at all: they are the
+registered model families' options (``SqueezeNetOptions``, ``AlexNetOptions``), appended to
+``RunConfig`` when this module loads. ``validate()`` names the bad field and its allowed values.
 """
 
 from __future__ import annotations
@@ -9,123 +12,78 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
-from ..errors import SqueezelabError
+from ..errors import ConfigError
+from ..fields import FieldInfo, check, describe, option
+from ..fields import coerce as coerce_field
+from ..models import list_models
+from ..models.registry import all_options, model_options
 
 SCHEDULERS = ("none", "step", "plateau", "linear", "cosine", "onecycle")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-BYPASSES = ("none", "simple", "complex")
-# Model options of the SqueezeNet family; AlexNet takes only dropout.
-MODEL_FIELDS = (
-    "dropout",
-    "batch_norm",
-    "fire_delta",
-    "bypass",
-    "base_e",
-    "incr_e",
-    "freq",
-    "pct3x3",
-    "squeeze_ratio",
-)
-
-
-# Bounds that catch typos (epochs = 1e20) before they allocate or run for ever.
-UPPER_BOUNDS = {
-    "epochs": 100_000,
-    "batch_size": 1 << 20,
-    "image_size": 4096,
-    "step_size": 100_000,
-    "base_e": 1 << 16,
-    "incr_e": 1 << 16,
-    "freq": 1024,
-    "warmup_epochs": 100_000,
-    "plateau_patience": 100_000,
-    "seed": 2**32 - 1,
-    "split_seed": 2**32 - 1,
-    "train_subset": 10**9,
-}
-
-
-class ConfigError(SqueezelabError, ValueError):
-    """A configuration field is unknown or holds a bad value."""
+SEED_MAX = 2**32 - 1
+EPOCHS_MAX = 100_000
 
 
 @dataclass(frozen=True)
-class RunConfig:
-    """Everything that determines one run's result (not where it runs or writes)."""
+class _RunFields:
+    """The run's own fields (the model's come from its family's options class)."""
 
-    # model
-    model: str = "squeezenet1_0"
-    dropout: float = 0.5
-    batch_norm: bool = False
-    fire_delta: int = 0
-    bypass: str = "none"
-    base_e: int = 128
-    incr_e: int = 128
-    freq: int = 2
-    pct3x3: float = 0.5
-    squeeze_ratio: float = 0.125
-    init: str | None = None  # None (scratch), "imagenet", or a .pth / run directory path
+    model: str = option(
+        "squeezenet1_0", "network: squeezenet1_0, squeezenet1_1 or alexnet (squeezelab info --list)"
+    )
+    init: str | None = option(
+        None, "start from: imagenet (torchvision's weights) or a .pth / run directory", kind=str
+    )
     # data
-    data: str = "synthetic"
-    image_size: int = 64
-    val_fraction: float = 0.1
-    test_fraction: float = 0.1
-    split_seed: int = 0
-    train_subset: int | None = None
+    data: str = option(
+        "synthetic", "cifar10, cifar100, synthetic[:N], or a folder / .tar(.gz) / .zip of classes"
+    )
+    image_size: int = option(64, "input side in pixels", low=1, high=4096)
+    val_fraction: float = option(
+        0.1, "validation fraction", low=0.0, high=1.0, low_open=True, high_open=True
+    )
+    test_fraction: float = option(
+        0.1, "test fraction", low=0.0, high=1.0, low_open=True, high_open=True
+    )
+    split_seed: int = option(0, "seed of the train / val / test split", low=0, high=SEED_MAX)
+    train_subset: int | None = option(
+        None, "train on the first N images of the seeded training split", kind=int, low=1,
+        high=10**9,
+    )  # fmt: skip
     # optimization
-    epochs: int = 10
-    batch_size: int = 64
-    lr: float = 0.01
-    momentum: float = 0.9
-    weight_decay: float = 0.0
-    nesterov: bool = False
-    scheduler: str = "none"
-    step_size: int = 10
-    step_gamma: float = 0.1
-    plateau_patience: int = 3
-    plateau_factor: float = 0.5
-    warmup_epochs: int = 0
-    label_smoothing: float = 0.0
+    epochs: int = option(10, "training epochs", low=1, high=EPOCHS_MAX)
+    batch_size: int = option(64, "images per step", low=1, high=1 << 20)
+    lr: float = option(0.01, "learning rate (peak for onecycle)", low=0.0, low_open=True)
+    momentum: float = option(0.9, "SGD momentum", low=0.0, high=1.0, high_open=True)
+    weight_decay: float = option(0.0, "L2 weight decay", low=0.0)
+    nesterov: bool = option(False, "Nesterov momentum")
+    scheduler: str = option("none", "learning-rate schedule", choices=SCHEDULERS)
+    step_size: int = option(10, "epochs between step decays", low=1, high=EPOCHS_MAX)
+    step_gamma: float = option(0.1, "step decay factor", low=0.0, high=1.0, low_open=True)
+    plateau_patience: int = option(3, "plateau: epochs without improvement", low=0, high=EPOCHS_MAX)
+    plateau_factor: float = option(
+        0.5, "plateau decay factor", low=0.0, high=1.0, low_open=True, high_open=True
+    )
+    warmup_epochs: int = option(0, "linear warm-up epochs", low=0, high=EPOCHS_MAX)
+    label_smoothing: float = option(0.0, "label smoothing", low=0.0, high=1.0, high_open=True)
     # run
-    seed: int = 0
-    precision: str = "auto"
-    test_each_epoch: bool = False
+    seed: int = option(0, "seed of initialization, order and augmentation", low=0, high=SEED_MAX)
+    precision: str = option("auto", "arithmetic (auto: bf16 where it pays)", choices=PRECISIONS)
+    test_each_epoch: bool = option(
+        False, "also evaluate the test split after every epoch (learning curves)"
+    )
 
     def validate(self) -> RunConfig:
         """Check every field; raise :class:`ConfigError` naming the first bad one."""
-        from ..models import list_models, model_options
-
-        _choice("model", self.model, list_models())
-        _choice("scheduler", self.scheduler, SCHEDULERS)
-        _choice("precision", self.precision, PRECISIONS)
-        _choice("bypass", self.bypass, BYPASSES)
-        for name in ("epochs", "batch_size", "image_size", "step_size", "base_e", "freq"):
-            _at_least(name, getattr(self, name), 1)
-        for name in ("plateau_patience", "warmup_epochs", "incr_e", "seed", "split_seed"):
-            _at_least(name, getattr(self, name), 0)
-        for name, high in UPPER_BOUNDS.items():
-            value = getattr(self, name)
-            if value is not None and value > high:
-                raise ConfigError(f"{name} must be <= {high:,}, got {value:,}")
-        _open_range("lr", self.lr, 0.0, None)
-        _range("momentum", self.momentum, 0.0, 1.0, hi_open=True)
-        _range("weight_decay", self.weight_decay, 0.0, None)
-        _range("dropout", self.dropout, 0.0, 1.0, hi_open=True)
-        _range("label_smoothing", self.label_smoothing, 0.0, 1.0, hi_open=True)
-        _open_range("pct3x3", self.pct3x3, 0.0, 1.0)
-        _range("squeeze_ratio", self.squeeze_ratio, 0.0, 1.0, lo_open=True)
-        _open_range("val_fraction", self.val_fraction, 0.0, 1.0)
-        _open_range("test_fraction", self.test_fraction, 0.0, 1.0)
-        _range("step_gamma", self.step_gamma, 0.0, 1.0, lo_open=True)
-        _range("plateau_factor", self.plateau_factor, 0.0, 1.0, lo_open=True, hi_open=True)
-        if not -7 <= self.fire_delta <= 8:
-            raise ConfigError(f"fire_delta must be an integer in -7..8, got {self.fire_delta}")
-        if self.train_subset is not None:
-            _at_least("train_subset", self.train_subset, 1)
+        if self.model not in list_models():
+            raise ConfigError(
+                f"model must be one of {', '.join(list_models())}; got {self.model!r}"
+            )
+        for name, info in describe(type(self)).items():
+            check(info, coerce_field(info, getattr(self, name)))
         if self.nesterov and self.momentum == 0:
             raise ConfigError("nesterov needs momentum > 0")
         if self.warmup_epochs and self.scheduler in ("plateau", "onecycle"):
@@ -140,7 +98,7 @@ class RunConfig:
                     f"model {self.model!r} has no option {name!r}; "
                     f"its options: {', '.join(sorted(accepted)) or '(none)'}"
                 )
-        return self
+        return self  # type: ignore[return-value]
 
     def model_options(self) -> dict[str, Any]:
         """Return the model options that differ from their defaults."""
@@ -150,21 +108,92 @@ class RunConfig:
         return dataclasses.asdict(self)
 
     def key(self) -> str:
-        """Return a stable hash of the resolved config: a run's identity in the store."""
-        blob = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        """A stable hash of the resolved config: a run's identity in the store.
+
+        Fields added after the first release join the hash only when set away from their
+        default, so adding an option never changes the key of a run already stored.
+        """
+        values = {
+            k: v for k, v in self.to_dict().items() if k in KEY_FIELDS_V1 or v != _DEFAULTS[k]
+        }
+        blob = json.dumps(values, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     def replace(self, **changes: Any) -> RunConfig:
         return from_dict({**self.to_dict(), **changes})
 
 
-_FIELDS = {f.name: f for f in fields(RunConfig)}
-_DEFAULTS = {name: RunConfig().__getattribute__(name) for name in _FIELDS}
+def _model_field(info: FieldInfo) -> tuple[str, type, Any]:
+    return (
+        info.name,
+        info.kind,
+        dataclasses.field(default=info.default, metadata={"spec": info.spec}),
+    )
+
+
+RunConfig = dataclasses.make_dataclass(
+    "RunConfig",
+    [_model_field(info) for info in all_options().values()],
+    bases=(_RunFields,),
+    frozen=True,
+    namespace={
+        "__doc__": "Everything that determines one run's result (not where it runs).",
+        "__module__": __name__,
+    },
+)
+MODEL_FIELDS = tuple(all_options())
+_FIELDS: dict[str, FieldInfo] = describe(RunConfig)
+_DEFAULTS = {name: info.default for name, info in _FIELDS.items()}
+# The fields of the first release, hashed always (see RunConfig.key).
+KEY_FIELDS_V1 = frozenset(
+    [
+        "model",
+        "dropout",
+        "batch_norm",
+        "fire_delta",
+        "bypass",
+        "base_e",
+        "incr_e",
+        "freq",
+        "pct3x3",
+        "squeeze_ratio",
+        "init",
+        "data",
+        "image_size",
+        "val_fraction",
+        "test_fraction",
+        "split_seed",
+        "train_subset",
+        "epochs",
+        "batch_size",
+        "lr",
+        "momentum",
+        "weight_decay",
+        "nesterov",
+        "scheduler",
+        "step_size",
+        "step_gamma",
+        "plateau_patience",
+        "plateau_factor",
+        "warmup_epochs",
+        "label_smoothing",
+        "seed",
+        "precision",
+        "test_each_epoch",
+    ]
+)
 
 
 def field_names() -> list[str]:
     """Return every run-config field name."""
     return list(_FIELDS)
+
+
+def field_info(name: str) -> FieldInfo:
+    """A run-config field's default, type, help and allowed values."""
+    if name not in _FIELDS:
+        raise ConfigError(f"unknown field {name!r}; valid fields: {', '.join(_FIELDS)}")
+    return _FIELDS[name]
 
 
 def from_dict(values: dict[str, Any], where: str = "config") -> RunConfig:
@@ -185,79 +214,4 @@ def coerce(name: str, value: Any, where: str = "config") -> Any:
     """Convert ``value`` (possibly a command-line string) to field ``name``'s type."""
     if name not in _FIELDS:
         raise ConfigError(f"{where}: unknown field {name!r}; valid fields: {', '.join(_FIELDS)}")
-    default = _DEFAULTS[name]
-    kind = type(default) if default is not None else _OPTIONAL_TYPES[name]
-    if isinstance(value, str) and kind is not str:
-        text = value.strip()
-        if text.lower() in ("none", "null", ""):
-            if default is None:
-                return None
-            raise ConfigError(f"{where}: field {name!r} cannot be empty")
-        value = _parse_text(name, text, kind, where)
-    if value is None and default is None:
-        return None
-    if kind is bool and not isinstance(value, bool):
-        raise ConfigError(f"{where}: field {name!r} must be true or false, got {value!r}")
-    if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
-        if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
-            return int(value)
-        raise ConfigError(f"{where}: field {name!r} must be an integer, got {value!r}")
-    if kind is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{where}: field {name!r} must be a number, got {value!r}")
-        if not math.isfinite(value):
-            raise ConfigError(f"{where}: field {name!r} must be a finite number, got {value!r}")
-        return float(value)
-    if kind is str and not isinstance(value, str):
-        raise ConfigError(f"{where}: field {name!r} must be a string, got {value!r}")
-    return value
-
-
-_OPTIONAL_TYPES = {"init": str, "train_subset": int}
-
-
-def _parse_text(name: str, text: str, kind: type, where: str) -> Any:
-    try:
-        if kind is bool:
-            if text.lower() in ("true", "yes", "1", "on"):
-                return True
-            if text.lower() in ("false", "no", "0", "off"):
-                return False
-            raise ValueError
-        return kind(float(text)) if kind is int and "e" in text.lower() else kind(text)
-    except ValueError:
-        raise ConfigError(
-            f"{where}: field {name!r} expects {kind.__name__}, got {text!r}"
-        ) from None
-
-
-def _choice(name: str, value: Any, allowed: Any) -> None:
-    if value not in allowed:
-        raise ConfigError(f"{name} must be one of {', '.join(map(str, allowed))}; got {value!r}")
-
-
-def _at_least(name: str, value: int, low: int) -> None:
-    if value < low:
-        raise ConfigError(f"{name} must be >= {low}, got {value}")
-
-
-def _open_range(name: str, value: float, lo: float, hi: float | None) -> None:
-    _range(name, value, lo, hi, lo_open=True, hi_open=True)
-
-
-def _range(
-    name: str,
-    value: float,
-    lo: float,
-    hi: float | None,
-    lo_open: bool = False,
-    hi_open: bool = False,
-) -> None:
-    ok = (value > lo if lo_open else value >= lo) and (
-        hi is None or (value < hi if hi_open else value <= hi)
-    )
-    if not ok:
-        left, right = "(" if lo_open else "[", ")" if hi_open or hi is None else "]"
-        raise ConfigError(
-            f"{name} must lie in {left}{lo}, {hi if hi is not None else 'inf'}{right}, got {value}"
-        )
+    return coerce_field(_FIELDS[name], value, where)

@@ -69,6 +69,15 @@ class RunResult:
 
 
 @dataclass
+class TrainOutcome:
+    """Everything a caller needs from a run: its result, per-epoch history and recipe."""
+
+    result: RunResult
+    history: list[dict[str, Any]]
+    recipe: dict[str, Any]
+
+
+@dataclass
 class _Parts:
     model: nn.Module
     optimizer: torch.optim.Optimizer
@@ -92,7 +101,7 @@ def train(
     verbose: bool = True,
     keep_checkpoint: bool = False,
     tensorboard: bool | None = None,
-) -> RunResult:
+) -> TrainOutcome:
     """Train ``cfg`` into ``out_dir``; with ``resume``, continue from its last checkpoint.
 
     The resume checkpoint (weights, optimizer state, RNG) is removed once the run has
@@ -105,7 +114,7 @@ def train(
     out = Path(out_dir)
     if (out / "result.json").is_file() and resume:
         check_same_run(out, cfg)
-        return RunResult(**json.loads((out / "result.json").read_text()))
+        return read_outcome(out)
     out.mkdir(parents=True, exist_ok=True)
     with lock_dir(out):
         return _train_locked(
@@ -123,9 +132,9 @@ def _train_locked(
     verbose: bool,
     keep_checkpoint: bool,
     tensorboard: bool | None,
-) -> RunResult:
+) -> TrainOutcome:
     if (out / "result.json").is_file() and resume:  # finished while we waited to start
-        return RunResult(**json.loads((out / "result.json").read_text()))
+        return read_outcome(out)
     state = prepare_dir(out, cfg, resume)
     dev = pick_device(device)
     precision = resolve_precision(cfg.precision, dev)
@@ -153,9 +162,8 @@ def _train_locked(
         # (even after the last epoch) loses nothing.
         write_lines(out / "metrics.jsonl", history)
         _log(f"resuming {out} after epoch {start}/{cfg.epochs}", verbose)
-    write_json(
-        out / "config.json", recipe(cfg, dev, precision, parts.num_classes, len(parts.train.labels))
-    )
+    run_recipe = recipe(cfg, dev, precision, parts.num_classes, len(parts.train.labels))
+    write_json(out / "config.json", run_recipe)
     diverged = any(row.get("diverged") for row in history)
     board = open_board(out, start, tensorboard) if start < cfg.epochs and not diverged else None
     try:
@@ -169,7 +177,18 @@ def _train_locked(
     finally:
         if board is not None:
             board.close()
-    return _finish(out, cfg, parts, dev, precision, history, keep_checkpoint)
+    result = _finish(out, cfg, parts, dev, precision, history, keep_checkpoint)
+    return TrainOutcome(result, history, run_recipe)
+
+
+def read_outcome(out: Path) -> TrainOutcome:
+    """The outcome of a finished run, read back from its directory."""
+    history = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    return TrainOutcome(
+        RunResult(**json.loads((out / "result.json").read_text())),
+        history,
+        json.loads((out / "config.json").read_text()),
+    )
 
 
 def _check_state(state: TrainingState, cfg: RunConfig, out: Path) -> None:
@@ -364,9 +383,7 @@ def _finish(
     precision: str,
     history: list[dict[str, Any]],
     keep_checkpoint: bool = False,
-    tensorboard: bool | None = None,
 ) -> RunResult:
-
     last = history[-1]
     diverged = bool(last["diverged"])
     if diverged:
@@ -383,11 +400,7 @@ def _finish(
         test_loss=test_loss,
         epochs=len(history),
         diverged=diverged,
-        checkpoint=str(out / CHECKPOINT)
-        if keep_checkpoint
-        else ""
-        if diverged
-        else str(out / MODEL),
+        checkpoint=_kept(out, keep_checkpoint, diverged),
         train_s=sum(row["epoch_s"] for row in history),
     )
     write_json(out / "result.json", result.to_dict())

@@ -50,8 +50,6 @@ def cpu_has_bf16_units() -> bool:
 def resolve_precision(precision: str, device: torch.device) -> str:
     """Turn ``auto`` into what pays on ``device``: bf16 on GPUs and bf16-capable CPUs."""
     if precision != "auto":
-        if precision == "fp16" and device.type == "cpu":
-            return "fp16"  # allowed, but rarely faster on CPUs
         return precision
     if device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"

@@ -1,0 +1,118 @@
+"""The ``squeezelab`` command: parse, call the library, print.
+
+One module per domain registers its commands: :mod:`.runs` (info, train, evaluate),
+:mod:`.studies` (study, reproduce), :mod:`.results` (results, report) and
+:mod:`.compression` (compress, export, bench-infer). Only the chosen command's arguments
+are set up, and heavy libraries (torch, scipy) are imported inside the commands, so
+``squeezelab --help`` answers at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from .. import __version__
+from . import compression, results, runs, studies  # noqa: F401  (register their commands)
+from .common import COMMANDS, EXIT_USAGE
+
+DESCRIPTION = """\
+squeezelab: a laboratory for compact convolutional networks.
+
+Train SqueezeNet 1.0 / 1.1 (with the study's and the paper's ablations) and AlexNet, run
+declarative studies into a SQLite store, test the study's claims, write the report, and
+compress a model below 0.5 MB. Start with:
+
+  squeezelab reproduce --out reproduction          # the study's five objectives, quick preset
+  squeezelab report --published                    # the study's own statistics, recomputed
+  squeezelab train --model squeezenet1_0 --data synthetic --epochs 1 --out runs/first
+"""
+EPILOG = "Run `squeezelab COMMAND --help` for a command's options; --debug shows tracebacks."
+# Optional extras: the module a command imports -> the extra that installs it.
+EXTRAS = {
+    "pandas": "export",
+    "pyarrow": "export",
+    "onnx": "onnx",
+    "onnxruntime": "onnx",
+    "onnxscript": "onnx",
+    "ray": "ray",
+    "tensorboard": "tensorboard",
+}
+
+EXIT_INTERRUPTED = 130
+
+
+def _chosen(argv: Sequence[str]) -> str | None:
+    """The sub-command named in ``argv`` (the first word that is one), if any."""
+    return next((a for a in argv if a in COMMANDS), None)
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """Build the parser; only the command named in ``argv`` gets its arguments set up."""
+    parser = argparse.ArgumentParser(
+        prog="squeezelab",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"squeezelab {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    chosen = _chosen(argv) if argv is not None else None
+    for name, (setup, fn, example) in COMMANDS.items():
+        summary = (fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else None
+        p = sub.add_parser(
+            name,
+            help=summary,
+            description=summary,
+            epilog=example,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        if argv is None or name == chosen:
+            setup(p)
+        p.set_defaults(handler=fn)
+    return parser
+
+
+def _user_error(err: BaseException) -> str | None:
+    """The one-line message for an error the user can fix, or None for a bug."""
+    from ..errors import SqueezelabError
+
+    if isinstance(err, ModuleNotFoundError) and (err.name or "").split(".")[0] in EXTRAS:
+        extra = EXTRAS[(err.name or "").split(".")[0]]
+        return f"this needs the optional package {err.name!r}: pip install 'squeezelab[{extra}]'"
+    # ValueError and OSError: bad values and unreadable paths reported by the libraries used.
+    return str(err) if isinstance(err, (SqueezelabError, ValueError, OSError)) else None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; user errors print one clear line and exit with status 2."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv or bool(os.environ.get("SQUEEZELAB_DEBUG"))
+    argv = [a for a in argv if a != "--debug"]  # accepted anywhere on the line
+    args = build_parser(argv).parse_args(argv)
+    try:
+        return args.handler(args)
+    except KeyboardInterrupt:
+        print("interrupted: re-run the same command with --resume to continue", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as err:
+        if debug:
+            raise
+        message = _user_error(err)
+        if message is None:
+            print(
+                f"squeezelab {args.command}: unexpected error: {type(err).__name__}: {err} "
+                "(re-run with --debug for the traceback, and please report it)",
+                file=sys.stderr,
+            )
+            return 1
+        message = "; ".join(line.strip() for line in message.splitlines() if line.strip())
+        print(f"squeezelab {args.command}: error: {message}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

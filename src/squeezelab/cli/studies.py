@@ -1,0 +1,180 @@
+"""Commands for studies: ``study`` (run, status, list) and ``reproduce``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .common import add_store_flag, command, print_json, require_store
+from .results import print_summary
+
+STUDY_EXAMPLE = """examples:
+  squeezelab study list
+  squeezelab study run grid --data synthetic --set epochs=1 --db results/squeezelab.db
+  squeezelab study status --db results/squeezelab.db"""
+REPRODUCE_EXAMPLE = """examples:
+  squeezelab reproduce --out reproduction
+  squeezelab reproduce --preset paper --data cifar10 --dry-run
+  squeezelab reproduce --preset rigorous --data cifar10 --out study"""
+
+
+def _study_args(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="action", required=True)
+    run = sub.add_parser("run", help="run (or continue) a study")
+    run.add_argument("study", help="a built-in study name or a .toml file")
+    run.add_argument("--data", help="data source for every run (overrides the study's)")
+    add_store_flag(run)
+    run.add_argument(
+        "--executor", default="local", choices=("local", "ray"), help="where runs execute"
+    )
+    run.add_argument("--workers", type=int, default=1, help="runs at a time")
+    run.add_argument("--address", help="Ray cluster address (default: start a local one)")
+    run.add_argument("--data-dir", help="cache directory for datasets")
+    run.add_argument("--runs-dir", help="where run directories go (default: beside the db)")
+    run.add_argument(
+        "--set", action="append", default=[], metavar="FIELD=VALUE", help="override a run field"
+    )
+    run.add_argument("--dry-run", action="store_true", help="list the runs, run nothing")
+    run.add_argument(
+        "--keep-weights",
+        action="store_true",
+        help="keep every run's final weights (default: only each model's best cell's)",
+    )
+    status = sub.add_parser("status", help="done / running / failed / diverged / left per study")
+    add_store_flag(status)
+    status.add_argument("--json", action="store_true", help="print one JSON object")
+    sub.add_parser("list", help="list the built-in studies")
+
+
+@command("study", _study_args, STUDY_EXAMPLE)
+def study(args: argparse.Namespace) -> int:
+    """Run, inspect and list declarative studies."""
+    from ..studies import builtin_studies, load_study, parse_overrides, run_study
+
+    if args.action == "list":
+        for name in builtin_studies():
+            spec = load_study(name)
+            print(f"{name:14s} {len(spec.expand()):4d} runs  {spec.description}")
+        return 0
+    if args.action == "status":
+        return _print_status(args.db, args.json)
+    overrides = parse_overrides(args.set)
+    if args.data and "data" not in overrides:  # --set data=... is the more specific
+        overrides["data"] = args.data
+    spec = load_study(args.study).with_overrides(overrides)
+    if args.dry_run:
+        for cfg in spec.expand():
+            print(cfg.key(), {k: v for k, v in cfg.to_dict().items() if k in (*spec.axes, "seed")})
+        return 0
+    counts = run_study(
+        spec,
+        args.db,
+        executor=args.executor,
+        workers=args.workers,
+        address=args.address,
+        data_dir=args.data_dir,
+        runs_dir=args.runs_dir,
+        keep_weights=args.keep_weights,
+    )
+    print(f"{spec.name}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    if counts["failed"]:
+        print(
+            f"squeezelab study: {counts['failed']} run(s) of {spec.name!r} failed; their errors: "
+            f"squeezelab results export --db {args.db} (column 'error'); re-running retries them",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+def _print_status(db: str, as_json: bool) -> int:
+    from ..results import Store
+
+    require_store(db)
+    with Store(db, readonly=True) as store:
+        table = {name: store.status_counts(name) for name in store.studies()}
+    if as_json:
+        print_json(table)
+        return 0
+    columns = ("done", "running", "interrupted", "failed", "diverged", "left")
+    print(f"{'study':14s} " + " ".join(f"{c:>11s}" for c in columns))
+    for name, c in table.items():
+        print(f"{name:14s} " + " ".join(f"{c[k]:11d}" for k in columns))
+    if any(c["interrupted"] for c in table.values()):
+        print("interrupted: their process died; `squeezelab study run` again resumes them")
+    return 0
+
+
+def _reproduce_args(p: argparse.ArgumentParser) -> None:
+    from ..studies.presets import presets
+
+    p.add_argument(
+        "--data",
+        help="data source (default: the preset's: synthetic for quick, cifar10 for paper and "
+        "rigorous)",
+    )
+    p.add_argument("--out", default="reproduction", help="output directory (store + report)")
+    p.add_argument(
+        "--preset",
+        default="quick",
+        choices=presets(),
+        help="quick: minutes on a CPU; paper: the study's protocol, faithfully; rigorous: the "
+        "study's questions under a sound protocol (default: quick)",
+    )
+    p.add_argument(
+        "--dry-run", action="store_true", help="print the plan (every run's config) and stop"
+    )
+    p.add_argument(
+        "--executor",
+        default="local",
+        choices=("local", "ray"),
+        help="local processes (default) or a Ray cluster (needs the [ray] extra)",
+    )
+    p.add_argument("--workers", type=int, default=1, help="runs at a time (default 1)")
+    p.add_argument("--address", help="Ray cluster address (default: start a local one)")
+    p.add_argument("--data-dir", help="cache directory for datasets and decoded images")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="override a run field in every study (repeatable), e.g. --set epochs=2",
+    )
+    p.add_argument(
+        "--keep-weights",
+        action="store_true",
+        help="keep every run's final weights (default: only what a later step needs)",
+    )
+    p.add_argument("--json", action="store_true", help="print a summary as JSON")
+
+
+@command("reproduce", _reproduce_args, REPRODUCE_EXAMPLE)
+def reproduce(args: argparse.Namespace) -> int:
+    """Run the study's five objectives in order and write the report."""
+    from ..reproduce import plan_json, reproduce, resolve
+    from ..studies import parse_overrides
+
+    if args.dry_run:
+        plan = plan_json(args.preset, resolve(args.preset, args.data, parse_overrides(args.set)))
+        if args.json:
+            print_json(plan)
+        else:
+            for name, s in plan["studies"].items():
+                print(f"{name:10s} {s['runs']:4d} runs {s['epochs']:6d} epochs  {s['note']}")
+            print(f"total      {plan['total_runs']:4d} runs {plan['total_epochs']:6d} epochs")
+        return 0
+    summary = reproduce(
+        args.data,
+        args.out,
+        args.preset,
+        parse_overrides(args.set),
+        args.executor,
+        args.workers,
+        args.address,
+        args.data_dir,
+        args.keep_weights,
+    )
+    print_summary(summary, args.json)
+    if not args.json:
+        print(f"wall time {summary['wall_s']:.0f}s")
+    return 0

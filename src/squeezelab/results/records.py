@@ -1,0 +1,104 @@
+"""Typed records of stored runs (Optuna's ``FrozenTrial`` is the model).
+
+``record.config.lr``, ``record.result.test_acc``, ``record.history``: the store hands these
+out, analysis reads them, and nothing downstream parses JSON or indexes raw rows.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+RESULT_FIELDS = ("val_acc", "val_loss", "test_acc", "test_loss", "train_loss", "epochs", "train_s")
+
+
+class Fields(Mapping[str, Any]):
+    """A run's config fields, read-only, by key (``c["lr"]``) or attribute (``c.lr``)."""
+
+    __slots__ = ("_values",)
+
+    def __init__(self, values: Mapping[str, Any]) -> None:
+        object.__setattr__(self, "_values", dict(values))
+
+    def __getitem__(self, name: str) -> Any:
+        return self._values[name]
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self._values[name]
+        except KeyError:
+            raise AttributeError(f"run config has no field {name!r}") from None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("a stored run's config is read-only")
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __repr__(self) -> str:
+        return f"Fields({self._values!r})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Fields, (self._values,))
+
+
+@dataclass(frozen=True)
+class RunScore:
+    """A finished run's figures (accuracies in percent); all None until it finishes."""
+
+    val_acc: float | None = None
+    val_loss: float | None = None
+    test_acc: float | None = None
+    test_loss: float | None = None
+    train_loss: float | None = None
+    epochs: int | None = None
+    train_s: float | None = None
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One run as stored: identity, config, status, result, per-epoch history and recipe."""
+
+    key: str
+    config: Fields
+    status: str = "done"
+    result: RunScore = field(default_factory=RunScore)
+    history: tuple[dict[str, Any], ...] = ()
+    recipe: dict[str, Any] | None = None
+    study: str | None = None
+    role: str | None = None
+    run_dir: str | None = None
+    attempts: int = 0
+    error: str | None = None
+    owner: str | None = None
+    heartbeat: float | None = None
+    started: float | None = None
+    finished: float | None = None
+
+    @classmethod
+    def of(
+        cls, key: str, config: Mapping[str, Any], status: str = "done", **values: Any
+    ) -> RunRecord:
+        """A record from plain values: result figures by name, other fields as they are."""
+        score = {k: values.pop(k) for k in RESULT_FIELDS if k in values}
+        return cls(key, Fields(config), status, RunScore(**score), **values)
+
+    @property
+    def finished_ok(self) -> bool:
+        """Done or diverged: the run has an outcome that analysis can count."""
+        return self.status in ("done", "diverged")
+
+    def replace(self, **changes: Any) -> RunRecord:
+        return dataclasses.replace(self, **changes)
+
+    def flat(self) -> dict[str, Any]:
+        """One tidy row: study, role, key, status, every config field, results, error."""
+        row = {"study": self.study, "role": self.role, "key": self.key, "status": self.status}
+        row.update(self.config)
+        row.update(dataclasses.asdict(self.result), error=self.error)
+        return row
