@@ -27,7 +27,8 @@ from torch import nn
 from squeezelab.data import Batches, Preprocess, load_source, split_source, to_tensor
 from squeezelab.data.pipeline import MEAN, STD
 from squeezelab.models import get_model
-from squeezelab.training.runtime import autocast, resolve_precision
+from squeezelab.training.runtime import resolve_precision
+from squeezelab.training.step import train_step
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared/datasets/cifar10-jpeg/train.tar.gz"
 
@@ -69,11 +70,7 @@ def time_steps(
     for i in range(warmup + steps):
         t0 = time.perf_counter()
         x, y = next(batches)
-        with autocast(precision, dev):
-            loss = nn.functional.cross_entropy(model(x).float(), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        train_step(model, opt, x, y, precision, dev)
         if i >= warmup:
             times.append(time.perf_counter() - t0)
             seen += len(y)

@@ -298,6 +298,33 @@ def test_precedence_preset_then_data_then_set() -> None:
     assert {(c.data, c.epochs) for s in both for c in s.expand()} == {("other.zip", 1)}
 
 
+def test_every_layer_overrides_the_one_below_by_one_rule() -> None:
+    from squeezelab.studies.presets import apply_preset
+    from squeezelab.studies.spec import parse_study
+
+    study = parse_study(
+        "seeds = [0]\n[base]\nlr = 0.1\nepochs = 5\n[axes]\nbatch_size = [32, 64]\n"
+        'momentum = [0.5, 0.9]\n[[points]]\nmodel = "alexnet"\nlr = 0.2\n',
+        "mine",
+    )
+    assert {(r.model, r.lr, r.epochs) for r in study.expand()} == {("alexnet", 0.2, 5)}
+    preset = {
+        "protocol": {"name": "p"},
+        "all": {"lr": 0.3, "epochs": 2, "momentum": 0.8},  # fixes lr everywhere, points too
+        "mine": {"epochs": 3, "axes": {"batch_size": [16], "momentum": [0.7, 0.6]}, "seeds": [4]},
+    }
+    spec = apply_preset(study, preset)
+    runs = spec.expand()
+    # [STUDY] beats [all] (epochs 3, its own momentum axis), [all] beats the file (lr 0.3).
+    assert {(r.lr, r.epochs, r.batch_size, r.seed) for r in runs} == {(0.3, 3, 16, 4)}
+    assert {r.momentum for r in runs} == {0.7, 0.6} and spec.protocol == {"name": "p"}
+    # --data and --set go on top, and keep the protocol.
+    top = spec.with_overrides({"data": "synthetic:300"}).with_overrides({"momentum": 0.9})
+    assert {(r.data, r.momentum) for r in top.expand()} == {("synthetic:300", 0.9)}
+    assert len(top.expand()) == 1 and top.protocol == {"name": "p"}
+    assert apply_preset(study, {"mine": {"best_of": False, "description": "d"}}).best_of is None
+
+
 def test_dry_run_cli_lists_the_runs() -> None:
     plan = last_json(run_cli("reproduce", "--preset", "rigorous", "--dry-run", "--json").stdout)
     assert plan["studies"]["compare"]["runs"] == 40  # 2 models x 2 schedulers x 10 seeds

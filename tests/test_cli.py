@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -54,6 +55,11 @@ def test_every_flag_is_documented() -> None:
         (["train", "--data", "synthetic:50", "--device", "cuda", "--out", "{tmp}/r"], "no CUDA"),
         (["train", "--data", "synthetic:50", "--resume", "--out", "{tmp}/nope"], "holds no run"),
         (["train", "--data", "synthetic:50", "--lr", "-1", "--out", "{tmp}/r"], "lr must lie"),
+        (["report", "--db", "{tmp}/text.db", "--out", "{tmp}/r"], "not a usable squeezelab store"),
+        (["study", "status", "--db", "{tmp}/other.db"], "another program"),
+        (["results", "export", "--db", "{tmp}"], "is a directory"),
+        (["study", "run", "grid", "--set", "lrate=1", "--dry-run"], "unknown field 'lrate'"),
+        (["reproduce", "--set", "epochs=0", "--dry-run"], "epochs must be >= 1"),
     ],
 )
 def test_user_errors_are_one_line_exit_2(tmp_path: Path, args: list[str], message: str) -> None:
@@ -62,8 +68,15 @@ def test_user_errors_are_one_line_exit_2(tmp_path: Path, args: list[str], messag
 
         if torch.cuda.is_available():
             pytest.skip("this machine has a GPU")
+    (tmp_path / "text.db").write_text("not a database, a text file of some length " * 40)
+    other = sqlite3.connect(tmp_path / "other.db")
+    other.execute("CREATE TABLE photos (id INTEGER)")
+    other.close()
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
     proc = run_cli(*(a.format(tmp=tmp_path) for a in args), check=False)
     assert proc.returncode == 2, proc.stderr
+    after = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    assert after == before  # a refused store is left exactly as it was
     assert message in proc.stderr and "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "missing.db").exists()  # reading never creates a store

@@ -23,15 +23,15 @@ def resolve(
 ) -> list[StudySpec]:
     """The objectives' studies with the preset, ``--data`` and ``--set`` applied, in order."""
     settings = load_preset(preset)
+    top = dict(overrides or {})
+    if data is not None and "data" not in top:
+        top = {"data": data, **top}  # --set data=... is more specific than --data
     specs = []
     for name in OBJECTIVES:
         spec = apply_preset(load_study(name), settings)
-        top = dict(overrides or {})
-        if data is not None and "data" not in top:
-            top["data"] = data  # --set data=... is more specific than --data
         if "data" not in spec.base and "data" not in top:
-            top["data"] = "synthetic"
-        specs.append(spec.with_overrides(top))
+            spec = spec.with_overrides({"data": "synthetic"}, "default data")
+        specs.append(spec.with_overrides(top, "--data / --set"))
     return specs
 
 

@@ -80,6 +80,8 @@ def require_store(db: str) -> None:
     """Refuse to read a store that does not exist (reading must never create one)."""
     from ..results import StoreError
 
+    if Path(db).is_dir():
+        raise StoreError(f"{db} is a directory, not a squeezelab store file (pass --db FILE)")
     if not Path(db).is_file():
         raise StoreError(
             f"no store at {db}: run a study first (squeezelab study run ... --db {db}), "

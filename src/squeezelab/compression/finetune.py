@@ -13,7 +13,8 @@ from tqdm import tqdm
 from ..data import Batches, Preprocess
 from ..training.config import RunConfig
 from ..training.loop import evaluate, load_splits
-from ..training.runtime import autocast, pick_device, resolve_precision
+from ..training.runtime import pick_device, resolve_precision
+from ..training.step import train_step
 
 
 class Tuner:
@@ -56,11 +57,7 @@ class Tuner:
             t0, total, n = time.perf_counter(), 0.0, 0
             desc = f"{stage} {epoch}/{epochs}"
             for x, y in tqdm(batches, desc=desc, unit="batch", leave=False, disable=None):
-                with autocast(self.precision, self.dev):
-                    loss = nn.functional.cross_entropy(model(x).float(), y)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
+                loss, _ = train_step(model, opt, x, y, self.precision, self.dev)
                 sched.step()
                 total, n = total + float(loss), n + 1
             if not sys.stderr.isatty():

@@ -1,7 +1,8 @@
 """Data sources, seeded splits and the batched augmentation pipeline."""
 
+from .images import DataError, ImageSet
 from .pipeline import Batches, Preprocess, random_crop_flip, to_tensor
-from .sources import DataError, ImageSet, Source, cache_dir, load_source
+from .sources import Source, cache_dir, load_source
 from .splits import Splits, split_source
 from .synthetic import make_synthetic
 

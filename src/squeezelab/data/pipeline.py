@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import torch
 import torch.nn.functional as F
 
-from .sources import ImageSet
+from .images import ImageSet
 
 # ImageNet statistics: torchvision's published weights expect them (transfer learning).
 MEAN = (0.485, 0.456, 0.406)

@@ -24,7 +24,7 @@ from typing import IO, ClassVar
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from ..errors import SqueezelabError
+from .images import DataError, ImageSet
 from .synthetic import make_synthetic
 
 CACHE_ENV = "SQUEEZELAB_DATA_DIR"
@@ -53,35 +53,6 @@ CIFAR = {
         "meta": ("meta", b"fine_label_names"),
     },
 }
-
-
-class DataError(SqueezelabError, RuntimeError):
-    """A data source is missing, corrupt or malformed; the message names the file."""
-
-
-@dataclass
-class ImageSet:
-    """Decoded images ``(N, H, W, 3)`` uint8 with labels ``(N,)`` int64 and class names."""
-
-    images: np.ndarray
-    labels: np.ndarray
-    classes: list[str]
-
-    def __post_init__(self) -> None:
-        if self.images.ndim != 4 or self.images.shape[-1] != 3 or self.images.dtype != np.uint8:
-            raise DataError(f"images must be (N, H, W, 3) uint8, got {self.images.shape}")
-        if len(self.images) != len(self.labels):
-            raise DataError("images and labels differ in length")
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.classes)
-
-    def subset(self, index: np.ndarray) -> ImageSet:
-        return ImageSet(self.images[index], self.labels[index], self.classes)
 
 
 @dataclass

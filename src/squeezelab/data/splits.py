@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .sources import DataError, ImageSet, Source
+from .images import DataError, ImageSet
+from .sources import Source
 
 
 @dataclass

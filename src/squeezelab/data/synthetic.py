@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from .images import ImageSet
+
 SYNTHETIC_CLASSES = [f"pattern{i}" for i in range(10)]
 
 
-def make_synthetic(n: int, seed: int = 0, size: int = 32):
+def make_synthetic(n: int, seed: int = 0, size: int = 32) -> ImageSet:
     """Generate ``n`` images of 10 classes, deterministically from ``seed``."""
-    from .sources import ImageSet
-
     rng = np.random.default_rng(seed)
     labels = np.arange(n) % 10
     rng.shuffle(labels)

@@ -1,9 +1,9 @@
-"""Presets: overlays on the built-in study files (``presets/*.toml``), merged here.
+"""Presets: overlays on the built-in study files (``presets/*.toml``).
 
-One precedence rule, lowest first: the study file < the preset's ``[all]`` < the preset's
-``[STUDY]`` < ``--data`` < ``--set``. A ``[STUDY]`` section may hold run fields, ``seeds``,
-``axes`` (replacing the study's), ``points`` (replacing them), ``best_of = false`` and
-``pretrain``; ``[protocol]`` describes the preset and is stored with every study it runs.
+A preset's ``[all]`` and ``[STUDY]`` sections are overlays merged by the one rule of
+:func:`squeezelab.studies.spec.overlay` (lowest first: the study file < ``[all]`` <
+``[STUDY]`` < ``--data`` < ``--set``); ``[protocol]`` describes the preset and is stored with
+every study it runs.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import dataclasses
 from importlib import resources
 from typing import Any
 
-from ..training.config import ConfigError, coerce
-from .spec import StudySpec, _best_of, parse_axis_value, tomllib
+from ..training.config import ConfigError
+from .spec import StudySpec, tomllib
 
 STUDY_KEYS = ("axes", "pretrain", "seeds", "points", "best_of", "description")
 
@@ -33,33 +33,12 @@ def load_preset(name: str) -> dict[str, Any]:
 
 
 def apply_preset(spec: StudySpec, preset: dict[str, Any]) -> StudySpec:
-    """Apply a preset's ``[all]`` and ``[STUDY]`` sections to one study."""
-    where = f"preset [{spec.name}]"
-    section = dict(preset.get(spec.name, {}))
-    changes: dict[str, Any] = {"protocol": dict(preset.get("protocol", {}))}
-    if "axes" in section:
-        changes["axes"] = {
-            k: [parse_axis_value(k, v, where) for v in vs] for k, vs in section.pop("axes").items()
-        }
-    if "points" in section:
-        changes["points"] = tuple(
-            {k: coerce(k, v, f"{where} points") for k, v in p.items()}
-            for p in section.pop("points")
-        )
-    if "best_of" in section:
-        best = section.pop("best_of")
-        changes["best_of"] = None if best is False else _best_of(best, where)
-    if "pretrain" in section:
-        changes["pretrain"] = {k: coerce(k, v, where) for k, v in section.pop("pretrain").items()}
-    if "seeds" in section:
-        changes["seeds"] = tuple(section.pop("seeds"))
-    if "description" in section:
-        changes["description"] = str(section.pop("description"))
-    spec = dataclasses.replace(spec, **changes)
-    overrides = {**preset.get("all", {}), **section}
-    base = {**spec.base, **{k: coerce(k, v, where) for k, v in overrides.items()}}
-    # Fields fixed by the preset stop being axes, exactly as --set does.
-    return spec.with_overrides(base) if base else spec
+    """One study under a preset: its ``[all]``, then its ``[STUDY]`` section, as overlays
+    (:func:`squeezelab.studies.spec.overlay`); the preset's ``[protocol]`` travels with it."""
+    layers = (("all", "preset [all]"), (spec.name, f"preset [{spec.name}]"))
+    for section, where in layers:
+        spec = spec.with_overrides(dict(preset.get(section, {})), where)
+    return dataclasses.replace(spec, protocol=dict(preset.get("protocol", {})))
 
 
 def reference_protocols() -> dict[str, dict[str, Any]]:

@@ -129,6 +129,7 @@ def run_study(
     with Store(db) as store:
         sources, runs, notes = plan(spec, store, runs_root, log)
         spec_dict = {**dataclasses.asdict(spec), "notes": notes}
+        spec_dict.pop("raw")  # the parsed fields say it all
         # Each run's key once (it may hash the data): (key, config) per stage.
         stages = [[(run_key(c), c) for c in stage] for stage in (sources, runs)]
         entries = [

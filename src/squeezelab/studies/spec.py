@@ -88,22 +88,16 @@ class StudySpec:
     claims: tuple[ClaimSpec, ...] = ()
     report: ReportSpec = field(default_factory=ReportSpec)
     protocol: dict[str, Any] = field(default_factory=dict)
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
-    def with_overrides(self, overrides: dict[str, Any]) -> StudySpec:
-        """Apply ``--set`` overrides to every run: they replace base, axes and points alike."""
+    def with_overrides(self, overrides: dict[str, Any], where: str = "") -> StudySpec:
+        """This study under an overlay (a preset's section, ``--data``, ``--set``): see
+        :func:`overlay` for the one rule. The result is parsed and validated again."""
         if not overrides:
             return self
-        axes = {k: v for k, v in self.axes.items() if k not in overrides}
-        points = tuple({k: v for k, v in p.items() if k not in overrides} for p in self.points)
-        spec = dataclasses.replace(
-            self,
-            seeds=tuple(overrides.get("seeds", self.seeds)),
-            base={**self.base, **{k: v for k, v in overrides.items() if k != "seeds"}},
-            axes=axes,
-            points=points,
-        )
-        spec.expand()  # validate every resulting run now, not halfway through the study
-        return spec
+        source = f"{self.source} + {where}" if where else self.source
+        spec = parse_study(overlay(self.raw, overrides), self.name, source)
+        return dataclasses.replace(spec, protocol=self.protocol)
 
     def expand(self, points: list[dict[str, Any]] | None = None) -> list[RunConfig]:
         """Expand into one validated run config per (point, axes cell, seed)."""
@@ -150,10 +144,37 @@ def load_study(name_or_path: str) -> StudySpec:
     return parse_study(text, name_or_path, f"built-in {name_or_path}.toml")
 
 
-def parse_study(text: str, name: str, source: str = "<string>") -> StudySpec:
-    """Parse and validate a study from TOML text."""
+REPLACED = ("description", "seeds", "axes", "points", "best_of", "pretrain", "claims", "report")
+
+
+def overlay(raw: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """A study file's contents under one overlay, by the one precedence rule.
+
+    Layers, lowest first: the study file < a preset's ``[all]`` < its ``[STUDY]`` section <
+    ``--data`` < ``--set``. In each, a section name (``axes``, ``points``, ``seeds``,
+    ``pretrain``, ``description``, ...) replaces the study's (``best_of = false`` removes
+    it); then a run field fixes that field for every run: it is set in ``[base]`` and leaves
+    ``[axes]`` and ``[[points]]``.
+    """
+    out = dict(raw)
+    for key in (k for k in over if k in REPLACED):
+        if key == "best_of" and over[key] is False:
+            out.pop(key, None)
+        else:
+            out[key] = over[key]
+    for key in (k for k in over if k not in REPLACED):
+        if key == "base":
+            raise ConfigError("an overlay sets run fields directly, not a [base] section")
+        out["base"] = {**out.get("base", {}), key: over[key]}
+        out["axes"] = {k: v for k, v in out.get("axes", {}).items() if k != key}
+        out["points"] = [{k: v for k, v in p.items() if k != key} for p in out.get("points", [])]
+    return out
+
+
+def parse_study(text: str | dict[str, Any], name: str, source: str = "<string>") -> StudySpec:
+    """Parse and validate a study from TOML text (or its already-parsed tables)."""
     try:
-        raw = tomllib.loads(text)
+        raw = tomllib.loads(text) if isinstance(text, str) else text
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{source}: not valid TOML: {err}") from None
     unknown = sorted(set(raw) - set(SECTIONS))
@@ -188,6 +209,7 @@ def parse_study(text: str, name: str, source: str = "<string>") -> StudySpec:
         source=source,
         claims=parse_claims(raw.get("claims", []), where),
         report=_report(raw.get("report"), where),
+        raw=raw,
     )
     spec.expand()
     return spec

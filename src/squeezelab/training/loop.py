@@ -45,6 +45,7 @@ from .runtime import (
     set_rng_state,
 )
 from .schedules import build_scheduler, current_lr, steps_per_iteration
+from .step import train_step
 from .transfer import init_from
 
 DIVERGENCE_CHECK_EVERY = 10  # optimizer steps between finite-loss checks (each one syncs)
@@ -322,8 +323,7 @@ def train_one_epoch(
     show: bool = False,
 ) -> tuple[float, float, bool]:
     """Run one epoch of SGD; return (mean loss, accuracy %, diverged)."""
-    model, opt, sched, scaler = parts.model, parts.optimizer, parts.scheduler, parts.scaler
-    criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
+    model, opt, sched = parts.model, parts.optimizer, parts.scheduler
     per_step = steps_per_iteration(sched)
     model.train()
     loss_sum = torch.zeros((), device=dev)
@@ -331,21 +331,13 @@ def train_one_epoch(
     seen = 0
     bar = tqdm(parts.train, desc=desc, disable=not show, leave=False, unit="batch")
     for step, (x, y) in enumerate(bar, 1):
-        with autocast(precision, dev):
-            logits = model(x)
-        loss = criterion(logits.float(), y)
-        opt.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
-        else:
-            loss.backward()
-            opt.step()
+        loss, logits = train_step(
+            model, opt, x, y, precision, dev, label_smoothing=label_smoothing, scaler=parts.scaler
+        )
         if per_step:
             sched.step()
-        loss_sum += loss.detach() * len(y)
-        correct += (logits.detach().argmax(1) == y).sum()
+        loss_sum += loss * len(y)
+        correct += (logits.argmax(1) == y).sum()
         seen += len(y)
         if step % DIVERGENCE_CHECK_EVERY == 0 or step == len(parts.train):
             total = loss_sum.item()
