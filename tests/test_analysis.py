@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import json
 import math
 from pathlib import Path
 
@@ -296,7 +295,10 @@ def test_reproduce_quick_on_tiny_synthetic(tmp_path: Path) -> None:
         assert set(s.studies()) == {"grid", "compare", "macro", "batchnorm", "transfer"}
         counts = {n: s.status_counts(n) for n in s.studies()}
     assert all(c["left"] == 0 and c["running"] == 0 for c in counts.values())
-    # Re-running continues: nothing left to run, same report.
+    # Re-running continues: nothing left to run, and the same report (tables, verdicts).
+    tables = {p.name: p.read_text() for p in (out / "report").glob("*.csv")}
     again = run_cli(*args)
-    assert "0 to run" in again.stderr
-    json.loads(again.stdout.strip().splitlines()[-1])
+    assert "0 to run" in again.stderr and "1 to run" not in again.stderr
+    assert last_json(again.stdout)["claims"] == summary["claims"] and summary["claims"]
+    assert {p.name: p.read_text() for p in (out / "report").glob("*.csv")} == tables
+    assert len(tables) >= 5

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import dataclasses
+import io
 import json
 import os
 import signal
@@ -212,37 +214,50 @@ def test_transfer_pretrains_its_own_source_offline(tmp_path: Path, monkeypatch) 
     assert "pretrained here on synthetic:100" in notes["transfer_source"]
 
 
-def test_study_cli_status_and_export(tmp_path: Path) -> None:
-    db = tmp_path / "s.db"
-    study = _tiny_study(tmp_path)
-    run_cli("study", "run", str(study), "--db", str(db), "--set", "seeds=0")
-    status = json.loads(run_cli("study", "status", "--db", str(db), "--json").stdout)
+@pytest.fixture(scope="module")
+def tiny_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny study run once through the command line (4 runs, one epoch each)."""
+    tmp = tmp_path_factory.mktemp("tiny")
+    db = tmp / "s.db"
+    run_cli("study", "run", str(_tiny_study(tmp)), "--db", str(db), "--set", "seeds=0")
+    return db
+
+
+def test_study_status_counts_every_run(tiny_db: Path) -> None:
+    status = json.loads(run_cli("study", "status", "--db", str(tiny_db), "--json").stdout)
     assert status == {
         "tiny": {"done": 4, "running": 0, "interrupted": 0, "failed": 0, "diverged": 0, "left": 0}
     }
-    csv_text = run_cli("results", "export", "--db", str(db), "--format", "csv").stdout
-    lines = csv_text.strip().splitlines()
-    assert len(lines) == 5 and lines[0].startswith("study,role,key,status")
-    run_cli(
-        "results",
-        "export",
-        "--db",
-        str(db),
-        "--format",
-        "parquet",
-        "--out",
-        str(tmp_path / "r.parquet"),
-    )
-    import pandas as pd
 
-    frame = pd.read_parquet(tmp_path / "r.parquet")
+
+def test_export_csv_has_one_row_per_run(tiny_db: Path) -> None:
+    csv_text = run_cli("results", "export", "--db", str(tiny_db), "--format", "csv").stdout
+    rows = list(csv.DictReader(io.StringIO(csv_text)))
+    with Store(tiny_db, readonly=True) as store:
+        runs = {r.key: r for r in store.runs("tiny")}
+    assert len(rows) == 4 and list(rows[0])[:4] == ["study", "role", "key", "status"]
+    for row in rows:
+        assert float(row["val_acc"]) == pytest.approx(runs[row["key"]].result.val_acc)
+        assert float(row["lr"]) == runs[row["key"]].config.lr
+
+
+def test_export_parquet_keeps_types(tiny_db: Path, tmp_path: Path) -> None:
+    pd = pytest.importorskip("pandas")
+    out = tmp_path / "r.parquet"
+    run_cli("results", "export", "--db", str(tiny_db), "--format", "parquet", "--out", str(out))
+    frame = pd.read_parquet(out)
     assert len(frame) == 4 and set(frame["lr"]) == {0.05, 0.01}
-    per_epoch = run_cli(
-        "results", "export", "--db", str(db), "--format", "json", "--metrics"
-    ).stdout
-    assert len(per_epoch.strip().splitlines()) == 4
-    bad = run_cli("study", "run", "grid", "--db", str(db), "--set", "lrate=1", check=False)
-    assert bad.returncode == 2 and "unknown field" in bad.stderr
+    assert frame["batch_norm"].dtype == bool and frame["epochs"].dtype.kind == "i"
+
+
+def test_export_per_epoch_rows_carry_the_history(tiny_db: Path) -> None:
+    text = run_cli("results", "export", "--db", str(tiny_db), "--format", "json", "--metrics")
+    rows = [json.loads(line) for line in text.stdout.strip().splitlines()]
+    with Store(tiny_db, readonly=True) as store:
+        history = {r.key: r.history for r in store.runs("tiny")}
+    assert len(rows) == 4 and all(row["epoch"] == 1 for row in rows)
+    for row in rows:
+        assert row["epoch_val_acc"] == history[row["key"]][0]["val_acc"]
 
 
 def test_workers_run_in_parallel_processes(tmp_path: Path) -> None:
