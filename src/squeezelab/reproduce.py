@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .studies.presets import apply_preset, load_preset, reference_protocols
+from .studies.presets import load_preset, preset_layers, reference_protocols
 from .studies.spec import StudySpec, load_study
 
 OBJECTIVES = ("grid", "compare", "macro", "batchnorm", "transfer")
@@ -28,10 +28,10 @@ def resolve(
         top = {"data": data, **top}  # --set data=... is more specific than --data
     specs = []
     for name in OBJECTIVES:
-        spec = apply_preset(load_study(name), settings)
-        if "data" not in spec.base and "data" not in top:
-            spec = spec.with_overrides({"data": "synthetic"}, "default data")
-        specs.append(spec.with_overrides(top, "--data / --set"))
+        layers = [*preset_layers(name, settings), ("--data / --set", top)]
+        if not any("data" in values for _, values in layers):
+            layers.insert(0, ("default data", {"data": "synthetic"}))
+        specs.append(load_study(name, layers, settings.get("protocol", {})))
     return specs
 
 

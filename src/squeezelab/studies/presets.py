@@ -32,12 +32,16 @@ def load_preset(name: str) -> dict[str, Any]:
     return tomllib.loads(text)
 
 
+def preset_layers(study: str, preset: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """A preset's overlays for one study, lowest first: ``[all]``, then ``[STUDY]``."""
+    return [("preset [all]", preset.get("all", {})), (f"preset [{study}]", preset.get(study, {}))]
+
+
 def apply_preset(spec: StudySpec, preset: dict[str, Any]) -> StudySpec:
-    """One study under a preset: its ``[all]``, then its ``[STUDY]`` section, as overlays
-    (:func:`squeezelab.studies.spec.overlay`); the preset's ``[protocol]`` travels with it."""
-    layers = (("all", "preset [all]"), (spec.name, f"preset [{spec.name}]"))
-    for section, where in layers:
-        spec = spec.with_overrides(dict(preset.get(section, {})), where)
+    """One study under a preset's overlays (:func:`squeezelab.studies.spec.overlay`); the
+    preset's ``[protocol]`` travels with it."""
+    for where, values in preset_layers(spec.name, preset):
+        spec = spec.with_overrides(dict(values), where)
     return dataclasses.replace(spec, protocol=dict(preset.get("protocol", {})))
 
 

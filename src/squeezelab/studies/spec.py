@@ -30,10 +30,10 @@ validation accuracy only: ``[best_of] metric`` accepts nothing else.
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import math
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -96,12 +96,17 @@ class StudySpec:
         if not overrides:
             return self
         source = f"{self.source} + {where}" if where else self.source
-        spec = parse_study(overlay(self.raw, overrides), self.name, source)
-        return dataclasses.replace(spec, protocol=self.protocol)
+        return parse_study(overlay(self.raw, overrides), self.name, source, self.protocol)
 
     def expand(self, points: list[dict[str, Any]] | None = None) -> list[RunConfig]:
         """Expand into one validated run config per (point, axes cell, seed)."""
-        points = points if points is not None else list(self.points) or [{}]
+        if points is None:  # the study's own points: expanded once, then remembered
+            if "_runs" not in self.__dict__:
+                object.__setattr__(self, "_runs", self._expand(list(self.points) or [{}]))
+            return list(self.__dict__["_runs"])
+        return self._expand(points)
+
+    def _expand(self, points: list[dict[str, Any]]) -> list[RunConfig]:
         names = list(self.axes)
         size = len(points) * len(self.seeds) * math.prod(len(self.axes[n]) for n in names)
         if size > MAX_RUNS:
@@ -128,20 +133,39 @@ def builtin_studies() -> list[str]:
     return sorted(p.name[: -len(".toml")] for p in folder.iterdir() if p.name.endswith(".toml"))
 
 
-def load_study(name_or_path: str) -> StudySpec:
-    """Load a built-in study by name, or a study file by path."""
+def load_study(
+    name_or_path: str,
+    overlays: Sequence[tuple[str, dict[str, Any]]] = (),
+    protocol: dict[str, Any] | None = None,
+) -> StudySpec:
+    """Load a built-in study by name, or a study file by path, under ``overlays``
+    (``(where, values)`` pairs, lowest first; see :func:`overlay`), parsed once."""
     path = Path(name_or_path)
     if path.suffix == ".toml" or path.exists():
         if not path.is_file():
             raise ConfigError(f"study file {path} does not exist")
-        return parse_study(path.read_text(), path.stem, str(path))
-    if name_or_path not in builtin_studies():
+        text, name, source = path.read_text(), path.stem, str(path)
+    elif name_or_path not in builtin_studies():
         raise ConfigError(
             f"unknown study {name_or_path!r}: not a file, and the built-in studies are "
             f"{', '.join(builtin_studies())}"
         )
-    text = (resources.files("squeezelab.studies") / "builtin" / f"{name_or_path}.toml").read_text()
-    return parse_study(text, name_or_path, f"built-in {name_or_path}.toml")
+    else:
+        folder = resources.files("squeezelab.studies") / "builtin"
+        text = (folder / f"{name_or_path}.toml").read_text()
+        name, source = name_or_path, f"built-in {name_or_path}.toml"
+    raw = _toml(text, source)
+    for where, values in overlays:
+        if values:
+            raw, source = overlay(raw, values), f"{source} + {where}"
+    return parse_study(raw, name, source, protocol)
+
+
+def _toml(text: str, source: str) -> dict[str, Any]:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{source}: not valid TOML: {err}") from None
 
 
 REPLACED = ("description", "seeds", "axes", "points", "best_of", "pretrain", "claims", "report")
@@ -171,12 +195,14 @@ def overlay(raw: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def parse_study(text: str | dict[str, Any], name: str, source: str = "<string>") -> StudySpec:
+def parse_study(
+    text: str | dict[str, Any],
+    name: str,
+    source: str = "<string>",
+    protocol: dict[str, Any] | None = None,
+) -> StudySpec:
     """Parse and validate a study from TOML text (or its already-parsed tables)."""
-    try:
-        raw = tomllib.loads(text) if isinstance(text, str) else text
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"{source}: not valid TOML: {err}") from None
+    raw = _toml(text, source) if isinstance(text, str) else text
     unknown = sorted(set(raw) - set(SECTIONS))
     if unknown:
         raise ConfigError(
@@ -209,6 +235,7 @@ def parse_study(text: str | dict[str, Any], name: str, source: str = "<string>")
         source=source,
         claims=parse_claims(raw.get("claims", []), where),
         report=_report(raw.get("report"), where),
+        protocol=dict(protocol or {}),
         raw=raw,
     )
     spec.expand()
