@@ -177,3 +177,23 @@ def test_info_errors_are_clear() -> None:
     assert small.returncode == 2 and "cannot take 32x32" in small.stderr
     opt = run_cli("info", "alexnet", "--batch-norm", check=False)
     assert opt.returncode == 2 and "batch_norm" in opt.stderr
+
+
+def test_stem_stride_option_reaches_model_config_and_command_line(tmp_path) -> None:
+    from squeezelab.training.config import RunConfig, from_dict
+
+    wide = get_model("squeezenet1_0", num_classes=10, stem_stride=1)
+    base = get_model("squeezenet1_0", num_classes=10)
+    assert count_params(wide) == count_params(base)  # same weights: torchvision's still load
+    wide.load_state_dict(base.state_dict())
+    assert count_macs(wide, 64) > 3 * count_macs(base, 64)
+    cfg = from_dict({"stem_stride": 1})
+    assert cfg.model_options() == {"stem_stride": 1} and cfg.key() != RunConfig().key()
+    assert from_dict({"stem_stride": 2}).key() == RunConfig().key()  # the default hashes as before
+    with pytest.raises(ValueError, match="no option 'stem_stride'"):
+        from_dict({"model": "alexnet", "stem_stride": 1})
+    with pytest.raises(ValueError, match="stem_stride must be <= 4"):
+        from_dict({"stem_stride": 5})
+    info = last_json(run_cli("info", "squeezenet1_0", "--stem-stride", "1", "--image-size", "64",
+                             "--num-classes", "10", "--json").stdout)  # fmt: skip
+    assert info["macs"] == count_macs(wide, 64)

@@ -356,3 +356,11 @@ def test_diverged_run_has_no_weights_to_evaluate(tmp_path: Path) -> None:
     train(tiny(lr=1e6, batch_norm=False, epochs=2), tmp_path / "d", verbose=False)
     with pytest.raises(CheckpointError, match="diverged"):
         load_weights(tmp_path / "d")
+
+
+def test_run_keys_of_stored_runs_never_change() -> None:
+    """Keys written by earlier releases (the store's primary key) stay the same."""
+    assert RunConfig().key() == "a380129cbe5e9652"
+    assert from_dict({"model": "alexnet", "lr": 0.05}).key() == "5d329cd25e5ae8ba"
+    cfg = {"batch_norm": True, "bypass": "simple", "data": "cifar10", "init": "imagenet"}
+    assert from_dict(cfg).key() == "4ba13d90429d96e3"

@@ -49,6 +49,9 @@ class SqueezeNetOptions:
     pct3x3: float = option(
         0.5, "fraction of 3x3 expand filters", low=0.0, high=1.0, low_open=True, high_open=True
     )
+    stem_stride: int = option(
+        2, "stride of the first conv (1 keeps 4x the detail on small images)", low=1, high=4
+    )
     squeeze_ratio: float = option(
         0.125, "squeeze filters per expand filter", low=0.0, high=1.0, low_open=True
     )
@@ -107,7 +110,7 @@ class SqueezeNet(nn.Module):
         layout = _VERSIONS[version]
         stem_channels = layout["stem"]["out_channels"]
         layers: list[nn.Module] = [
-            nn.Conv2d(3, **layout["stem"]),
+            nn.Conv2d(3, **{**layout["stem"], "stride": opts.stem_stride}),
             nn.ReLU(inplace=True),
             nn.MaxPool2d(kernel_size=3, stride=2, ceil_mode=True),
         ]
