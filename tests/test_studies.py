@@ -135,6 +135,9 @@ def test_study_runs_resumes_and_stores_everything(tmp_path: Path) -> None:
             assert len(r.history) == 1 and r.history[0]["epoch"] == 1
             assert r.history[0]["val_acc"] == r.result.val_acc and r.config.epochs == 1
             assert r.recipe["key"] == r.key
+            # The store keeps every float exactly as the run wrote it.
+            line = json.loads((Path(r.run_dir) / "metrics.jsonl").read_text().splitlines()[0])
+            assert r.history[0]["train_loss"] == line["train_loss"]
     # Running again runs nothing new.
     messages: list[str] = []
     run_study(spec, db, log=messages.append)

@@ -87,13 +87,10 @@ def reproduce(
     out: str | Path,
     preset: str = "quick",
     overrides: dict[str, Any] | None = None,
-    executor: str = "local",
-    workers: int = 1,
-    address: str | None = None,
-    data_dir: str | None = None,
-    keep_weights: bool = False,
+    **execution: Any,
 ) -> dict[str, Any]:
-    """Run the five objectives into ``OUT/squeezelab.db`` and write ``OUT/report``."""
+    """Run the five objectives into ``OUT/squeezelab.db`` and write ``OUT/report``;
+    ``execution`` goes to :func:`squeezelab.studies.run_study` (executor, workers, ...)."""
     from .analysis import build_report
     from .studies import run_study
 
@@ -102,15 +99,7 @@ def reproduce(
     t0 = time.perf_counter()
     for spec in resolve(preset, data, overrides):
         print(f"== {spec.name}: {as_run(spec)}", file=sys.stderr, flush=True)
-        run_study(
-            spec,
-            db,
-            executor=executor,
-            workers=workers,
-            address=address,
-            data_dir=data_dir,
-            keep_weights=keep_weights,
-        )
+        run_study(spec, db, **execution)
     summary = build_report(db, out / "report", reference_protocols())
     summary["wall_s"] = time.perf_counter() - t0
     summary["db"] = str(db)

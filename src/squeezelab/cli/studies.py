@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 from .common import add_store_flag, command, print_json, require_store
 from .results import print_summary
@@ -18,28 +19,59 @@ REPRODUCE_EXAMPLE = """examples:
   squeezelab reproduce --preset rigorous --data cifar10 --out study"""
 
 
+def add_execution_flags(p: argparse.ArgumentParser) -> None:
+    """Where and how a study's runs execute (``study run`` and ``reproduce``)."""
+    p.add_argument(
+        "--executor",
+        default="local",
+        choices=("local", "ray"),
+        help="local processes (default) or a Ray cluster (needs the [ray] extra)",
+    )
+    p.add_argument("--workers", type=int, default=1, help="runs at a time (default 1)")
+    p.add_argument(
+        "--runs-per-device",
+        type=int,
+        metavar="N",
+        help="N runs at once on each GPU (Ray: 1/N of a GPU each); on a CPU, N processes that "
+        "split the cores. Overrides --workers",
+    )
+    p.add_argument("--address", help="Ray cluster address (default: start a local one)")
+    p.add_argument("--data-dir", help="cache directory for datasets and decoded images")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="override a run field in every run (repeatable), e.g. --set epochs=2",
+    )
+    p.add_argument(
+        "--keep-weights",
+        action="store_true",
+        help="keep every run's final weights (default: only what a later step needs)",
+    )
+
+
+def execution(args: argparse.Namespace) -> dict[str, Any]:
+    """The execution flags as keyword arguments of :func:`squeezelab.studies.run_study`."""
+    return {
+        "executor": args.executor,
+        "workers": args.workers,
+        "runs_per_device": args.runs_per_device,
+        "address": args.address,
+        "data_dir": args.data_dir,
+        "keep_weights": args.keep_weights,
+    }
+
+
 def _study_args(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="action", required=True)
     run = sub.add_parser("run", help="run (or continue) a study")
     run.add_argument("study", help="a built-in study name or a .toml file")
     run.add_argument("--data", help="data source for every run (overrides the study's)")
     add_store_flag(run)
-    run.add_argument(
-        "--executor", default="local", choices=("local", "ray"), help="where runs execute"
-    )
-    run.add_argument("--workers", type=int, default=1, help="runs at a time")
-    run.add_argument("--address", help="Ray cluster address (default: start a local one)")
-    run.add_argument("--data-dir", help="cache directory for datasets")
     run.add_argument("--runs-dir", help="where run directories go (default: beside the db)")
-    run.add_argument(
-        "--set", action="append", default=[], metavar="FIELD=VALUE", help="override a run field"
-    )
     run.add_argument("--dry-run", action="store_true", help="list the runs, run nothing")
-    run.add_argument(
-        "--keep-weights",
-        action="store_true",
-        help="keep every run's final weights (default: only each model's best cell's)",
-    )
+    add_execution_flags(run)
     status = sub.add_parser("status", help="done / running / failed / diverged / left per study")
     add_store_flag(status)
     status.add_argument("--json", action="store_true", help="print one JSON object")
@@ -66,16 +98,7 @@ def study(args: argparse.Namespace) -> int:
         for cfg in spec.expand():
             print(cfg.key(), {k: v for k, v in cfg.to_dict().items() if k in (*spec.axes, "seed")})
         return 0
-    counts = run_study(
-        spec,
-        args.db,
-        executor=args.executor,
-        workers=args.workers,
-        address=args.address,
-        data_dir=args.data_dir,
-        runs_dir=args.runs_dir,
-        keep_weights=args.keep_weights,
-    )
+    counts = run_study(spec, args.db, runs_dir=args.runs_dir, **execution(args))
     print(f"{spec.name}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     if counts["failed"]:
         print(
@@ -124,27 +147,7 @@ def _reproduce_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--dry-run", action="store_true", help="print the plan (every run's config) and stop"
     )
-    p.add_argument(
-        "--executor",
-        default="local",
-        choices=("local", "ray"),
-        help="local processes (default) or a Ray cluster (needs the [ray] extra)",
-    )
-    p.add_argument("--workers", type=int, default=1, help="runs at a time (default 1)")
-    p.add_argument("--address", help="Ray cluster address (default: start a local one)")
-    p.add_argument("--data-dir", help="cache directory for datasets and decoded images")
-    p.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="FIELD=VALUE",
-        help="override a run field in every study (repeatable), e.g. --set epochs=2",
-    )
-    p.add_argument(
-        "--keep-weights",
-        action="store_true",
-        help="keep every run's final weights (default: only what a later step needs)",
-    )
+    add_execution_flags(p)
     p.add_argument("--json", action="store_true", help="print a summary as JSON")
 
 
@@ -164,15 +167,7 @@ def reproduce(args: argparse.Namespace) -> int:
             print(f"total      {plan['total_runs']:4d} runs {plan['total_epochs']:6d} epochs")
         return 0
     summary = reproduce(
-        args.data,
-        args.out,
-        args.preset,
-        parse_overrides(args.set),
-        args.executor,
-        args.workers,
-        args.address,
-        args.data_dir,
-        args.keep_weights,
+        args.data, args.out, args.preset, parse_overrides(args.set), **execution(args)
     )
     print_summary(summary, args.json)
     if not args.json:

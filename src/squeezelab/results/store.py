@@ -312,7 +312,7 @@ class Store:
 
     def runs(self, study: str | None = None, role: str | None = "run") -> list[RunRecord]:
         """Return runs (optionally of one study and role) as typed records, each with its
-        per-epoch history: one query."""
+        per-epoch history: one query for the runs, one for all their metrics."""
         where, args = [], []
         if study is not None:
             where.append("s.study = ?")
@@ -320,19 +320,35 @@ class Store:
         if role is not None:
             where.append("s.role = ?")
             args.append(role)
-        sql = _RUNS_SQL + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY r.rowid"
-        return [_record(row) for row in self.conn.execute(sql, args)]
+        cond = " WHERE " + " AND ".join(where) if where else ""
+        rows = self.conn.execute(
+            "SELECT r.*, s.study, s.role FROM runs r JOIN study_runs s ON s.key = r.key"
+            + cond
+            + " ORDER BY r.rowid",
+            args,
+        ).fetchall()
+        history: dict[str, list[dict[str, Any]]] = {}
+        for m in self.conn.execute(
+            f"SELECT * FROM metrics WHERE key IN (SELECT s.key FROM study_runs s{cond}) "
+            "ORDER BY key, epoch",
+            args,
+        ):
+            history.setdefault(m["key"], []).append(_metric_row(m))
+        return [_record(row, history.get(row["key"], [])) for row in rows]
 
     def run(self, key: str) -> RunRecord | None:
         """One run by key (outside any study: ``study`` and ``role`` are None)."""
-        sql = _RUNS_SQL.replace("JOIN study_runs", "LEFT JOIN study_runs") + " WHERE r.key = ?"
-        row = self.conn.execute(sql + " LIMIT 1", (key,)).fetchone()
-        return _record(row) if row is not None else None
+        row = self.conn.execute(
+            "SELECT *, NULL AS study, NULL AS role FROM runs WHERE key = ?", (key,)
+        ).fetchone()
+        if row is None:
+            return None
+        return _record(row, self.metrics(key))
 
     def metrics(self, key: str) -> list[dict[str, Any]]:
         """One run's per-epoch metrics (also on its record, as ``history``)."""
-        run = self.run(key)
-        return list(run.history) if run is not None else []
+        rows = self.conn.execute("SELECT * FROM metrics WHERE key=? ORDER BY epoch", (key,))
+        return [_metric_row(m) for m in rows]
 
     def status_counts(self, study: str) -> dict[str, int]:
         """Count a study's runs by status (``left``: never started; ``interrupted``: marked
@@ -350,23 +366,18 @@ class Store:
         return counts
 
 
-# A run with its study membership and its history as a JSON array, in one statement.
-_HISTORY = ", ".join(f"'{m}', m.{m}" for m in ("epoch", *METRICS))
-_RUNS_SQL = f"""
-SELECT r.*, s.study, s.role,
-    (SELECT json_group_array(json_object({_HISTORY}))
-     FROM (SELECT * FROM metrics m WHERE m.key = r.key ORDER BY m.epoch) m) AS history
-FROM runs r JOIN study_runs s ON s.key = r.key"""
+def _metric_row(row: sqlite3.Row) -> dict[str, Any]:
+    return {k: row[k] for k in ("epoch", *METRICS)}
 
 
-def _record(row: sqlite3.Row) -> RunRecord:
+def _record(row: sqlite3.Row, history: list[dict[str, Any]]) -> RunRecord:
     d = dict(row)
     return RunRecord(
         key=d["key"],
         config=Fields(json.loads(d["config"])),
         status=d["status"],
         result=RunScore(**{k: d[k] for k in RESULT_FIELDS}),
-        history=tuple(json.loads(d["history"] or "[]")),
+        history=tuple(history),
         recipe=json.loads(d["recipe"]) if d["recipe"] else None,
         study=d["study"],
         role=d["role"],

@@ -67,6 +67,52 @@ def _gpu_count() -> int:
     return torch.cuda.device_count()
 
 
+@dataclass(frozen=True)
+class Slot:
+    """A place for one run at a time: a device (None: the CPU) and its torch threads."""
+
+    device: str | None
+    threads: int
+
+
+def plan_slots(
+    gpus: int, cpus: int, workers: int = 1, runs_per_device: int | None = None
+) -> list[Slot]:
+    """Where concurrent runs go.
+
+    With GPUs, ``runs_per_device`` runs share each GPU (default: ``workers`` spread over the
+    GPUs); without, ``runs_per_device`` (or ``workers``) processes split the CPU cores. The
+    slots alternate between devices, so that a partly filled machine spreads its runs, and
+    each gets an equal share of the CPU threads. A run's numbers depend on its device and,
+    on a CPU, on its thread count (both are recorded in its recipe), not on its neighbours.
+    """
+    for name, value in (("workers", workers), ("runs_per_device", runs_per_device)):
+        if value is not None and (not isinstance(value, int) or value < 1):
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    devices: list[str | None] = [f"cuda:{i}" for i in range(gpus)] or [None]
+    total = runs_per_device * len(devices) if runs_per_device else workers
+    threads = max(1, cpus // total)
+    return [Slot(devices[i % len(devices)], threads) for i in range(total)]
+
+
+class Placer:
+    """Hands out free slots to tasks and takes them back when the task ends."""
+
+    def __init__(self, slots: list[Slot]) -> None:
+        self.free = list(slots)
+        self.held: dict[str, Slot] = {}
+
+    def take(self, task: RunTask) -> RunTask:
+        slot = self.free.pop(0)
+        self.held[task.key] = slot
+        return dataclasses.replace(
+            task, device=task.device or slot.device, threads=task.threads or slot.threads
+        )
+
+    def give_back(self, task: RunTask) -> None:
+        self.free.append(self.held.pop(task.key))
+
+
 OnStart = Callable[[RunTask], bool]  # False: skip the task (another process holds it)
 
 
@@ -91,39 +137,31 @@ def _pipeline(
 
 
 class LocalExecutor:
-    """Run tasks in this process (workers=1) or in N spawned processes, one GPU each."""
+    """Run tasks in this process (one slot, no GPU) or in one spawned process per slot
+    (:func:`plan_slots`: several runs per GPU, or the CPU cores split between processes)."""
 
-    def __init__(self, workers: int = 1) -> None:
-        if workers < 1:
-            raise ValueError(f"workers must be >= 1, got {workers}")
-        self.workers = workers
+    def __init__(self, workers: int = 1, runs_per_device: int | None = None) -> None:
+        self.slots = plan_slots(_gpu_count(), os.cpu_count() or 1, workers, runs_per_device)
 
     def run(self, tasks: list[RunTask], on_start: OnStart) -> Iterator[dict[str, Any]]:
-        if self.workers == 1:
+        placer = Placer(self.slots)
+        if len(self.slots) == 1:  # one run at a time: in this process
             for task in tasks:
                 if on_start(task):
-                    yield execute_run(task)
+                    yield execute_run(placer.take(task))
+                    placer.give_back(task)
             return
-        gpus = _gpu_count()
-        threads = max(1, (os.cpu_count() or 1) // self.workers)
-        placed = [
-            dataclasses.replace(
-                t,
-                threads=t.threads or threads,
-                device=t.device or (f"cuda:{i % gpus}" if gpus else None),
-            )
-            for i, t in enumerate(tasks)
-        ]
 
         def collect(fut: Future, task: RunTask) -> dict[str, Any]:
+            placer.give_back(task)
             err = fut.exception()
             return {"key": task.key, "error": f"worker died: {err!r}"} if err else fut.result()
 
-        with ProcessPoolExecutor(self.workers, mp_context=get_context("spawn")) as pool:
+        with ProcessPoolExecutor(len(self.slots), mp_context=get_context("spawn")) as pool:
             yield from _pipeline(
-                placed,
-                self.workers,
-                lambda t: pool.submit(execute_run, t),
+                tasks,
+                len(self.slots),
+                lambda t: pool.submit(execute_run, placer.take(t)),
                 lambda handles: list(wait(handles, return_when=FIRST_COMPLETED)[0]),
                 collect,
                 on_start,
@@ -133,7 +171,12 @@ class LocalExecutor:
 class RayExecutor:
     """Run tasks as Ray tasks on a local or existing cluster; retry runs whose worker died."""
 
-    def __init__(self, address: str | None = None, workers: int | None = None) -> None:
+    def __init__(
+        self,
+        address: str | None = None,
+        workers: int | None = None,
+        runs_per_device: int | None = None,
+    ) -> None:
         try:
             import ray
         except ImportError:
@@ -146,13 +189,18 @@ class RayExecutor:
             if not address and workers:
                 kwargs["num_cpus"] = workers
             ray.init(ignore_reinit_error=True, log_to_driver=False, **kwargs)
-        self.workers = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
+        self.runs_per_device = runs_per_device or 1
+        gpus = int(ray.cluster_resources().get("GPU", 0))
+        cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+        self.workers = gpus * self.runs_per_device if gpus else workers or cpus
 
     def run(self, tasks: list[RunTask], on_start: OnStart) -> Iterator[dict[str, Any]]:
         ray = self.ray
         gpus = ray.cluster_resources().get("GPU", 0)
         # max_retries re-runs a task whose worker process died; it resumes from its checkpoint.
-        remote = ray.remote(num_cpus=1, num_gpus=1 if gpus else 0, max_retries=3)(execute_run)
+        # A fractional GPU lets Ray pack runs_per_device runs onto each GPU.
+        share = 1.0 / self.runs_per_device if gpus else 0
+        remote = ray.remote(num_cpus=1, num_gpus=share, max_retries=3)(execute_run)
 
         def collect(ref: Any, task: RunTask) -> dict[str, Any]:
             try:
@@ -170,10 +218,12 @@ class RayExecutor:
         )
 
 
-def make_executor(name: str, workers: int = 1, address: str | None = None):
+def make_executor(
+    name: str, workers: int = 1, address: str | None = None, runs_per_device: int | None = None
+):
     """Return the executor ``name`` (local or ray)."""
     if name == "local":
-        return LocalExecutor(workers)
+        return LocalExecutor(workers, runs_per_device)
     if name == "ray":
-        return RayExecutor(address, workers)
+        return RayExecutor(address, workers, runs_per_device)
     raise ValueError(f"executor must be local or ray, got {name!r}")

@@ -113,6 +113,7 @@ def run_study(
     *,
     executor: str = "local",
     workers: int = 1,
+    runs_per_device: int | None = None,
     address: str | None = None,
     data_dir: str | None = None,
     runs_dir: str | Path | None = None,
@@ -152,7 +153,7 @@ def run_study(
                     f"finished, {len(todo)} to run"
                 )
                 if todo:
-                    runner = runner or make_executor(executor, workers, address)
+                    runner = runner or make_executor(executor, workers, address, runs_per_device)
                     claim = Claim(store, beat, owner, log)
                     _execute(store, runner, todo, runs_root, data_dir, log, spec, claim)
         finally:
