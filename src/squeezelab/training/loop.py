@@ -38,6 +38,7 @@ from .rundir import (
 )
 from .runtime import (
     autocast,
+    configure_backend,
     pick_device,
     resolve_precision,
     rng_state,
@@ -139,6 +140,7 @@ def _train_locked(
     state = prepare_dir(out, cfg, resume)
     dev = pick_device(device)
     precision = resolve_precision(cfg.precision, dev)
+    configure_backend(precision, dev)
     show = sys.stderr.isatty() if progress is None else progress
     seed_everything(cfg.seed)
     parts = _build(cfg, dev, precision, data_dir, fresh=state is None)

@@ -56,6 +56,22 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     return "bf16" if cpu_has_bf16_units() else "fp32"
 
 
+def configure_backend(precision: str, device: torch.device) -> None:
+    """Fix how a GPU computes, so that a run's numbers do not depend on what runs beside it.
+
+    cuDNN picks its algorithms by heuristics, not by timing (``benchmark`` timing would pick
+    differently under a neighbour's load), deterministic ones; fp32 means fp32 (no TF32,
+    which the faithful preset's study did not have); mixed precision may use TF32.
+    """
+    if device.type != "cuda":
+        return
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = True
+    tf32 = precision != "fp32"
+    torch.backends.cudnn.allow_tf32 = tf32
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+
+
 def autocast(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
     """Return the autocast context for a resolved precision (a no-op for fp32)."""
     if precision == "fp32":
