@@ -122,8 +122,11 @@ def test_divergence_is_detected_and_recorded(tmp_path: Path) -> None:
     assert json.loads((tmp_path / "d" / "result.json").read_text())["diverged"] is True
 
 
-def test_interrupted_then_resumed_equals_uninterrupted(tmp_path: Path, monkeypatch) -> None:
-    cfg = tiny(epochs=4, scheduler="onecycle")
+@pytest.mark.parametrize("extra", [{}, {"ema_decay": 0.9, "tta_flip": True}])
+def test_interrupted_then_resumed_equals_uninterrupted(
+    tmp_path: Path, monkeypatch, extra: dict
+) -> None:
+    cfg = tiny(epochs=4, scheduler="onecycle", **extra)
     train(cfg, tmp_path / "full", verbose=False)
     real = loop_module._run_epoch
 
@@ -141,7 +144,6 @@ def test_interrupted_then_resumed_equals_uninterrupted(tmp_path: Path, monkeypat
         train(cfg, tmp_path / "cut", verbose=False)
     train(cfg, tmp_path / "cut", resume=True, verbose=False)
     assert metrics(tmp_path / "cut") == metrics(tmp_path / "full")
-    full = torch.load  # noqa: F841  (weights compared below through safetensors)
     from safetensors.torch import load_file
 
     a = load_file(tmp_path / "full" / "model.safetensors")

@@ -38,7 +38,7 @@ class Tuner:
     def accuracy(self, model: nn.Module) -> float:
         """Test accuracy in percent."""
         model.to(self.dev)
-        return evaluate(model, self.test, self.dev, self.precision)[1]
+        return evaluate(model, self.test, self.dev, self.precision, self.cfg.tta_flip)[1]
 
     def fit(self, model: nn.Module, epochs: int, lr: float, stage: str = "fine-tune") -> None:
         """Fine-tune with SGD (momentum 0.9), the learning rate decaying from ``lr`` to 0.

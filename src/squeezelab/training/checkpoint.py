@@ -39,6 +39,7 @@ class TrainingState:
     rng: dict[str, torch.Tensor]
     history: list[dict[str, Any]] = field(default_factory=list)
     scaler: dict[str, Any] | None = None
+    ema: dict[str, torch.Tensor] | None = None  # the weight average, when the run keeps one
 
 
 def save_checkpoint(path: str | os.PathLike[str], state: TrainingState) -> None:
@@ -54,6 +55,8 @@ def save_checkpoint(path: str | os.PathLike[str], state: TrainingState) -> None:
                 opt_meta["state"].setdefault(str(pid), {})[key] = value
     for name, value in state.rng.items():
         tensors[f"rng.{name}"] = value.cpu().contiguous()
+    for name, value in (state.ema or {}).items():
+        tensors[f"ema.{name}"] = value.detach().cpu().contiguous()
     metadata = {
         "format": FORMAT,
         "epoch": str(state.epoch),
@@ -101,13 +104,15 @@ def load_checkpoint(path: str | os.PathLike[str]) -> TrainingState:
         optimizer: dict[str, Any] = {"param_groups": opt_meta["param_groups"], "state": {}}
         for pid, extra in opt_meta["state"].items():
             optimizer["state"][int(pid)] = dict(extra)
-        model, rng = {}, {}
+        model, rng, ema = {}, {}, {}
         for key, value in tensors.items():
             group, _, rest = key.partition(".")
             if group == "model":
                 model[rest] = value
             elif group == "rng":
                 rng[rest] = value
+            elif group == "ema":
+                ema[rest] = value
             elif group == "optimizer":
                 pid, _, name = rest.partition(".")
                 optimizer["state"].setdefault(int(pid), {})[name] = value
@@ -119,6 +124,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> TrainingState:
             rng=rng,
             history=json.loads(metadata["history"]),
             scaler=json.loads(metadata.get("scaler", "null")),
+            ema=ema or None,
         )
     except (KeyError, ValueError) as err:
         raise CheckpointError(f"{path}: malformed checkpoint metadata ({err})") from None

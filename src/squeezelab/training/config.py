@@ -20,6 +20,8 @@ from ..fields import FieldInfo, check, describe, option
 from ..fields import coerce as coerce_field
 from ..models import list_models
 from ..models.registry import all_options, model_options
+from .recipes import recipe_names
+from .recipes import resolve as resolve_recipe
 
 SCHEDULERS = ("none", "step", "plateau", "linear", "cosine", "onecycle")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -69,6 +71,23 @@ class _RunFields:
     )
     warmup_epochs: int = option(0, "linear warm-up epochs", low=0, high=EPOCHS_MAX)
     label_smoothing: float = option(0.0, "label smoothing", low=0.0, high=1.0, high_open=True)
+    ema_decay: float = option(
+        0.0,
+        "decay of an exponential moving average of the weights, updated every step; when "
+        "> 0, evaluation and the saved model use the averaged weights (0: off)",
+        low=0.0,
+        high=1.0,
+        high_open=True,
+    )
+    tta_flip: bool = option(
+        False, "evaluate each image and its mirror image, averaging their logits"
+    )
+    recipe: str = option(
+        "none",
+        "a named recipe whose fields fill what the run does not set (study, modern; "
+        "recorded with its version, e.g. modern@1)",
+        choices=recipe_names(),
+    )
     # run
     seed: int = option(0, "seed of initialization, order and augmentation", low=0, high=SEED_MAX)
     precision: str = option("auto", "arithmetic (auto: bf16 where it pays)", choices=PRECISIONS)
@@ -203,6 +222,10 @@ def from_dict(values: dict[str, Any], where: str = "config") -> RunConfig:
         raise ConfigError(
             f"{where}: unknown field(s) {', '.join(unknown)}; valid fields: {', '.join(_FIELDS)}"
         )
+    try:
+        values = resolve_recipe(values)
+    except ConfigError as err:
+        raise ConfigError(f"{where}: {err}") from None
     coerced = {k: coerce(k, v, where) for k, v in values.items()}
     try:
         return RunConfig(**coerced).validate()

@@ -51,5 +51,7 @@ def evaluate_run(
     dev = pick_device(device)
     model = model.to(dev, memory_format=torch.channels_last)
     batches = Batches.of(part, 256, Preprocess(cfg.image_size, dev))
-    loss, acc, n = evaluate(model, batches, dev, resolve_precision(cfg.precision, dev))
+    loss, acc, n = evaluate(
+        model, batches, dev, resolve_precision(cfg.precision, dev), cfg.tta_flip
+    )
     return {"accuracy": acc, "loss": loss, "n": n}

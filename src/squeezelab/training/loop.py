@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from ..data import Batches, Preprocess, Source, Splits, load_source, split_source
@@ -90,6 +91,12 @@ class _Parts:
     val: Batches
     test: Batches
     num_classes: int
+    ema: AveragedModel | None = None  # the weight average that evaluation uses, if any
+
+    @property
+    def evaluated(self) -> nn.Module:
+        """The weights evaluated and saved: the average when the run keeps one."""
+        return self.ema.module if self.ema is not None else self.model
 
 
 def train(
@@ -157,6 +164,8 @@ def _train_locked(
                 f"{out / CHECKPOINT} does not fit this run's model and optimizer: {detail}"
             ) from None
         parts.scheduler.load_state_dict(state.scheduler)
+        if parts.ema is not None and state.ema is not None:
+            parts.ema.load_state_dict(state.ema)
         if parts.scaler is not None and state.scaler:
             parts.scaler.load_state_dict(state.scaler)
         set_rng_state(state.rng, parts.generator)
@@ -215,6 +224,7 @@ def _save_epoch(out: Path, parts: _Parts, history: list[dict], row: dict, board:
             rng=rng_state(parts.generator),
             history=history,
             scaler=parts.scaler.state_dict() if parts.scaler is not None else None,
+            ema=parts.ema.state_dict() if parts.ema is not None else None,
         ),
     )
     write_lines(out / "metrics.jsonl", history)
@@ -288,8 +298,13 @@ def _build(
     )
     scheduler = build_scheduler(cfg, optimizer, len(train))
     scaler = torch.amp.GradScaler("cuda") if precision == "fp16" and dev.type == "cuda" else None
+    ema = None
+    if cfg.ema_decay > 0:
+        ema = AveragedModel(
+            model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True
+        )
     return _Parts(
-        model, optimizer, scheduler, scaler, generator, train, val, test, splits.num_classes
+        model, optimizer, scheduler, scaler, generator, train, val, test, splits.num_classes, ema
     )
 
 
@@ -306,10 +321,12 @@ def _run_epoch(
         chance = 100.0 / parts.num_classes
         row.update(train_loss=None, train_acc=train_acc, val_loss=None, val_acc=chance)
     else:
-        val_loss, val_acc, _ = evaluate(parts.model, parts.val, dev, precision)
+        val_loss, val_acc, _ = evaluate(parts.evaluated, parts.val, dev, precision, cfg.tta_flip)
         row.update(train_loss=train_loss, train_acc=train_acc, val_loss=val_loss, val_acc=val_acc)
         if cfg.test_each_epoch:
-            row["test_loss"], row["test_acc"], _ = evaluate(parts.model, parts.test, dev, precision)
+            row["test_loss"], row["test_acc"], _ = evaluate(
+                parts.evaluated, parts.test, dev, precision, cfg.tta_flip
+            )
         if not steps_per_iteration(parts.scheduler):
             parts.scheduler.step(val_loss)
     row["epoch_s"] = time.perf_counter() - t0
@@ -338,6 +355,8 @@ def train_one_epoch(
         )
         if per_step:
             sched.step()
+        if parts.ema is not None:
+            parts.ema.update_parameters(model)
         loss_sum += loss * len(y)
         correct += (logits.argmax(1) == y).sum()
         seen += len(y)
@@ -353,15 +372,22 @@ def train_one_epoch(
 
 @torch.no_grad()
 def evaluate(
-    model: nn.Module, batches: Batches, dev: torch.device, precision: str = "fp32"
+    model: nn.Module,
+    batches: Batches,
+    dev: torch.device,
+    precision: str = "fp32",
+    flip: bool = False,
 ) -> tuple[float, float, int]:
-    """Return (mean cross-entropy, accuracy %, n) of ``model`` over ``batches``."""
+    """Return (mean cross-entropy, accuracy %, n) of ``model`` over ``batches``; with
+    ``flip``, the logits are the mean of each image's and its mirror image's."""
     was_training = model.training
     model.eval()
     loss_sum, correct, n = 0.0, 0, 0
     for x, y in batches:
         with autocast(precision, dev):
             logits = model(x)
+            if flip:
+                logits = (logits.float() + model(x.flip(3)).float()) / 2
         loss_sum += nn.functional.cross_entropy(logits.float(), y, reduction="sum").item()
         correct += (logits.argmax(1) == y).sum().item()
         n += len(y)
@@ -383,8 +409,9 @@ def _finish(
     if diverged:
         test_loss, test_acc = None, 100.0 / parts.num_classes
     else:
-        test_loss, test_acc, _ = evaluate(parts.model, parts.test, dev, precision)
-        weights = {k: v.detach().cpu().contiguous() for k, v in parts.model.state_dict().items()}
+        test_loss, test_acc, _ = evaluate(parts.evaluated, parts.test, dev, precision, cfg.tta_flip)
+        state = parts.evaluated.state_dict()
+        weights = {k: v.detach().cpu().contiguous() for k, v in state.items()}
         save_atomic(weights, out / MODEL, {"model": cfg.model})
     result = RunResult(
         val_acc=last["val_acc"],

@@ -1,0 +1,117 @@
+"""Recipes (named, versioned run fields), weight EMA and flip test-time augmentation."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from squeezelab.data import Batches, Preprocess, make_synthetic
+from squeezelab.models import get_model
+from squeezelab.studies.spec import parse_study
+from squeezelab.training import ConfigError, from_dict, load_checkpoint, train
+from squeezelab.training import loop as loop_module
+from squeezelab.training.loop import evaluate
+from squeezelab.training.recipes import recipe_fields, recipes
+
+from .conftest import run_cli
+
+TINY = {"data": "synthetic:100", "image_size": 32, "batch_size": 32, "epochs": 1}
+
+
+def test_recipe_fills_what_the_run_does_not_set() -> None:
+    modern = recipes()["modern"]
+    cfg = from_dict({"recipe": "modern", "batch_norm": True})
+    assert cfg.recipe == f"modern@{modern['version']}"
+    assert cfg.lr == modern["models"]["squeezenet1_0+bn"]["lr"]
+    assert (cfg.scheduler, cfg.nesterov, cfg.epochs) == ("onecycle", True, 30)
+    plain = from_dict({"recipe": "modern"})  # without batch norm: its own section
+    assert plain.lr == modern["models"]["squeezenet1_0"]["lr"]
+    assert from_dict({"recipe": "modern", "lr": 0.003}).lr == 0.003  # the run's own value wins
+    study = from_dict({"recipe": "study", "model": "alexnet"})
+    assert (study.lr, study.scheduler, study.epochs) == (0.01, "none", 10)
+
+
+def test_recipe_precedence_recipe_then_study_file_then_set() -> None:
+    spec = parse_study(
+        '[base]\nrecipe = "modern"\nlr = 0.07\n[axes]\nmodel = ["squeezenet1_0", "alexnet"]\n',
+        "mine",
+    )
+    runs = {r.model: r for r in spec.expand()}
+    assert {r.lr for r in runs.values()} == {0.07}  # the file beats the recipe
+    assert {r.weight_decay for r in runs.values()} == {0.0005}  # the recipe fills the rest
+    top = spec.with_overrides({"lr": 0.01, "epochs": 2})  # --set beats both
+    assert {(r.lr, r.epochs, r.recipe) for r in top.expand()} == {(0.01, 2, "modern@1")}
+
+
+def test_unknown_or_other_version_recipes_are_named() -> None:
+    with pytest.raises(ConfigError, match="unknown recipe 'fancy'; recipes: none, modern"):
+        from_dict({"recipe": "fancy"})
+    with pytest.raises(ConfigError, match="ships modern@1 only"):
+        from_dict({"recipe": "modern@7"})
+    assert from_dict({"recipe": "modern@1"}).recipe == "modern@1"
+
+
+def test_recipe_is_recorded_in_the_run(tmp_path: Path) -> None:
+    out = tmp_path / "r"
+    run_cli("train", "--recipe", "modern", "--data", "synthetic:100", "--epochs", "1",
+            "--image-size", "32", "--batch-size", "32", "--out", str(out))  # fmt: skip
+    recipe = json.loads((out / "config.json").read_text())
+    fields = recipe_fields("modern", "squeezenet1_0")
+    assert recipe["config"]["recipe"] == "modern@1"
+    assert recipe["config"]["weight_decay"] == fields["weight_decay"]
+    assert recipe["config"]["lr"] == fields["lr"] and recipe["config"]["epochs"] == 1
+
+
+def test_ema_weights_follow_the_formula_and_are_what_is_saved(tmp_path: Path, monkeypatch) -> None:
+    """The saved model is the average e_k = d e_(k-1) + (1 - d) w_k of the weights after each
+    step (e_1 = w_1), and training itself is unchanged by keeping it."""
+    decay = 0.6
+    seen: list[dict[str, torch.Tensor]] = []
+    real = loop_module.train_step
+
+    def record(model, *args, **kwargs):
+        out = real(model, *args, **kwargs)
+        seen.append({k: v.detach().clone() for k, v in model.named_parameters()})
+        return out
+
+    base = {**TINY, "model": "squeezenet1_1", "lr": 0.01}
+    monkeypatch.setattr(loop_module, "train_step", record)
+    plain = train(from_dict(base), tmp_path / "plain", verbose=False)
+    monkeypatch.setattr(loop_module, "train_step", real)
+    averaged = train(
+        from_dict({**base, "ema_decay": decay}), tmp_path / "ema", verbose=False,
+        keep_checkpoint=True,
+    )  # fmt: skip
+    assert averaged.history[0]["train_loss"] == plain.history[0]["train_loss"]
+    expected = dict(seen[0])
+    for step in seen[1:]:
+        expected = {k: decay * expected[k] + (1 - decay) * step[k] for k in expected}
+    from safetensors.torch import load_file
+
+    saved = load_file(tmp_path / "ema" / "model.safetensors")
+    for name, value in expected.items():
+        torch.testing.assert_close(saved[name], value, rtol=1e-5, atol=1e-6)
+    state = load_checkpoint(tmp_path / "ema" / "checkpoint.safetensors")
+    assert not torch.equal(state.model["features.0.weight"], saved["features.0.weight"])
+    assert len(seen) >= 2
+
+
+def test_flip_tta_averages_the_logits_of_each_image_and_its_mirror() -> None:
+    torch.manual_seed(0)
+    model = get_model("squeezenet1_1", num_classes=10).eval()
+    batches = Batches.of(make_synthetic(40, seed=3), 16, Preprocess(32))
+    loss, acc, n = evaluate(model, batches, torch.device("cpu"), "fp32", flip=True)
+    logits, labels = [], []
+    with torch.no_grad():
+        for x, y in batches:
+            logits.append((model(x) + model(torch.flip(x, dims=[3]))) / 2)
+            labels.append(y)
+    logits, labels = torch.cat(logits), torch.cat(labels)
+    assert n == 40
+    assert acc == pytest.approx(100.0 * (logits.argmax(1) == labels).float().mean().item())
+    assert loss == pytest.approx(torch.nn.functional.cross_entropy(logits, labels).item(), rel=1e-5)
+    plain = evaluate(model, batches, torch.device("cpu"), "fp32")
+    assert plain[0] != pytest.approx(loss)  # the mirror images do change the logits
