@@ -1,0 +1,69 @@
+"""The benchmark scripts' JSON (tiny runs; the figures themselves are measured by hand)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_time_to_targets_takes_the_first_epoch_reaching_each() -> None:
+    tta = _load("time_to_accuracy")
+    history = [
+        {"epoch_s": 10.0, "val_acc": 60.0},
+        {"epoch_s": 12.0, "val_acc": 76.0},
+        {"epoch_s": 11.0, "val_acc": 74.0},
+        {"epoch_s": 9.0, "val_acc": 81.0},
+    ]
+    assert tta.time_to_targets(history, [70, 75, 80, 85]) == {
+        "70": {"epoch": 2, "seconds": 22.0},
+        "75": {"epoch": 2, "seconds": 22.0},
+        "80": {"epoch": 4, "seconds": 42.0},
+        "85": None,
+    }
+
+
+def test_time_to_accuracy_prints_one_json_object(tmp_path: Path, capsys) -> None:
+    tta = _load("time_to_accuracy")
+    sets = ["epochs=2", "image_size=32", "batch_size=32", "batch_norm=true", "lr=0.05"]
+    args = ["--data", "synthetic:200", "--targets", "1,99.5", "--out", str(tmp_path)]
+    summary = tta.main(args + [a for s in sets for a in ("--set", s)])
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert printed == summary
+    assert summary["recipe"] == "modern@1" and summary["epochs"] == 2
+    assert summary["time_to"]["1"] == {"epoch": 1, "seconds": summary["curve"][0][0]}
+    assert summary["time_to"]["99.5"] is None
+    assert Path(summary["png"]).stat().st_size > 1000
+    assert summary["final_val_acc"] == summary["curve"][-1][1]
+
+
+@pytest.mark.slow
+def test_study_throughput_prints_rates_and_projections(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "study_throughput.py"), "--steps", "2",
+         "--warmup", "1", "--packed", "2", "--presets", "quick"],
+        capture_output=True, text=True, check=True, timeout=600,
+    )  # fmt: skip
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert set(out["models"]) == {"squeezenet1_0", "squeezenet1_0_bn", "alexnet"}
+    for per_precision in out["models"].values():
+        for rates in per_precision.values():
+            assert rates["train_img_s"] > 0 and rates["packed_train_img_s"] > 0
+            assert rates["epoch_s"] > 45_000 / rates["train_img_s"]
+    quick = out["presets"]["quick"]
+    assert quick["runs"] == 44 and quick["run_epochs"] == 138
+    assert quick["projected_h"] == min(quick["projected_h_alone"], quick["projected_h_packed"])
