@@ -42,6 +42,9 @@ EXTRAS = {
 }
 
 EXIT_INTERRUPTED = 130
+# The order --help lists the commands in: a run, a study, its results, compression.
+ORDER = ("info", "train", "evaluate", "study", "reproduce", "results", "report", "compress",
+         "export", "bench-infer")  # fmt: skip
 
 
 def _chosen(argv: Sequence[str]) -> str | None:
@@ -61,7 +64,8 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     chosen = _chosen(argv) if argv is not None else None
-    for name, (setup, fn, example) in COMMANDS.items():
+    for name in sorted(COMMANDS, key=lambda n: ORDER.index(n) if n in ORDER else len(ORDER)):
+        setup, fn, example = COMMANDS[name]
         summary = (fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else None
         p = sub.add_parser(
             name,
