@@ -98,3 +98,15 @@ def test_packed_runs_on_one_gpu_equal_runs_alone(tmp_path: Path) -> None:
         task = RunTask(key, dict(record.config), str(tmp_path / "alone" / key), device="cuda:0")
         alone = executors.execute_run(task)
         assert alone["result"]["val_acc"] == record.result.val_acc
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_a_cuda_run_trains_in_mixed_precision(tmp_path: Path) -> None:
+    from squeezelab.training import from_dict, train
+
+    cfg = from_dict({"data": "synthetic:400", "image_size": 32, "epochs": 2, "batch_norm": True})
+    outcome = train(cfg, tmp_path / "g", device="cuda", verbose=False)
+    assert outcome.recipe["device"].startswith("cuda")
+    assert outcome.recipe["precision"] in ("bf16", "fp16")
+    assert not outcome.result.diverged and outcome.result.val_acc > 10.0

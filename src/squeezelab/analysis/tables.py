@@ -73,7 +73,7 @@ def label(model: str) -> str:
 
 
 def finished(runs: Iterable[RunRecord]) -> list[RunRecord]:
-    return [r for r in runs if r.status in ("done", "diverged")]
+    return [r for r in runs if r.finished_ok]
 
 
 def group(runs: Iterable[RunRecord], keys: Sequence[str]) -> dict[tuple, list[RunRecord]]:

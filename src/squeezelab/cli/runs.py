@@ -80,11 +80,11 @@ def train(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from ..training import RunDirError, train
-    from ..training.layout import CHECKPOINT
+    from ..training.layout import CHECKPOINT, RESULT
 
     cfg = config_from_args(args)
     out = Path(args.out)
-    if args.resume and not ((out / CHECKPOINT).is_file() or (out / "result.json").is_file()):
+    if args.resume and not ((out / CHECKPOINT).is_file() or (out / RESULT).is_file()):
         raise RunDirError(
             f"--resume: {out} holds no run to continue (no checkpoint or result); "
             "leave --resume out to start a new run there"

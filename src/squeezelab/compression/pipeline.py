@@ -16,7 +16,7 @@ from torch import nn
 
 from ..models import get_model
 from ..training.checkpoint import CheckpointError, load_weights
-from ..training.layout import CHECKPOINT, MODEL
+from ..training.layout import CHECKPOINT, CONFIG, MODEL
 from .prune import (
     ALEXNET_PAPER_KEPT,
     SCOPES,
@@ -50,7 +50,7 @@ class Loaded:
 def load_source_model(source: str, model: str | None = None, image_size: int = 64) -> Loaded:
     """Load a squeezelab run directory, or a state-dict file with ``model`` naming it."""
     path = Path(source)
-    if path.name in (MODEL, CHECKPOINT) and (path.parent / "config.json").is_file():
+    if path.name in (MODEL, CHECKPOINT) and (path.parent / CONFIG).is_file():
         path = path.parent  # a file squeezelab wrote in a run directory: use the whole run
     if path.is_dir():
         from ..training.evaluation import load_run_model

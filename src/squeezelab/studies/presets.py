@@ -15,8 +15,6 @@ from typing import Any
 from ..training.config import ConfigError
 from .spec import StudySpec, tomllib
 
-STUDY_KEYS = ("axes", "pretrain", "seeds", "points", "best_of", "description")
-
 
 def presets() -> list[str]:
     """Return the names of the shipped presets."""

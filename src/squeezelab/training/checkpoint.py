@@ -20,6 +20,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from ..errors import SqueezelabError
+from .layout import RESULT
 
 FORMAT = "squeezelab-checkpoint-v1"
 
@@ -134,7 +135,7 @@ def load_weights(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     """Load model weights from a run directory, a checkpoint, a .safetensors or a .pth file."""
     path = Path(path)
     if path.is_dir():
-        result = path / "result.json"
+        result = path / RESULT
         if result.is_file() and json.loads(result.read_text()).get("diverged"):
             raise CheckpointError(
                 f"the run in {path} diverged (non-finite loss): it has no usable weights"

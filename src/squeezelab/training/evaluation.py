@@ -12,6 +12,7 @@ from ..data import Batches, Preprocess
 from ..models import get_model
 from .checkpoint import CheckpointError, load_weights
 from .config import RunConfig, from_dict
+from .layout import CONFIG
 from .loop import evaluate, load_splits
 from .runtime import pick_device, resolve_precision
 
@@ -19,9 +20,9 @@ from .runtime import pick_device, resolve_precision
 def load_run_model(run_dir: str | Path) -> tuple[torch.nn.Module, RunConfig, int]:
     """Rebuild a run's model with its final weights; return (model, config, classes)."""
     run = Path(run_dir)
-    if not (run / "config.json").is_file():
+    if not (run / CONFIG).is_file():
         raise CheckpointError(f"{run} is not a squeezelab run directory (no config.json)")
-    recipe = json.loads((run / "config.json").read_text())
+    recipe = json.loads((run / CONFIG).read_text())
     cfg = from_dict(recipe["config"], str(run))
     weights = load_weights(run)
     n = recipe["num_classes"]

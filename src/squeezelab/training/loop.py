@@ -29,7 +29,10 @@ from .checkpoint import CheckpointError, TrainingState, save_atomic, save_checkp
 from .config import RunConfig
 from .rundir import (
     CHECKPOINT,
+    CONFIG,
+    METRICS,
     MODEL,
+    RESULT,
     check_same_run,
     lock_dir,
     prepare_dir,
@@ -121,7 +124,7 @@ def train(
     """
     cfg.validate()
     out = Path(out_dir)
-    if (out / "result.json").is_file() and resume:
+    if (out / RESULT).is_file() and resume:
         check_same_run(out, cfg)
         return read_outcome(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -142,7 +145,7 @@ def _train_locked(
     keep_checkpoint: bool,
     tensorboard: bool | None,
 ) -> TrainOutcome:
-    if (out / "result.json").is_file() and resume:  # finished while we waited to start
+    if (out / RESULT).is_file() and resume:  # finished while we waited to start
         return read_outcome(out)
     state = prepare_dir(out, cfg, resume)
     dev = pick_device(device)
@@ -172,10 +175,10 @@ def _train_locked(
         history, start = state.history, state.epoch
         # The checkpoint's history is the truth: a kill between checkpoint and metrics file
         # (even after the last epoch) loses nothing.
-        write_lines(out / "metrics.jsonl", history)
+        write_lines(out / METRICS, history)
         _log(f"resuming {out} after epoch {start}/{cfg.epochs}", verbose)
     run_recipe = recipe(cfg, dev, precision, parts.num_classes, len(parts.train.labels))
-    write_json(out / "config.json", run_recipe)
+    write_json(out / CONFIG, run_recipe)
     diverged = any(row.get("diverged") for row in history)
     board = open_board(out, start, tensorboard) if start < cfg.epochs and not diverged else None
     try:
@@ -195,11 +198,11 @@ def _train_locked(
 
 def read_outcome(out: Path) -> TrainOutcome:
     """The outcome of a finished run, read back from its directory."""
-    history = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    history = [json.loads(line) for line in (out / METRICS).read_text().splitlines()]
     return TrainOutcome(
-        RunResult(**json.loads((out / "result.json").read_text())),
+        RunResult(**json.loads((out / RESULT).read_text())),
         history,
-        json.loads((out / "config.json").read_text()),
+        json.loads((out / CONFIG).read_text()),
     )
 
 
@@ -227,7 +230,7 @@ def _save_epoch(out: Path, parts: _Parts, history: list[dict], row: dict, board:
             ema=parts.ema.state_dict() if parts.ema is not None else None,
         ),
     )
-    write_lines(out / "metrics.jsonl", history)
+    write_lines(out / METRICS, history)
     if board is not None:
         for name, value in row.items():
             if name not in ("epoch", "diverged") and isinstance(value, (int, float)):
@@ -424,7 +427,7 @@ def _finish(
         checkpoint=_kept(out, keep_checkpoint, diverged),
         train_s=sum(row["epoch_s"] for row in history),
     )
-    write_json(out / "result.json", result.to_dict())
+    write_json(out / RESULT, result.to_dict())
     if not keep_checkpoint:  # result.json first: a kill here loses nothing
         (out / CHECKPOINT).unlink(missing_ok=True)
     return result

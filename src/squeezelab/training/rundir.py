@@ -17,7 +17,7 @@ from .. import __version__
 from ..errors import SqueezelabError
 from .checkpoint import TrainingState, load_checkpoint
 from .config import RunConfig
-from .layout import CHECKPOINT, MODEL  # noqa: F401  (re-exported)
+from .layout import CHECKPOINT, CONFIG, METRICS, MODEL, RESULT  # noqa: F401  (re-exported)
 
 
 class RunDirError(SqueezelabError, RuntimeError):
@@ -53,7 +53,7 @@ def lock_dir(out: Path) -> Iterator[None]:
 
 def prepare_dir(out: Path, cfg: RunConfig, resume: bool) -> TrainingState | None:
     """Create ``out``, or with ``resume`` return its last checkpoint's state (None if none)."""
-    if (out / CHECKPOINT).is_file() or (out / "result.json").is_file():
+    if (out / CHECKPOINT).is_file() or (out / RESULT).is_file():
         if not resume:
             raise RunDirError(
                 f"{out} already holds a run; pass --resume to continue it or choose another --out"
@@ -66,7 +66,7 @@ def prepare_dir(out: Path, cfg: RunConfig, resume: bool) -> TrainingState | None
 
 def check_same_run(out: Path, cfg: RunConfig) -> None:
     """Refuse to resume a directory that holds a run of another config."""
-    path = out / "config.json"
+    path = out / CONFIG
     if not path.is_file():
         return
     stored = json.loads(path.read_text())["config"]
