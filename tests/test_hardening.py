@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import subprocess
 import time
@@ -175,3 +176,30 @@ def test_data_replaced_under_the_same_path_is_new_data(tmp_path: Path) -> None:
     assert first.isdisjoint(second)
     named = parse_study(STUDY, "n").expand()[0]
     assert run_key(named) == named.key()  # named sources keep the config's hash
+
+
+def test_runs_of_an_older_release_resume_and_join_new_studies(tmp_path: Path) -> None:
+    """A run directory and a store written before fields were added (here: recipe, ema_decay,
+    tta_flip, stem_stride) are read as those fields at their defaults."""
+    from squeezelab.results import Store
+    from squeezelab.training import from_dict, train
+
+    new_fields = ("recipe", "ema_decay", "tta_flip", "stem_stride")
+    cfg = from_dict({"data": "synthetic:100", "image_size": 32, "epochs": 2, "batch_size": 32})
+    run = tmp_path / "run"
+    train(cfg.replace(epochs=2), run, verbose=False, keep_checkpoint=True)
+    recipe = json.loads((run / "config.json").read_text())
+    for name in new_fields:
+        del recipe["config"][name]
+    (run / "config.json").write_text(json.dumps(recipe))
+    (run / "result.json").unlink()
+    assert train(cfg, run, resume=True, verbose=False).result.epochs == 2  # not "different"
+
+    old = {k: v for k, v in cfg.to_dict().items() if k not in new_fields}
+    with Store(tmp_path / "s.db") as store:
+        store.add_study("s", {}, [(cfg.key(), old, "run")])
+        store.finish_run(cfg.key(), {"val_acc": 50.0, "epochs": 2}, [])
+        store.add_study("s", {}, [(cfg.key(), cfg.to_dict(), "run")])  # re-run after upgrade
+        (record,) = store.runs("s")
+    assert record.status == "done" and record.result.val_acc == 50.0
+    assert dict(record.config) == cfg.to_dict()

@@ -215,7 +215,9 @@ class Store:
     # --- writing ----------------------------------------------------------------------
 
     def add_study(self, name: str, spec: dict[str, Any], runs: list[tuple[str, dict, str]]) -> None:
-        """Record a study and its runs ``(key, config, role)``; existing runs are kept."""
+        """Record a study and its runs ``(key, config, role)``; existing runs keep their status
+        and results, and take the config as given (a run stored by an older squeezelab lacks
+        the fields added since, at their defaults: same key, same run)."""
         with self.transaction() as c:
             c.execute(
                 "INSERT INTO studies VALUES (?, ?, ?) "
@@ -224,7 +226,8 @@ class Store:
             )
             for key, config, role in runs:
                 c.execute(
-                    "INSERT OR IGNORE INTO runs (key, config, seed) VALUES (?, ?, ?)",
+                    "INSERT INTO runs (key, config, seed) VALUES (?, ?, ?) "
+                    "ON CONFLICT(key) DO UPDATE SET config=excluded.config",
                     (key, json.dumps(config, sort_keys=True), int(config.get("seed", 0))),
                 )
                 c.execute(

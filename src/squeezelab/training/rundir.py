@@ -16,7 +16,7 @@ import torch
 from .. import __version__
 from ..errors import SqueezelabError
 from .checkpoint import TrainingState, load_checkpoint
-from .config import RunConfig
+from .config import RunConfig, field_info
 from .layout import CHECKPOINT, CONFIG, METRICS, MODEL, RESULT  # noqa: F401  (re-exported)
 
 
@@ -70,7 +70,10 @@ def check_same_run(out: Path, cfg: RunConfig) -> None:
     if not path.is_file():
         return
     stored = json.loads(path.read_text())["config"]
-    differ = sorted(k for k, v in cfg.to_dict().items() if stored.get(k) != v)
+    # A field the run's squeezelab did not have yet held its default.
+    differ = sorted(
+        k for k, v in cfg.to_dict().items() if stored.get(k, field_info(k).default) != v
+    )
     if differ:
         raise RunDirError(
             f"{out} holds a run with a different config (fields {', '.join(differ)}); "
