@@ -1,4 +1,4 @@
-"""Recipes: named, versioned sets of run fields (``recipes/*.toml``), resolved per model.
+"""Recipes: named, versioned sets of run fields (``recipe_files/*.toml``), resolved per model.
 
 A run that names a recipe (``recipe = "modern"``) gets the recipe's fields for its model
 wherever the run does not set them itself: one precedence rule, lowest first, the recipe <
@@ -31,7 +31,7 @@ NONE = "none"
 @functools.cache
 def recipes() -> dict[str, dict[str, Any]]:
     """The shipped recipes by name."""
-    folder = resources.files("squeezelab.training") / "recipes"
+    folder = resources.files("squeezelab.training") / "recipe_files"
     out = {}
     for entry in folder.iterdir():
         if entry.name.endswith(".toml"):
