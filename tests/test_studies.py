@@ -376,3 +376,30 @@ def test_quick_transfer_source_learns(tmp_path: Path) -> None:
     src = from_dict({**spec.pretrain, "model": "squeezenet1_0"})
     result = train(src, tmp_path / "src", verbose=False).result
     assert result.val_acc > 20.0
+
+
+def test_a_group_that_never_left_chance_has_no_winner(tmp_path: Path) -> None:
+    """Choosing the 'best' of cells all at chance would pick by the tie rule alone: compare
+    takes the study file's point for that model instead, and says so."""
+    from squeezelab.studies.runner import plan
+    from squeezelab.training import from_dict
+
+    with Store(tmp_path / "s.db") as store:
+        cells = [
+            ("alexnet", 0.05, 10.0), ("alexnet", 0.001, 10.3),  # never left chance
+            ("squeezenet1_0", 0.05, 10.1), ("squeezenet1_0", 0.001, 41.0),
+        ]  # fmt: skip
+        configs = [from_dict({"model": m, "lr": lr, "momentum": 0.9}) for m, lr, _ in cells]
+        store.add_study("grid", {}, [(c.key(), c.to_dict(), "run") for c in configs])
+        for c, (_, _, acc) in zip(configs, cells):
+            store.finish_run(c.key(), {"val_acc": acc, "test_acc": acc, "epochs": 1}, [],
+                             {"num_classes": 10})  # fmt: skip
+        messages: list[str] = []
+        spec = load_study("compare").with_overrides({"seeds": [0], "epochs": 1})
+        _, runs, _ = plan(spec, store, tmp_path / "runs", messages.append)
+    points = {(r.model, r.lr, r.weight_decay) for r in runs}
+    # AlexNet: the study file's point (lr 0.01), not the tie-broken chance cell; SqueezeNet:
+    # its grid winner on validation accuracy.
+    assert points == {("alexnet", 0.01, 0.0), ("squeezenet1_0", 0.001, 0.0)}
+    assert any("no cell of model=alexnet left chance" in m for m in messages)
+    assert not any("squeezenet1_0 left chance" in m for m in messages)

@@ -18,6 +18,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from ..analysis.claims import CHANCE_BAND
 from ..analysis.selection import best_runs, select_best
 from ..results import RunRecord, Store
 from ..results.store import Heartbeat, owner_id
@@ -53,9 +54,36 @@ def default_runs_dir(db: str | Path) -> Path:
     return Path(db).resolve().parent / "runs"
 
 
-def best_points(store: Store, best: BestOf) -> list[dict[str, Any]]:
-    """Return the best point of a finished study per group (validation accuracy only)."""
-    return [p for p, _, _ in select_best(store.runs(best.study), best.group_by, best.fields)]
+def best_points(
+    store: Store,
+    best: BestOf,
+    fallback: tuple[dict[str, Any], ...] = (),
+    log: Log | None = None,
+) -> list[dict[str, Any]]:
+    """Return the best point of a finished study per group (validation accuracy only).
+
+    A group none of whose cells left chance has no winner: its points come from
+    ``fallback`` (the study file's ``[[points]]`` for that group) when there are any, and
+    the message says so either way.
+    """
+    runs = store.runs(best.study)
+    classes = [r.recipe.get("num_classes", 10) for r in runs if r.recipe]
+    chance = 100.0 / (max(set(classes), key=classes.count) if classes else 10)
+    out = []
+    for point, score, _ in select_best(runs, best.group_by, best.fields):
+        if score > chance + CHANCE_BAND:
+            out.append(point)
+            continue
+        group = {k: point[k] for k in best.group_by}
+        own = [p for p in fallback if all(p.get(k) == v for k, v in group.items())]
+        if log is not None:
+            log(
+                f"{best.study}: no cell of {_label(group, list(group))} left chance (best "
+                f"validation accuracy {score:.1f}%, chance {chance:g}%): no winner; "
+                + ("the study file's point is used" if own else "its first cell is kept")
+            )
+        out.extend(own or [point])
+    return out
 
 
 def plan(
@@ -65,7 +93,7 @@ def plan(
     notes: dict[str, Any] = {}
     points = None
     if spec.best_of is not None:
-        found = best_points(store, spec.best_of)
+        found = best_points(store, spec.best_of, spec.points, log)
         if found:
             points = [{k: v for k, v in p.items() if k not in spec.base} for p in found]
             notes["points_from"] = f"best of study {spec.best_of.study!r} ({spec.best_of.metric})"
