@@ -203,3 +203,33 @@ def test_runs_of_an_older_release_resume_and_join_new_studies(tmp_path: Path) ->
         (record,) = store.runs("s")
     assert record.status == "done" and record.result.val_acc == 50.0
     assert dict(record.config) == cfg.to_dict()
+
+
+def _create_store(path: str, barrier, results) -> None:
+    from squeezelab.results import Store
+
+    barrier.wait()
+    try:
+        with Store(path) as store:
+            store.add_study("s", {}, [("k", {"seed": 0}, "run")])
+        results.put("ok")
+    except Exception as err:  # reported to the parent
+        results.put(repr(err))
+
+
+def test_processes_creating_one_store_at_once_both_succeed(tmp_path: Path) -> None:
+    """Two studies started together on a new store: the loser of the first lock waits."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    outcomes = []
+    for i in range(10):
+        barrier, results = ctx.Barrier(2), ctx.Queue()
+        path = str(tmp_path / f"s{i}.db")
+        procs = [ctx.Process(target=_create_store, args=(path, barrier, results)) for _ in "ab"]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(timeout=120)
+        outcomes += [results.get(timeout=5), results.get(timeout=5)]
+    assert outcomes == ["ok"] * 20

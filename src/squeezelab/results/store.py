@@ -70,6 +70,7 @@ CREATE TABLE IF NOT EXISTS metrics (
 """
 
 
+OPEN_TIMEOUT_S = 60.0  # how long opening waits for another process creating the same store
 STALE_S = 120.0  # a claim whose heartbeat is older than this belongs to a dead process
 BEAT_S = 20.0
 
@@ -145,21 +146,37 @@ class Store:
             raise StoreError(f"{self.path} is a directory, not a squeezelab store file")
         if readonly and not self.path.is_file():
             raise StoreError(f"no store at {self.path}: run a study first, or pass --db PATH")
-        try:
-            if readonly:
-                self.conn = _connect_readonly(self.path)
-            else:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                self.conn = sqlite3.connect(self.path, timeout=60, isolation_level=None)
-            self.conn.row_factory = sqlite3.Row
-            self._check_ours()
-            if not readonly:
-                self.conn.execute("PRAGMA journal_mode=WAL")
-                self.conn.execute("PRAGMA synchronous=NORMAL")
-                self.conn.execute("PRAGMA foreign_keys=ON")
-                self._create()
-        except sqlite3.DatabaseError as err:
-            raise StoreError(f"{self.path} is not a usable squeezelab store: {err}") from None
+        deadline = time.monotonic() + OPEN_TIMEOUT_S
+        while True:
+            try:
+                self._open(readonly)
+                return
+            except sqlite3.OperationalError as err:
+                # Two processes creating one store race for its first lock; switching to WAL
+                # does not wait for a lock, so the loser retries until the winner is done.
+                if getattr(self, "conn", None) is not None:
+                    self.conn.close()
+                if "locked" not in str(err) or time.monotonic() > deadline:
+                    raise StoreError(
+                        f"{self.path} is not a usable squeezelab store: {err}"
+                    ) from None
+                time.sleep(0.05)
+            except sqlite3.DatabaseError as err:
+                raise StoreError(f"{self.path} is not a usable squeezelab store: {err}") from None
+
+    def _open(self, readonly: bool) -> None:
+        if readonly:
+            self.conn = _connect_readonly(self.path)
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.conn = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+        self.conn.row_factory = sqlite3.Row
+        self._check_ours()
+        if not readonly:
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute("PRAGMA synchronous=NORMAL")
+            self.conn.execute("PRAGMA foreign_keys=ON")
+            self._create()
 
     def _check_ours(self) -> None:
         """Refuse another program's SQLite file instead of adding tables to it."""
