@@ -403,3 +403,26 @@ def test_a_group_that_never_left_chance_has_no_winner(tmp_path: Path) -> None:
     assert points == {("alexnet", 0.01, 0.0), ("squeezenet1_0", 0.001, 0.0)}
     assert any("no cell of model=alexnet left chance" in m for m in messages)
     assert not any("squeezenet1_0 left chance" in m for m in messages)
+
+
+def test_report_names_no_winner_where_no_cell_left_chance(tmp_path: Path) -> None:
+    import dataclasses
+
+    from squeezelab.analysis import build_report
+    from squeezelab.training import from_dict
+
+    spec = load_study("grid")
+    spec_dict = dataclasses.asdict(spec)
+    spec_dict.pop("raw")
+    cells = [("alexnet", 0.05, 10.0), ("alexnet", 0.001, 10.4), ("squeezenet1_0", 0.001, 41.0)]
+    configs = [from_dict({"model": m, "lr": lr, "momentum": 0.9}) for m, lr, _ in cells]
+    with Store(tmp_path / "s.db") as store:
+        store.add_study("grid", spec_dict, [(c.key(), c.to_dict(), "run") for c in configs])
+        for c, (_, _, acc) in zip(configs, cells):
+            store.finish_run(c.key(), {"val_acc": acc, "test_acc": acc, "epochs": 1},
+                             [{"epoch": 1, "val_acc": acc, "epoch_s": 1.0}],
+                             {"num_classes": 10, "config": c.to_dict()})  # fmt: skip
+    build_report(tmp_path / "s.db", tmp_path / "report")
+    text = (tmp_path / "report" / "report.md").read_text()
+    assert "none: no cell left chance (first cell batch_size=64, lr=0.001" in text
+    assert "batch_size=64, lr=0.001, momentum=0.9, weight_decay=0.0 |" in text  # SqueezeNet's

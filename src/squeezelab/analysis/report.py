@@ -21,6 +21,7 @@ from typing import Any
 from ..results import Store, StoreError
 from . import figures
 from .claims import (
+    CHANCE_BAND,
     RULES,
     ClaimResult,
     ClaimSpec,
@@ -336,10 +337,13 @@ class ReportBuilder:
             test_test = mean_acc(test_runs)
             theirs = [r for r in published if all(r.config.get(k) == v for k, v in zip(by, grp))]
             t3 = max(theirs, key=lambda r: r.result.test_acc or -1.0) if theirs else None
+            chosen = ", ".join(f"{k}={point[k]}" for k in fields)
+            if val_score <= self.chance + CHANCE_BAND:  # a tie among cells at chance
+                chosen = f"none: no cell left chance (first cell {chosen})"
             rows.append(
                 [
                     *(value_label(k, v) if k == "model" else v for k, v in zip(by, grp)),
-                    ", ".join(f"{k}={point[k]}" for k in fields),
+                    chosen,
                     val_score,
                     val_test,
                     ", ".join(f"{k}={v}" for k, v in zip(fields, test_cell)),
