@@ -28,6 +28,7 @@ import numpy as np
 
 from ..errors import SqueezelabError
 from ..results.records import RunRecord
+from .selection import CHANCE_BAND
 from .stats import (
     ALPHA,
     correlation_n_needed,
@@ -46,7 +47,6 @@ DIRECTIONS = ("greater", "less", "two-sided")
 RULES = ("chance", "exclude")
 METRICS = ("test_acc", "val_acc")
 ANY = "*"  # a treatment value matching every value but the control's
-CHANCE_BAND = 1.0  # accuracy points around chance that count as "learned nothing"
 POWER = 0.8
 
 

@@ -21,7 +21,6 @@ from typing import Any
 from ..results import Store, StoreError
 from . import figures
 from .claims import (
-    CHANCE_BAND,
     RULES,
     ClaimResult,
     ClaimSpec,
@@ -32,7 +31,7 @@ from .claims import (
 )
 from .published import analyze_published, published_runs, published_value, table_1
 from .render import render_html, render_markdown
-from .selection import best_runs, select_best
+from .selection import best_runs, left_chance, num_classes_of, select_best
 from .stats import summarize
 from .tables import (
     DIVERGED,
@@ -102,9 +101,7 @@ class ReportBuilder:
         self.claims: list[ClaimSpec] = []
         self.pending: list[tuple] = []  # (claim, runs, sources, caveat) to decide together
         self.recipes = {r.key: r.recipe for r in store.runs(role=None) if r.recipe}
-        recipes = list(self.recipes.values())
-        classes = Counter(r.get("num_classes", 10) for r in recipes).most_common(1)
-        self.num_classes = classes[0][0] if classes else 10
+        self.num_classes = num_classes_of(self.recipes.values())
         self.chance = 100.0 / self.num_classes
         self.specs = {n: store.study_spec(n) or {} for n in store.studies()}
 
@@ -338,7 +335,7 @@ class ReportBuilder:
             theirs = [r for r in published if all(r.config.get(k) == v for k, v in zip(by, grp))]
             t3 = max(theirs, key=lambda r: r.result.test_acc or -1.0) if theirs else None
             chosen = ", ".join(f"{k}={point[k]}" for k in fields)
-            if val_score <= self.chance + CHANCE_BAND:  # a tie among cells at chance
+            if not left_chance(val_score, self.chance):  # a tie among cells at chance
                 chosen = f"none: no cell left chance (first cell {chosen})"
             rows.append(
                 [

@@ -8,10 +8,13 @@ sorts first (smallest batch size, then learning rate, ...). Test accuracy is nev
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from ..results.records import RunRecord
+
+CHANCE_BAND = 1.0  # accuracy points around chance that count as "learned nothing"
 
 SELECTION_METRIC = "val_acc"
 
@@ -66,3 +69,14 @@ def best_runs(runs: list[RunRecord]) -> list[RunRecord]:
     return [
         r for _, _, members in select_best(runs, ["model"], varying_fields(runs)) for r in members
     ]
+
+
+def num_classes_of(recipes: Iterable[dict[str, Any] | None]) -> int:
+    """The class count most runs' recipes record (10 when none does)."""
+    counts = Counter(r.get("num_classes", 10) for r in recipes if r)
+    return counts.most_common(1)[0][0] if counts else 10
+
+
+def left_chance(score: float, chance: float) -> bool:
+    """Whether a selection score is above chance: a best cell at chance is no winner."""
+    return score > chance + CHANCE_BAND

@@ -81,6 +81,10 @@ def fire_specs(**options: Any) -> list[FireSpec]:
     """Every Fire module's sizes from the paper's metaparameters (:class:`SqueezeNetOptions`)."""
     opts = SqueezeNetOptions(**options)
     check_all(opts)
+    return _fire_specs(opts)
+
+
+def _fire_specs(opts: SqueezeNetOptions) -> list[FireSpec]:
     specs = []
     for i in range(BASE_FIRE_MODULES + opts.fire_delta):
         e = opts.base_e + opts.incr_e * (i // opts.freq)
@@ -105,7 +109,8 @@ class SqueezeNet(nn.Module):
         if version not in _VERSIONS:
             raise ValueError(f"version must be one of {sorted(_VERSIONS)}, got {version!r}")
         opts = SqueezeNetOptions(**options)
-        specs = fire_specs(**options)
+        check_all(opts)
+        specs = _fire_specs(opts)
         self.num_classes = num_classes
         layout = _VERSIONS[version]
         stem_channels = layout["stem"]["out_channels"]

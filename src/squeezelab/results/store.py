@@ -353,22 +353,17 @@ class Store:
             "ORDER BY key, epoch",
             args,
         ):
-            history.setdefault(m["key"], []).append(_metric_row(m))
+            history.setdefault(m["key"], []).append({k: m[k] for k in ("epoch", *METRICS)})
         return [_record(row, history.get(row["key"], [])) for row in rows]
 
-    def run(self, key: str) -> RunRecord | None:
-        """One run by key (outside any study: ``study`` and ``role`` are None)."""
-        row = self.conn.execute(
-            "SELECT *, NULL AS study, NULL AS role FROM runs WHERE key = ?", (key,)
-        ).fetchone()
-        if row is None:
-            return None
-        return _record(row, self.metrics(key))
-
-    def metrics(self, key: str) -> list[dict[str, Any]]:
-        """One run's per-epoch metrics (also on its record, as ``history``)."""
-        rows = self.conn.execute("SELECT * FROM metrics WHERE key=? ORDER BY epoch", (key,))
-        return [_metric_row(m) for m in rows]
+    def statuses(self, study: str) -> dict[str, str]:
+        """Each of a study's runs' status, by key (no results or histories read)."""
+        rows = self.conn.execute(
+            "SELECT r.key, r.status FROM runs r JOIN study_runs s ON s.key = r.key "
+            "WHERE s.study = ?",
+            (study,),
+        )
+        return {r["key"]: r["status"] for r in rows}
 
     def status_counts(self, study: str) -> dict[str, int]:
         """Count a study's runs by status (``left``: never started; ``interrupted``: marked
@@ -384,10 +379,6 @@ class Store:
                 status = "interrupted"
             counts["left" if status == "pending" else status] += 1
         return counts
-
-
-def _metric_row(row: sqlite3.Row) -> dict[str, Any]:
-    return {k: row[k] for k in ("epoch", *METRICS)}
 
 
 def _record(row: sqlite3.Row, history: list[dict[str, Any]]) -> RunRecord:

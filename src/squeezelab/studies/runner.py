@@ -18,8 +18,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from ..analysis.claims import CHANCE_BAND
-from ..analysis.selection import best_runs, select_best
+from ..analysis.selection import best_runs, left_chance, num_classes_of, select_best
 from ..results import RunRecord, Store
 from ..results.store import Heartbeat, owner_id
 from ..training.config import ConfigError, RunConfig, from_dict
@@ -67,11 +66,10 @@ def best_points(
     the message says so either way.
     """
     runs = store.runs(best.study)
-    classes = [r.recipe.get("num_classes", 10) for r in runs if r.recipe]
-    chance = 100.0 / (max(set(classes), key=classes.count) if classes else 10)
+    chance = 100.0 / num_classes_of(r.recipe for r in runs)
     out = []
     for point, score, _ in select_best(runs, best.group_by, best.fields):
-        if score > chance + CHANCE_BAND:
+        if left_chance(score, chance):
             out.append(point)
             continue
         group = {k: point[k] for k in best.group_by}
@@ -172,7 +170,7 @@ def run_study(
         try:
             runner = None
             for stage in stages:  # source models first: the runs start from them
-                status = {r.key: r.status for r in store.runs(spec.name, role=None)}
+                status = store.statuses(spec.name)
                 todo = [(k, c) for k, c in stage if status.get(k) not in FINISHED]
                 if not stage:
                     continue

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ConfigError
-from ..fields import FieldInfo, check, describe, option
+from ..fields import FieldInfo, check_all, describe, option
 from ..fields import coerce as coerce_field
 from ..models import list_models
 from ..models.registry import all_options, model_options
@@ -101,8 +101,7 @@ class _RunFields:
             raise ConfigError(
                 f"model must be one of {', '.join(list_models())}; got {self.model!r}"
             )
-        for name, info in describe(type(self)).items():
-            check(info, coerce_field(info, getattr(self, name)))
+        check_all(self)
         if self.nesterov and self.momentum == 0:
             raise ConfigError("nesterov needs momentum > 0")
         if self.warmup_epochs and self.scheduler in ("plateau", "onecycle"):
