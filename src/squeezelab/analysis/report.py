@@ -100,7 +100,8 @@ class ReportBuilder:
         self.results: list[ClaimResult] = []
         self.claims: list[ClaimSpec] = []
         self.pending: list[tuple] = []  # (claim, runs, sources, caveat) to decide together
-        self.recipes = {r.key: r.recipe for r in store.runs(role=None) if r.recipe}
+        self.every_run = store.runs(role=None)  # every study's runs and sources, read once
+        self.recipes = {r.key: r.recipe for r in self.every_run if r.recipe}
         self.num_classes = num_classes_of(self.recipes.values())
         self.chance = 100.0 / self.num_classes
         self.specs = {n: store.study_spec(n) or {} for n in store.studies()}
@@ -116,7 +117,7 @@ class ReportBuilder:
 
     def header(self) -> None:
         s = Section("What these results are")
-        runs = finished(self.store.runs(role=None))
+        runs = finished(self.every_run)
         names = sorted(
             {(sp.get("protocol") or {}).get("name", "custom") for sp in self.specs.values()}
             - {"custom"}
@@ -567,7 +568,7 @@ class ReportBuilder:
 
     def timing(self) -> None:
         """Table 1: seconds per epoch per model on this hardware vs the study's Colab GPU."""
-        runs = finished(self.store.runs(role=None))
+        runs = finished(self.every_run)
         recipes = self.recipes
         theirs = {r["model"]: r["epoch_s"] for r in table_1() if r["dataset"] == "CIFAR-10"}
         rows = []
@@ -679,7 +680,7 @@ def build_report(
     out.mkdir(parents=True, exist_ok=True)
     with Store(db, readonly=True) as store:
         b = ReportBuilder(store, out)
-        if not store.studies() or not finished(store.runs(role=None)):
+        if not store.studies() or not finished(b.every_run):
             empty = Section("Empty store")
             empty.text(
                 f"The store {db} holds no finished runs yet. Run a study first, e.g. "
