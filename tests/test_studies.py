@@ -426,3 +426,45 @@ def test_report_names_no_winner_where_no_cell_left_chance(tmp_path: Path) -> Non
     text = (tmp_path / "report" / "report.md").read_text()
     assert "none: no cell left chance (first cell batch_size=64, lr=0.001" in text
     assert "batch_size=64, lr=0.001, momentum=0.9, weight_decay=0.0 |" in text  # SqueezeNet's
+
+
+def test_longest_runs_start_first(tmp_path: Path, monkeypatch) -> None:
+    """AlexNet (more MACs) and the longer runs start before cheap ones, whatever the file's
+    order, so parallel slots finish close together; ties keep the study's order."""
+    from squeezelab.studies import runner as runner_mod
+
+    started: list[dict] = []
+
+    class Recorder:
+        def run(self, tasks, on_start):
+            for task in tasks:
+                if on_start(task):
+                    started.append(task.config)
+                    yield {"key": task.key, "error": "not trained (test)"}
+
+    monkeypatch.setattr(runner_mod, "make_executor", lambda *a, **k: Recorder())
+    path = tmp_path / "order.toml"
+    path.write_text(
+        'description = "order"\nseeds = [0, 1]\n[base]\ndata = "synthetic:200"\n'
+        "image_size = 64\nepochs = 1\n"
+        '[[points]]\nmodel = "squeezenet1_1"\n'
+        '[[points]]\nmodel = "squeezenet1_0"\nepochs = 2\n'
+        '[[points]]\nmodel = "alexnet"\n'
+        '[[points]]\nmodel = "squeezenet1_0"\n'
+    )
+    messages: list[str] = []
+    run_study(load_study(str(path)), tmp_path / "s.db", log=messages.append)
+    order = [(c["model"], c["epochs"], c["seed"]) for c in started]
+    assert order == [
+        ("squeezenet1_0", 2, 0),  # 2 x 49 M MACs per image beats AlexNet's 94 M
+        ("squeezenet1_0", 2, 1),
+        ("alexnet", 1, 0),
+        ("alexnet", 1, 1),
+        ("squeezenet1_0", 1, 0),
+        ("squeezenet1_0", 1, 1),
+        ("squeezenet1_1", 1, 0),
+        ("squeezenet1_1", 1, 1),
+    ]
+    # The ETA weighs runs by their work once some has finished.
+    progress = [m for m in messages if m.startswith("[")]
+    assert "ETA" not in progress[0] and all("ETA" in m for m in progress[1:])

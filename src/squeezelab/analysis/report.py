@@ -8,8 +8,6 @@ both divergence rules, Holm-corrected within each family). Built-in and user stu
 
 from __future__ import annotations
 
-import functools
-import json
 import math
 import statistics
 from collections import Counter
@@ -62,28 +60,11 @@ class Section:
         self.blocks.append(("figure", path, caption))
 
 
-@functools.cache
-def _complexity(model: str, options: str, image_size: int, num_classes: int) -> tuple[int, int]:
-    from ..models import get_model
-    from ..models.complexity import count_macs, count_params
-
-    net = get_model(model, num_classes=num_classes, **json.loads(options))
-    try:
-        macs = count_macs(net, image_size)
-    except ValueError:
-        macs = -1
-    return count_params(net), macs
-
-
 def complexity_of(config: Mapping[str, Any], num_classes: int = 10) -> tuple[int, int]:
-    """(params, MACs) of the model a run config describes."""
-    from ..models import model_options
+    """(params, MACs) of the model a run config describes (torch is imported on first use)."""
+    from ..models.complexity import complexity_of as measure_config
 
-    model = config["model"]
-    options = {k: config[k] for k in model_options(model) if k in config}
-    return _complexity(
-        model, json.dumps(options, sort_keys=True), config["image_size"], num_classes
-    )
+    return measure_config(config, num_classes)
 
 
 def _fmt(x: float | None, spec: str = "{:.2f}") -> str:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -61,6 +65,29 @@ def measure(model: nn.Module, image_size: int) -> Complexity:
     """Return the parameters, float32 megabytes and MACs of ``model``."""
     params = count_params(model)
     return Complexity(params=params, size_mb=params * 4 / 1e6, macs=count_macs(model, image_size))
+
+
+def complexity_of(config: Mapping[str, Any], num_classes: int = 10) -> tuple[int, int]:
+    """(params, MACs) of the model a run config describes; MACs -1 where it cannot run."""
+    from .registry import model_options
+
+    model = config["model"]
+    options = {k: config[k] for k in model_options(model) if k in config}
+    return _complexity(
+        model, json.dumps(options, sort_keys=True), config["image_size"], num_classes
+    )
+
+
+@functools.cache
+def _complexity(model: str, options: str, image_size: int, num_classes: int) -> tuple[int, int]:
+    from .registry import get_model
+
+    net = get_model(model, num_classes=num_classes, **json.loads(options))
+    try:
+        macs = count_macs(net, image_size)
+    except ValueError:
+        macs = -1
+    return count_params(net), macs
 
 
 def _device_of(model: nn.Module) -> torch.device:

@@ -19,6 +19,7 @@ from typing import Any
 from tqdm import tqdm
 
 from ..analysis.selection import best_runs, left_chance, num_classes_of, select_best
+from ..models.complexity import complexity_of
 from ..results import RunRecord, Store
 from ..results.store import Heartbeat, owner_id
 from ..training.config import ConfigError, RunConfig, from_dict
@@ -244,24 +245,48 @@ def _clock(seconds: float) -> str:
     return f"{m // 60}h{m % 60:02d}m" if m >= 60 else f"{m}m{s:02d}s"
 
 
+FULL_SET = 50_000  # stands in for the images of a run without train_subset (CIFAR's size)
+
+
+def work_of(config: RunConfig) -> float:
+    """A run's training cost, for ordering and ETAs: forward MACs x images x epochs.
+
+    Only ratios between a study's runs matter; a model that cannot run counts as 1 MAC.
+    """
+    _, macs = complexity_of(config.to_dict())
+    return float(max(macs, 1)) * (config.train_subset or FULL_SET) * config.epochs
+
+
+def longest_first(todo: list[tuple[str, RunConfig]]) -> list[tuple[str, RunConfig]]:
+    """Order runs by decreasing work (stable), so parallel slots finish close together.
+
+    Started in the study's order, the longest runs (AlexNet, the most epochs) come last and
+    one of them keeps a slot busy while the others idle.
+    """
+    return sorted(todo, key=lambda kc: -work_of(kc[1]))
+
+
 def _execute(store, runner, todo, runs_root, data_dir, log, spec, claim) -> None:
     verbose = not sys.stderr.isatty()
+    todo = longest_first(todo)
+    work = {key: work_of(c) for key, c in todo}
     tasks = [
         RunTask(key, c.to_dict(), str(runs_root / key), data_dir, verbose=verbose)
         for key, c in todo
     ]
     varying, study = _varying(spec), spec.name
     bar = tqdm(total=len(tasks), desc=study, unit="run", disable=None)
-    t0, started, done = time.perf_counter(), [0], [0]
+    t0, started = time.perf_counter(), [0]
+    left = [sum(work.values()), 0.0]  # work not yet finished, work finished
 
     def on_start(task: RunTask) -> bool:
         started[0] += 1
         if not claim.take(task):
-            done[0] += 1
+            left[0] -= work[task.key]
             bar.update(1)
             return False
         elapsed = time.perf_counter() - t0
-        eta = f", ETA {_clock(elapsed / done[0] * (len(tasks) - done[0]))}" if done[0] else ""
+        eta = f", ETA {_clock(elapsed / left[1] * left[0])}" if left[1] else ""
         log(
             f"[{started[0]}/{len(tasks)}] {study} {_label(task.config, varying)} "
             f"(elapsed {_clock(elapsed)}{eta})"
@@ -269,8 +294,9 @@ def _execute(store, runner, todo, runs_root, data_dir, log, spec, claim) -> None
         return True
 
     for outcome in runner.run(tasks, on_start):
-        done[0] += 1
         key = outcome["key"]
+        left[0] -= work[key]
+        left[1] += work[key]
         claim.release(key)
         if "error" in outcome:
             store.fail_run(key, outcome["error"])
