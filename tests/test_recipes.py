@@ -10,6 +10,7 @@ import torch
 
 from squeezelab.data import Batches, Preprocess, make_synthetic
 from squeezelab.models import get_model
+from squeezelab.studies import load_study
 from squeezelab.studies.spec import parse_study
 from squeezelab.training import ConfigError, from_dict, load_checkpoint, train
 from squeezelab.training import loop as loop_module
@@ -44,6 +45,30 @@ def test_recipe_precedence_recipe_then_study_file_then_set() -> None:
     assert {r.weight_decay for r in runs.values()} == {0.0005}  # the recipe fills the rest
     top = spec.with_overrides({"lr": 0.01, "epochs": 2})  # --set beats both
     assert {(r.lr, r.epochs, r.recipe) for r in top.expand()} == {(0.01, 2, "modern@1")}
+
+
+def test_the_modern_studies_search_then_compare_at_the_recipe() -> None:
+    stage1, stage2 = load_study("modern-search").expand(), load_study("modern-search-2").expand()
+    compare = load_study("modern-compare")
+    version = f"modern@{recipes()['modern']['version']}"
+    for runs in (stage1, stage2, compare.expand()):
+        assert {r.recipe for r in runs} == {version}
+    # Stage 1: every model's peak rate on a short budget; stage 2: plain SqueezeNet's rate on
+    # the full split, two seeds per cell (a rate that kills one seed must lose).
+    assert len(stage1) == 4 * 5 and {r.train_subset for r in stage1} == {10000}
+    assert {(r.model, r.batch_norm) for r in stage2} == {
+        ("squeezenet1_0", False),
+        ("squeezenet1_1", False),
+    }
+    assert len(stage2) == 2 * 3 * 2 and {r.train_subset for r in stage2} == {None}
+    assert {r.seed for r in stage2} == {0, 1} and {r.epochs for r in stage2} == {5}
+    # The comparison: four models at their own rates, 5 seeds, three declared claims.
+    runs = compare.expand()
+    assert len(runs) == 4 * 5 and {r.epochs for r in runs} == {30}
+    rates = {(r.model, r.batch_norm): r.lr for r in runs}
+    assert rates[("squeezenet1_0", True)] == recipe_fields("modern", "squeezenet1_0", True)["lr"]
+    assert {c.id for c in compare.claims} == {"modern-alexnet-level", "modern-bn", "modern-size"}
+    assert all(c.published or c.id == "modern-size" for c in compare.claims)
 
 
 def test_unknown_or_other_version_recipes_are_named() -> None:
