@@ -179,6 +179,23 @@ def test_noninferiority_is_welch_per_stratum_with_a_one_sided_bound() -> None:
     assert w.ci_low == pytest.approx(step.ci_low)
 
 
+def test_seeds_at_chance_beside_seeds_that_learned_are_named() -> None:
+    """A seed that died (plain SqueezeNet can) stays in the data, and the verdict says so."""
+    claim = ClaimSpec("ni", "sq ~ alex", "noninferiority", field="model",
+                      treatment="squeezenet1_0", control="alexnet", margin=2.0,
+                      margin_reason="r")  # fmt: skip
+    runs = [_run(a, seed=i, model="alexnet") for i, a in enumerate((70.1, 70.6, 69.8))]
+    runs += [_run(a, seed=i) for i, a in enumerate((75.2, 10.0, 74.9))]
+    (res,) = evaluate_claim(claim, runs, "chance")
+    assert res.n == 6 and res.estimate == pytest.approx((75.2 + 10 + 74.9 - 210.5) / 3)
+    assert res.note.startswith("1 of 3 treatment run(s) ended at chance")
+    assert "control run" not in res.note
+    learned = [r for r in runs if r.result.test_acc != 10.0]
+    learned.append(_run(73.0, seed=1))
+    (res,) = evaluate_claim(claim, learned, "chance")
+    assert res.note == ""
+
+
 @pytest.mark.parametrize(
     ("claim", "message"),
     [

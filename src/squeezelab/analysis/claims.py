@@ -455,6 +455,7 @@ def _unpaired(claim: ClaimSpec, runs: list, rule: str, chance: float, res: Claim
             else ""
         )
     )
+    res.note = _stragglers(a, b, chance)
     if claim.test != "noninferiority":
         _opposite(res, alt, lambda other: welch_test(a, b, other, margin).p)
 
@@ -518,7 +519,25 @@ def _opposite(res: ClaimResult, alt: str, p_of: Callable[[str], float]) -> None:
     other = "less" if alt == "greater" else "greater"
     p = p_of(other)
     if p < res.alpha:
-        res.note = f"the opposite effect is significant (one-sided p = {p:.4g})"
+        opposite = f"the opposite effect is significant (one-sided p = {p:.4g})"
+        res.note = f"{res.note}; {opposite}" if res.note else opposite
+
+
+def _stragglers(a: Sequence[float], b: Sequence[float], chance: float) -> str:
+    """Name the seeds that ended at chance beside seeds that learned: a two-mode spread."""
+    at = [sum(abs(v - chance) <= CHANCE_BAND for v in g) for g in (a, b)]
+    if not any(at):
+        return ""
+    parts = [f"{k} of {len(g)} {name} run(s)" for k, g, name in zip(at, (a, b), NAMES) if k]
+    return (
+        f"{' and '.join(parts)} ended at chance (never learned, died or diverged) while other "
+        "seeds learned: the means and the t interval include them, and a spread with two "
+        "modes is not what the t test assumes; more seeds (or a recipe that trains every seed) "
+        "would decide it better"
+    )
+
+
+NAMES = ("treatment", "control")
 
 
 def _all_at_chance(values: Sequence[float], chance: float) -> bool:
