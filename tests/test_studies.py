@@ -329,6 +329,86 @@ def test_kill_and_restart_runs_each_run_once(tmp_path: Path) -> None:
         assert attempts == [1] * 7 + [2]  # only the interrupted run ran twice (and resumed)
 
 
+def _start_two_workers(tmp_path: Path) -> tuple[subprocess.Popen, list[int], Path]:
+    """A study of 4 runs, 2 at a time in worker processes, stopped once both are mid-run."""
+    study = tmp_path / "w.toml"
+    study.write_text(
+        STUDY.replace("epochs = 1", "epochs = 10").replace("synthetic:200", "synthetic:400")
+    )
+    db = tmp_path / "w.db"
+    proc = subprocess.Popen(
+        ["squeezelab", "study", "run", str(study), "--db", str(db), "--workers", "2",
+         "--set", "seeds=0"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if len(list((tmp_path / "runs").glob("*/checkpoint.safetensors"))) >= 2:
+            break
+        time.sleep(0.05)
+    workers = [
+        int(p.name)
+        for p in Path("/proc").iterdir()
+        if p.name.isdigit()
+        and _ppid(p) == proc.pid
+        and b"spawn_main" in (p / "cmdline").read_bytes()
+    ]
+    assert proc.poll() is None and len(workers) == 2, "the study did not reach two runs"
+    return proc, workers, db
+
+
+def _ppid(proc_dir: Path) -> int:
+    try:
+        stat = (proc_dir / "stat").read_text()
+    except OSError:
+        return -1
+    return int(stat.rsplit(")", 1)[1].split()[1])
+
+
+def _gone(pid: int, within: float) -> bool:
+    """True once ``pid`` has exited (a zombie no reaper collects counts as exited)."""
+    deadline = time.time() + within
+    while time.time() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            return True
+        if state in ("Z", "X"):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads worker processes from /proc")
+def test_sigterm_to_the_study_stops_its_workers_and_keeps_the_store(tmp_path: Path) -> None:
+    """``kill PID`` (or ``timeout``, a scheduler) reaches the driver alone: its workers must
+    stop too, not train on as orphans; the runs they held show as interrupted and resume."""
+    proc, workers, db = _start_two_workers(tmp_path)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert "interrupted: re-run the same command to continue" in err and "--resume" not in err
+    assert all(_gone(pid, within=10) for pid in workers)
+    with Store(db) as store:
+        counts = store.status_counts("w")
+    assert counts["interrupted"] == 2 and counts["running"] == 0 and counts["done"] == 0
+    # Restarted, it finishes every run; the two interrupted ones resume (a second attempt).
+    run_cli("study", "run", str(tmp_path / "w.toml"), "--db", str(db), "--set", "seeds=0")
+    with Store(db) as store:
+        runs = store.runs("w")
+    assert [r.status for r in runs] == ["done"] * 4
+    assert sorted(r.attempts for r in runs) == [1, 1, 2, 2]
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads worker processes from /proc")
+def test_workers_exit_when_their_driver_is_killed(tmp_path: Path) -> None:
+    """SIGKILL leaves no handler to run: each worker notices its driver is gone and exits."""
+    proc, workers, _ = _start_two_workers(tmp_path)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert all(_gone(pid, within=10) for pid in workers)
+
+
 @pytest.mark.slow
 def test_ray_executor_on_a_local_instance(tmp_path: Path) -> None:
     pytest.importorskip("ray")

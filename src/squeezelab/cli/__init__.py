@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 
 from .. import __version__
@@ -97,10 +99,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = "--debug" in argv or bool(os.environ.get("SQUEEZELAB_DEBUG"))
     argv = [a for a in argv if a != "--debug"]  # accepted anywhere on the line
     args = build_parser(argv).parse_args(argv)
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
     try:
         return args.handler(args)
     except KeyboardInterrupt:
-        print("interrupted: re-run the same command with --resume to continue", file=sys.stderr)
+        print(f"interrupted: {RESUME.get(args.command, RESUME[None])}", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as err:
         if debug:
@@ -116,6 +120,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = "; ".join(line.strip() for line in message.splitlines() if line.strip())
         print(f"squeezelab {args.command}: error: {message}", file=sys.stderr)
         return EXIT_USAGE
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
+
+
+RESUME = {
+    "train": "re-run the same command with --resume to continue from the last epoch",
+    None: "re-run the same command to continue: finished runs are kept, and an interrupted "
+    "run resumes from its last finished epoch",
+}
+
+
+def _terminate(signum: int, frame: object) -> None:
+    """SIGTERM (``kill``, ``timeout``, a scheduler) stops like Ctrl-C: runs in flight are
+    stopped, their last epoch's checkpoint kept, and the store says what was interrupted."""
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import threading
+import time
 import traceback
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -157,7 +159,13 @@ class LocalExecutor:
             err = fut.exception()
             return {"key": task.key, "error": f"worker died: {err!r}"} if err else fut.result()
 
-        with ProcessPoolExecutor(len(self.slots), mp_context=get_context("spawn")) as pool:
+        pool = ProcessPoolExecutor(
+            len(self.slots),
+            mp_context=get_context("spawn"),
+            initializer=_watch_parent,
+            initargs=(os.getpid(),),
+        )
+        try:
             yield from _pipeline(
                 tasks,
                 len(self.slots),
@@ -166,6 +174,38 @@ class LocalExecutor:
                 collect,
                 on_start,
             )
+        except BaseException:  # Ctrl-C, SIGTERM, an error in the driver: stop the runs too
+            _stop_workers(pool)
+            raise
+        pool.shutdown()
+
+
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    """Stop the runs in flight now rather than after they finish (hours, maybe).
+
+    A worker killed mid-epoch loses that epoch only: checkpoints are written atomically at
+    epoch ends, and the run directory's lock is a ``flock`` the kernel releases.
+    """
+    terminate = getattr(pool, "terminate_workers", None)  # Python >= 3.14
+    if terminate is not None:
+        terminate()
+        return
+    for proc in list((getattr(pool, "_processes", None) or {}).values()):
+        if proc.is_alive():
+            proc.terminate()
+    pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _watch_parent(parent: int, every: float = 1.0) -> None:
+    """In a worker: exit when the driver that started it is gone (killed with SIGKILL, say),
+    rather than train on as an orphan that a restarted study would then collide with."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(every)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="watch-parent", daemon=True).start()
 
 
 class RayExecutor:
