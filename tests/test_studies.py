@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import io
@@ -385,10 +386,15 @@ def test_sigterm_to_the_study_stops_its_workers_and_keeps_the_store(tmp_path: Pa
     stop too, not train on as orphans; the runs they held show as interrupted and resume."""
     proc, workers, db = _start_two_workers(tmp_path)
     proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130
-    assert "interrupted: re-run the same command to continue" in err and "--resume" not in err
-    assert all(_gone(pid, within=10) for pid in workers)
+    try:
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 130
+        assert "interrupted: re-run the same command to continue" in err
+        assert "--resume" not in err
+        assert all(_gone(pid, within=10) for pid in workers)
+    finally:  # never leave orphans behind, even when the test fails
+        proc.kill()
+        _kill(workers)
     with Store(db) as store:
         counts = store.status_counts("w")
     assert counts["interrupted"] == 2 and counts["running"] == 0 and counts["done"] == 0
@@ -406,7 +412,16 @@ def test_workers_exit_when_their_driver_is_killed(tmp_path: Path) -> None:
     proc, workers, _ = _start_two_workers(tmp_path)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    assert all(_gone(pid, within=10) for pid in workers)
+    try:
+        assert all(_gone(pid, within=10) for pid in workers)
+    finally:  # never leave orphans behind, even when the test fails
+        _kill(workers)
+
+
+def _kill(pids: list[int]) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
 
 
 @pytest.mark.slow
