@@ -84,6 +84,18 @@ def test_unknown_or_other_version_recipes_are_named() -> None:
     assert from_dict({"recipe": "modern@1"}).recipe == "modern@1"
 
 
+def test_a_run_made_with_another_version_stays_as_it_was(tmp_path: Path) -> None:
+    """After a recipe's version changes, a stored run's config (every field resolved) still
+    loads, to resume, evaluate or compress, with its key unchanged; a bare name does not."""
+    run = from_dict({"recipe": "modern", "batch_norm": True, "lr": 0.3})
+    stored = {**run.to_dict(), "recipe": "modern@0"}  # as an older squeezelab wrote it
+    again = from_dict(stored)
+    assert again.to_dict() == stored and again.recipe == "modern@0" and again.lr == 0.3
+    assert again.key() != run.key()  # another version is another run
+    with pytest.raises(ConfigError, match="ships modern@1 only"):
+        from_dict({"recipe": "modern@0", "batch_norm": True})  # fields left to a lost version
+
+
 def test_recipe_is_recorded_in_the_run(tmp_path: Path) -> None:
     out = tmp_path / "r"
     run_cli("train", "--recipe", "modern", "--data", "synthetic:100", "--epochs", "1",

@@ -20,7 +20,7 @@ from ..fields import FieldInfo, check_all, describe, option
 from ..fields import coerce as coerce_field
 from ..models import list_models
 from ..models.registry import all_options, model_options
-from .recipes import recipe_names
+from .recipes import check_recipe_name
 from .recipes import resolve as resolve_recipe
 
 SCHEDULERS = ("none", "step", "plateau", "linear", "cosine", "onecycle")
@@ -85,8 +85,7 @@ class _RunFields:
     recipe: str = option(
         "none",
         "a named recipe whose fields fill what the run does not set (study, modern; "
-        "recorded with its version, e.g. modern@1)",
-        choices=recipe_names(),
+        "recorded with its version, e.g. modern@1; a stored run keeps an older version)",
     )
     # run
     seed: int = option(0, "seed of initialization, order and augmentation", low=0, high=SEED_MAX)
@@ -102,6 +101,7 @@ class _RunFields:
                 f"model must be one of {', '.join(list_models())}; got {self.model!r}"
             )
         check_all(self)
+        check_recipe_name(self.recipe)
         if self.nesterov and self.momentum == 0:
             raise ConfigError("nesterov needs momentum > 0")
         if self.warmup_epochs and self.scheduler in ("plateau", "onecycle"):

@@ -48,6 +48,13 @@ def recipe_names() -> tuple[str, ...]:
     return tuple(names)
 
 
+def check_recipe_name(name: str) -> None:
+    """Refuse a name that is no shipped recipe (any version of one is a name: stored runs)."""
+    base, at, version = name.partition("@")
+    if name != NONE and (base not in recipes() or (at and not version.isdigit())):
+        raise ConfigError(f"unknown recipe {name!r}; recipes: {', '.join(recipe_names())}")
+
+
 def pinned(name: str) -> str:
     """``modern`` -> ``modern@1`` (its current version); a pinned name is checked."""
     if name == NONE:
@@ -82,5 +89,14 @@ def resolve(values: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(name, str):
         raise ConfigError(f"recipe must be a name ({', '.join(recipe_names())}), got {name!r}")
     model = values.get("model", "squeezenet1_0")
+    base, _, version = name.partition("@")
+    raw = recipes().get(base)
+    if raw is not None and version and version != str(raw["version"]):
+        # A stored run (config.json, the store) made with another version of the recipe holds
+        # every field it resolved to: it stays what it was, to resume, evaluate or compress.
+        # Only a config that leaves some recipe field to the (other) version is refused.
+        current = recipe_fields(base, model, bool(values.get("batch_norm", False)))
+        if all(k in values for k in current):
+            return dict(values)
     filled = recipe_fields(name, model, bool(values.get("batch_norm", False)))
     return {**filled, **values, "recipe": pinned(name)}
