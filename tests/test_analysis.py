@@ -302,3 +302,22 @@ def test_reproduce_quick_on_tiny_synthetic(tmp_path: Path) -> None:
     assert last_json(again.stdout)["claims"] == summary["claims"] and summary["claims"]
     assert {p.name: p.read_text() for p in (out / "report").glob("*.csv")} == tables
     assert len(tables) >= 5
+
+
+@pytest.mark.parametrize(
+    ("epochs", "images", "says"),
+    [
+        (10, 40_000, "these runs are shorter than the study's: at most 10 epochs on 40,000 "
+         "images, 89% of its grid's"),
+        (3, 2_000, "these runs are far shorter than the study's: at most 3 epochs on 2,000 "
+         "images, 1% of its grid's"),
+    ],
+)  # fmt: skip
+def test_report_says_how_much_shorter_the_runs_are(
+    tmp_path: Path, epochs: int, images: int, says: str
+) -> None:
+    with Store(tmp_path / "b.db") as s:
+        for seed in (0, 1):
+            _add(s, "x", RunConfig(epochs=epochs, train_subset=images, seed=seed), 50.0 + seed)
+    build_report(tmp_path / "b.db", tmp_path / "r")
+    assert says in (tmp_path / "r" / "report.md").read_text()

@@ -123,10 +123,14 @@ class ReportBuilder:
         synthetic = any(str(d).startswith("synthetic") for d in data)
         limits = []
         if short or small:
+            share = (max(epochs) / PLAIN_EPOCHS) * ((max(images) / PLAIN_IMAGES) if images else 1.0)
             limits.append(
-                "these runs are far shorter than the study's (10 epochs on 45,000 images; "
-                "50 epochs for the comparison), so their verdicts speak about this budget, "
-                "not about the study's question"
+                f"these runs are {'far ' if share < 0.5 else ''}shorter than the study's: at "
+                f"most {max(epochs)} epochs on "
+                + (f"{max(images):,}" if images else "an unrecorded number of")
+                + f" images, {share:.0%} of its grid's 10 epochs on 45,000 (and its comparison "
+                "ran 50 epochs), so their verdicts speak about this budget, not about the "
+                "study's question"
             )
         if synthetic:
             limits.append(
