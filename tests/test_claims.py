@@ -190,6 +190,11 @@ def test_seeds_at_chance_beside_seeds_that_learned_are_named() -> None:
     assert res.n == 6 and res.estimate == pytest.approx((75.2 + 10 + 74.9 - 210.5) / 3)
     assert res.note.startswith("1 of 3 treatment run(s) ended at chance")
     assert "control run" not in res.note
+    # Not significant beside a dead seed: the runs cannot decide it (not "not supported").
+    apply_holm([res])
+    assert res.verdict == "inconclusive" and "cannot tell no effect from runs that died" in (
+        res.reason
+    )
     learned = [r for r in runs if r.result.test_acc != 10.0]
     learned.append(_run(73.0, seed=1))
     (res,) = evaluate_claim(claim, learned, "chance")

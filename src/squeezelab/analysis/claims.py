@@ -232,6 +232,7 @@ class ClaimResult:
     caveat: str = ""  # why the claim was not tested as the study did
     published: str = ""
     details: str = ""
+    mixed: str = ""  # runs at chance beside runs that learned (unpaired tests), if any
 
     @property
     def label(self) -> str:
@@ -455,7 +456,7 @@ def _unpaired(claim: ClaimSpec, runs: list, rule: str, chance: float, res: Claim
             else ""
         )
     )
-    res.note = _stragglers(a, b, chance)
+    res.mixed, res.note = _stragglers(a, b, chance)
     if claim.test != "noninferiority":
         _opposite(res, alt, lambda other: welch_test(a, b, other, margin).p)
 
@@ -523,13 +524,14 @@ def _opposite(res: ClaimResult, alt: str, p_of: Callable[[str], float]) -> None:
         res.note = f"{res.note}; {opposite}" if res.note else opposite
 
 
-def _stragglers(a: Sequence[float], b: Sequence[float], chance: float) -> str:
-    """Name the seeds that ended at chance beside seeds that learned: a two-mode spread."""
+def _stragglers(a: Sequence[float], b: Sequence[float], chance: float) -> tuple[str, str]:
+    """(summary, note) naming the seeds that ended at chance beside seeds that learned."""
     at = [sum(abs(v - chance) <= CHANCE_BAND for v in g) for g in (a, b)]
     if not any(at):
-        return ""
+        return "", ""
     parts = [f"{k} of {len(g)} {name} run(s)" for k, g, name in zip(at, (a, b), NAMES) if k]
-    return (
+    summary = f"{' and '.join(parts)} ended at chance while other seeds learned"
+    return summary, (
         f"{' and '.join(parts)} ended at chance (never learned, died or diverged) while other "
         "seeds learned: the means and the t interval include them, and a spread with two "
         "modes is not what the t test assumes; more seeds (or a recipe that trains every seed) "
@@ -558,7 +560,15 @@ def apply_holm(results: list[ClaimResult]) -> None:
 
 def _underpowered(r: ClaimResult) -> None:
     """A non-significant test too weak to detect the declared effect decides nothing."""
-    if r.p_holm is None or r.p_holm < r.alpha or not r.power_declared or r.power is None:
+    if r.p_holm is None or r.p_holm < r.alpha:
+        return
+    if r.mixed:  # "no effect" and "some seeds died" look alike to a t test over few seeds
+        r.reason = (
+            f"not significant (Holm p = {r.p_holm:.3g}) while {r.mixed}: a t test over "
+            "so few seeds cannot tell no effect from runs that died"
+        )
+        return
+    if not r.power_declared or r.power is None:
         return
     if math.isfinite(r.power) and r.power < POWER:
         unit = "runs per group" if r.test in ("welch", "noninferiority") else "units"
