@@ -530,7 +530,7 @@ def _stragglers(a: Sequence[float], b: Sequence[float], chance: float) -> tuple[
     if not any(at):
         return "", ""
     parts = [f"{k} of {len(g)} {name} run(s)" for k, g, name in zip(at, (a, b), NAMES) if k]
-    summary = f"{' and '.join(parts)} ended at chance while other seeds learned"
+    summary = f"{' and '.join(parts)} ended at chance beside seeds that learned"
     return summary, (
         f"{' and '.join(parts)} ended at chance (never learned, died or diverged) while other "
         "seeds learned: the means and the t interval include them, and a spread with two "
