@@ -526,7 +526,7 @@ def _opposite(res: ClaimResult, alt: str, p_of: Callable[[str], float]) -> None:
 
 def _stragglers(a: Sequence[float], b: Sequence[float], chance: float) -> tuple[str, str]:
     """(summary, note) naming the seeds that ended at chance beside seeds that learned."""
-    at = [sum(abs(v - chance) <= CHANCE_BAND for v in g) for g in (a, b)]
+    at = [sum(_at_chance(v, chance) for v in g) for g in (a, b)]
     if not any(at):
         return "", ""
     parts = [f"{k} of {len(g)} {name} run(s)" for k, g, name in zip(at, (a, b), NAMES) if k]
@@ -543,7 +543,7 @@ NAMES = ("treatment", "control")
 
 
 def _all_at_chance(values: Sequence[float], chance: float) -> bool:
-    return bool(values) and all(abs(v - chance) <= CHANCE_BAND for v in values)
+    return bool(values) and all(_at_chance(v, chance) for v in values)
 
 
 def apply_holm(results: list[ClaimResult]) -> None:

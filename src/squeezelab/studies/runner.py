@@ -257,19 +257,12 @@ def work_of(config: RunConfig) -> float:
     return float(max(macs, 1)) * (config.train_subset or FULL_SET) * config.epochs
 
 
-def longest_first(todo: list[tuple[str, RunConfig]]) -> list[tuple[str, RunConfig]]:
-    """Order runs by decreasing work (stable), so parallel slots finish close together.
-
-    Started in the study's order, the longest runs (AlexNet, the most epochs) come last and
-    one of them keeps a slot busy while the others idle.
-    """
-    return sorted(todo, key=lambda kc: -work_of(kc[1]))
-
-
 def _execute(store, runner, todo, runs_root, data_dir, log, spec, claim) -> None:
     verbose = not sys.stderr.isatty()
-    todo = longest_first(todo)
+    # Longest runs first (stable): in the study's order AlexNet and the most epochs come
+    # last, and one such run keeps a slot busy while the others idle.
     work = {key: work_of(c) for key, c in todo}
+    todo = sorted(todo, key=lambda kc: -work[kc[0]])
     tasks = [
         RunTask(key, c.to_dict(), str(runs_root / key), data_dir, verbose=verbose)
         for key, c in todo
