@@ -15,8 +15,8 @@ from squeezelab.analysis import build_report
 from squeezelab.analysis.claims import ClaimSpec, apply_holm, evaluate_claim
 from squeezelab.analysis.figures import mean_curve
 from squeezelab.analysis.published import published_runs
-from squeezelab.analysis.selection import select_best
-from squeezelab.analysis.stats import welch_test
+from squeezelab.analysis.selection import select_best, selection_margins
+from squeezelab.analysis.stats import least_significant_difference, welch_test
 from squeezelab.reproduce import plan_json, resolve
 from squeezelab.results import RunRecord, RunScore, Store
 from squeezelab.studies.spec import parse_study
@@ -255,6 +255,30 @@ def test_selection_uses_validation_only_and_breaks_ties_by_order() -> None:
     ((point, score, members),) = select_best(runs, ["model"], ["lr"])
     assert point == {"model": "squeezenet1_0", "lr": 0.01} and score == 55.0  # tie: first sorted
     assert len(members) == 1
+
+
+def test_a_search_winner_is_weighed_against_the_seeds_spread() -> None:
+    """The best-point margin over the runner-up against the pooled seed-to-seed spread."""
+    vals = {0.1: (80.0, 80.4), 0.05: (79.0, 80.0), 0.2: (70.0, 71.0)}  # winner by 0.7 points
+    runs = [
+        _val_only(_run(None, seed=s, lr=lr), v)
+        for lr, pair in vals.items()
+        for s, v in enumerate(pair)
+    ]
+    (margin,) = selection_margins(runs, ["model"], ["lr"])
+    assert margin.runner_up == {"model": "squeezenet1_0", "lr": 0.05}
+    assert margin.runner_up_score == pytest.approx(79.5) and margin.margin == pytest.approx(0.7)
+    # Pooled variance over the three cells (1 df each), Fisher's LSD for two means of 2 seeds.
+    pooled = np.mean([np.var(p, ddof=1) for p in vals.values()])
+    lsd = stats.t.ppf(0.975, 3) * math.sqrt(pooled * (1 / 2 + 1 / 2))
+    assert margin.lsd == pytest.approx(lsd) and margin.verdict == "within seed noise"
+    assert least_significant_difference([[1.0], [2.0]], 1, 1) is None  # no spread measured
+    far = [_val_only(_run(None, seed=s, lr=0.3), v) for s, v in enumerate((95.0, 95.2))]
+    (margin,) = selection_margins(runs + far, ["model"], ["lr"])
+    assert margin.margin == pytest.approx(14.9) and margin.verdict == "decided"
+    one = [_val_only(_run(None, lr=lr), v) for lr, v in ((0.1, 80.0), (0.2, 70.0))]
+    assert selection_margins(one, ["model"], ["lr"])[0].verdict.startswith("undecidable")
+    assert selection_margins(one[:1], ["model"], ["lr"])[0].verdict == "only cell"
 
 
 # --- Figure 4: a diverged seed does not cut the others' curves ------------------------------

@@ -66,6 +66,30 @@ def test_the_modern_studies_search_then_compare_at_the_recipe() -> None:
     short = load_study("modern-compare", [("--set", {"epochs": 10, "seeds": [0, 1]})])
     shared = {r.key() for r in stage2} & {r.key() for r in short.expand()}
     assert len(shared) == 2 * 2  # plain 1.0 and 1.0 + BN at the recipe's values; two seeds
+    # Stage 3: SqueezeNet 1.0 + BN only, one field moved at a time from the recipe's own cell
+    # (batch size moves with its linearly scaled rate), which is stage 2's run.
+    stage3 = load_study("modern-search-3").expand()
+    assert len(stage3) == 6 * 2 and {(r.model, r.batch_norm, r.epochs) for r in stage3} == {
+        ("squeezenet1_0", True, 10)
+    }
+    assert len({r.key() for r in stage3} & {r.key() for r in stage2}) == 2
+    own = next(r for r in stage3 if r.key() in {s.key() for s in stage2}).to_dict()
+    moved = set()
+    for run in stage3:
+        changed = {k for k, v in run.to_dict().items() if v != own[k]} - {"seed"}
+        assert changed in (set(), {"batch_size", "lr"}, {"scheduler", "warmup_epochs"}) or (
+            len(changed) == 1
+        )
+        moved |= changed
+    assert moved == {
+        "batch_size",
+        "lr",
+        "scheduler",
+        "warmup_epochs",
+        "weight_decay",
+        "label_smoothing",
+        "nesterov",
+    }
     # The comparison: four models at their own rates, 5 seeds, three declared claims.
     runs = compare.expand()
     assert len(runs) == 4 * 5 and {r.epochs for r in runs} == {30}

@@ -29,7 +29,13 @@ from .claims import (
 )
 from .published import analyze_published, published_runs, published_value, table_1
 from .render import render_html, render_markdown
-from .selection import best_runs, left_chance, num_classes_of, select_best
+from .selection import (
+    best_runs,
+    left_chance,
+    num_classes_of,
+    select_best,
+    selection_margins,
+)
 from .stats import summarize
 from .tables import (
     DIVERGED,
@@ -310,8 +316,9 @@ class ReportBuilder:
         fields = list(report.best_fields)
         by = list(report.best_by)
         val_best = select_best(runs, by, fields)
+        margins = selection_margins(runs, by, fields)
         rows = []
-        for point, val_score, members in val_best:
+        for (point, val_score, members), margin in zip(val_best, margins, strict=True):
             grp = tuple(point[k] for k in by)
             same = [r for r in runs if tuple(r.config[k] for k in by) == grp]
             cells = group(same, fields)
@@ -328,6 +335,10 @@ class ReportBuilder:
                     *(value_label(k, v) if k == "model" else v for k, v in zip(by, grp)),
                     chosen,
                     val_score,
+                    margin.runner_up_score,
+                    margin.margin,
+                    margin.lsd,
+                    margin.verdict,
                     val_test,
                     ", ".join(f"{k}={v}" for k, v in zip(fields, test_cell)),
                     test_test,
@@ -348,6 +359,10 @@ class ReportBuilder:
                     *by,
                     "validation-selected point",
                     "its val acc (%)",
+                    "runner-up val acc (%)",
+                    "margin (points)",
+                    "95% LSD (points)",
+                    "choice",
                     "its test acc (%)",
                     "test-selected point",
                     "its test acc (%)",
@@ -358,6 +373,11 @@ class ReportBuilder:
                 rows,
                 "flattery: test accuracy of the test-selected point minus that of the "
                 "validation-selected point, i.e. the optimism of choosing on the test set. "
+                "margin: the chosen cell's mean validation accuracy minus the runner-up's; "
+                "LSD: the least significant difference at 95% from the seed-to-seed variance "
+                "pooled over the group's cells (not corrected for choosing the largest of "
+                "several); a margin inside it is within seed noise: other seeds could choose "
+                "differently. "
                 "Ties go to the first cell in sorted order, in this table and in the runner.",
             ),
         )

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from ..results.records import RunRecord
+from .stats import least_significant_difference
 
 CHANCE_BAND = 1.0  # accuracy points around chance that count as "learned nothing"
 
@@ -23,35 +25,81 @@ def _sortable(v: Any) -> tuple:
     return (0, v) if isinstance(v, (int, float)) else (1, str(v))
 
 
-def select_best(
+def _run_score(r: RunRecord) -> float:
+    value = getattr(r.result, SELECTION_METRIC)
+    return 0.0 if r.status == "diverged" or value is None else float(value)
+
+
+def _ranked(
     runs: list[RunRecord], group_by: Sequence[str], fields: Sequence[str]
-) -> list[tuple[dict[str, Any], float, list[RunRecord]]]:
-    """Return (point, mean validation accuracy, its runs) of the best cell of each group."""
+) -> dict[tuple, list[tuple[float, tuple, list[RunRecord]]]]:
+    """Every cell of each group as (score, cell, runs), best first; ties in sorted order."""
     cells: dict[tuple, list[RunRecord]] = {}
     for r in runs:
         if r.status not in ("done", "diverged"):
             continue
         cells.setdefault(tuple(r.config[k] for k in (*group_by, *fields)), []).append(r)
-    winners: dict[tuple, tuple[float, tuple]] = {}
-    order = sorted(cells, key=lambda c: tuple(_sortable(v) for v in c))
-    for cell in order:
+    ranked: dict[tuple, list[tuple[float, tuple, list[RunRecord]]]] = {}
+    for cell in sorted(cells, key=lambda c: tuple(_sortable(v) for v in c)):
         members = cells[cell]
-        score = sum(
-            0.0
-            if r.status == "diverged" or getattr(r.result, SELECTION_METRIC) is None
-            else getattr(r.result, SELECTION_METRIC)
-            for r in members
-        ) / len(members)
-        group = cell[: len(group_by)]
-        if group not in winners or score > winners[group][0]:  # strict: the first cell wins ties
-            winners[group] = (score, cell)
+        score = sum(_run_score(r) for r in members) / len(members)
+        ranked.setdefault(cell[: len(group_by)], []).append((score, cell, members))
+    for entries in ranked.values():
+        entries.sort(key=lambda e: -e[0])  # stable: the first cell wins ties
+    return dict(sorted(ranked.items(), key=lambda kv: tuple(_sortable(v) for v in kv[0])))
+
+
+def select_best(
+    runs: list[RunRecord], group_by: Sequence[str], fields: Sequence[str]
+) -> list[tuple[dict[str, Any], float, list[RunRecord]]]:
+    """Return (point, mean validation accuracy, its runs) of the best cell of each group."""
     keys = (*group_by, *fields)
     return [
-        (dict(zip(keys, cell)), score, cells[cell])
-        for group, (score, cell) in sorted(
-            winners.items(), key=lambda kv: tuple(_sortable(v) for v in kv[0])
-        )
+        (dict(zip(keys, cell)), score, members)
+        for (score, cell, members), *_ in _ranked(runs, group_by, fields).values()
     ]
+
+
+@dataclass(frozen=True)
+class Margin:
+    """How far a group's best cell stands above the next best, against the seeds' spread."""
+
+    runner_up: dict[str, Any] | None  # None: the group has one cell
+    runner_up_score: float | None
+    margin: float | None  # best minus runner-up, mean validation accuracy (points)
+    lsd: float | None  # 95% least significant difference; None: one seed per cell
+
+    @property
+    def verdict(self) -> str:
+        if self.runner_up is None or self.margin is None:
+            return "only cell"
+        if self.lsd is None:
+            return "undecidable: one seed per cell, so no measured spread"
+        if self.margin > self.lsd:
+            return "decided"
+        return "within seed noise"
+
+
+def selection_margins(
+    runs: list[RunRecord], group_by: Sequence[str], fields: Sequence[str]
+) -> list[Margin]:
+    """For each group (in :func:`select_best`'s order), the winner's margin over the runner-up.
+
+    The least significant difference pools the seed-to-seed variance of every cell in the
+    group; a margin inside it means the choice could flip with other seeds. It is not
+    corrected for picking the largest of several cells, so "decided" is the weaker claim.
+    """
+    keys = (*group_by, *fields)
+    out = []
+    for entries in _ranked(runs, group_by, fields).values():
+        if len(entries) < 2:
+            out.append(Margin(None, None, None, None))
+            continue
+        (best, _, first), (second, cell, other) = entries[0], entries[1]
+        spread = [[_run_score(r) for r in members] for _, _, members in entries]
+        lsd = least_significant_difference(spread, len(first), len(other))
+        out.append(Margin(dict(zip(keys, cell)), second, best - second, lsd))
+    return out
 
 
 def varying_fields(runs: list[RunRecord], exclude: Sequence[str] = ("model", "seed")) -> list:

@@ -181,6 +181,24 @@ def welch_test(
     )
 
 
+def least_significant_difference(
+    groups: Sequence[Sequence[float]], n_a: int, n_b: int, confidence: float = 0.95
+) -> float | None:
+    """Fisher's least significant difference between a mean of ``n_a`` and one of ``n_b``.
+
+    The variance is pooled within ``groups`` (every cell of one comparison, seeds within a
+    cell), so cells of two seeds each still give an estimate with several degrees of freedom.
+    None when no group has two values (nothing measures the seed-to-seed spread).
+    """
+    arrays = [np.asarray(g, float) for g in groups if len(g) > 1]
+    df = sum(a.size - 1 for a in arrays)
+    if df == 0:
+        return None
+    pooled = sum(float(((a - a.mean()) ** 2).sum()) for a in arrays) / df
+    q = float(stats.t.ppf(0.5 + confidence / 2, df))
+    return q * math.sqrt(pooled * (1 / n_a + 1 / n_b))
+
+
 def one_sided_ci(diffs: Sequence[float], alternative: str, confidence: float = 0.95) -> tuple:
     """The t confidence bound of a mean matching a test's alternative (two-sided: both)."""
     d = np.asarray(diffs, float)
