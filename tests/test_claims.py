@@ -19,7 +19,7 @@ from squeezelab.analysis.selection import select_best, selection_margins
 from squeezelab.analysis.stats import least_significant_difference, welch_test
 from squeezelab.reproduce import plan_json, resolve
 from squeezelab.results import RunRecord, RunScore, Store
-from squeezelab.studies.spec import parse_study
+from squeezelab.studies.spec import load_study, parse_study
 from squeezelab.training import ConfigError, RunConfig
 
 from .conftest import last_json, run_cli
@@ -423,3 +423,35 @@ def test_user_study_with_claims_gets_its_section(tmp_path: Path) -> None:
     assert claim["id"] == "dropout" and claim["n"] == 3 and claim["family"] == "mine"
     assert claim["verdict"] == "inconclusive"  # every pair differs by exactly +2.5: no spread
     assert "exactly +2.50" in claim["reason"]
+
+
+def test_a_search_report_weighs_its_choice_and_claims_no_study_choice(tmp_path: Path) -> None:
+    """A modern search's best-point table: no 'study's point' (the study chose nothing
+    there), the choice weighed against seed noise, the diverged mark explained only if used."""
+    spec = load_study("modern-search-3")
+    db = tmp_path / "s.db"
+    runs = spec.expand()
+    with Store(db) as store:
+        store.add_study(
+            spec.name,
+            {**dataclasses.asdict(spec), "notes": {}},
+            [(c.key(), c.to_dict(), "run") for c in runs],
+        )
+        for c in runs:  # batch 256 wins by far; the rest are within a point of each other
+            acc = (90.0 if c.batch_size == 256 else 79.0 + 0.1 * c.label_smoothing) + c.seed
+            result = {"val_acc": acc, "test_acc": acc, "epochs": 10, "diverged": False}
+            store.finish_run(c.key(), result, [{"epoch": 1, "val_acc": acc, "epoch_s": 1.0}])
+    build_report(db, tmp_path / "r")
+    md = (tmp_path / "r" / "report.md").read_text()
+    section = md[md.index("## The modern recipe's search, stage 3") :]
+    assert "**Best point per group: chosen on validation accuracy;" in section
+    assert "study's point" not in section and "Table 3" not in section
+    row = next(line for line in section.splitlines() if line.startswith("| SqueezeNet 1.0 |"))
+    assert "batch_size=256, lr=0.2" in row and "| decided |" in row
+    assert "diverged" not in section  # no seed diverged: no footnote for a mark never used
+    with Store(db) as store:  # one seed diverges: now the mark is used and explained
+        store.finish_run(runs[-1].key(), {"val_acc": None, "test_acc": None, "diverged": True}, [])
+    build_report(db, tmp_path / "r")
+    md = (tmp_path / "r" / "report.md").read_text()
+    section = md[md.index("## The modern recipe's search, stage 3") :]
+    assert "† at least one seed diverged" in section
