@@ -74,7 +74,9 @@ class _RunFields:
     ema_decay: float = option(
         0.0,
         "decay of an exponential moving average of the weights, updated every step; when "
-        "> 0, evaluation and the saved model use the averaged weights (0: off)",
+        "> 0, evaluation and the saved model use the averaged weights (0: off). Batch-norm "
+        "statistics are averaged too, so over a short run at a high rate they lag the "
+        "averaged weights",
         low=0.0,
         high=1.0,
         high_open=True,
