@@ -128,3 +128,17 @@ def test_a_study_with_failed_runs_exits_nonzero(tmp_path: Path) -> None:
     assert proc.returncode == 1
     assert "1 run(s) of 'tiny' failed" in proc.stderr
     assert "done 1" in proc.stdout  # the other run finished
+
+
+def test_a_reader_that_goes_away_stops_the_cli_quietly() -> None:
+    """``squeezelab ... | head``: exit 141 (SIGPIPE's), no error line, no traceback."""
+    proc = subprocess.Popen(
+        ["squeezelab", "study", "run", "grid", "--dry-run"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        bufsize=0,
+    )
+    assert proc.stdout is not None
+    proc.stdout.close()  # as `head` does; the 108 runs' lines overflow Python's 8 KiB buffer
+    assert proc.wait(timeout=60) == 141
+    assert proc.stderr is not None and proc.stderr.read() == b""

@@ -17,6 +17,7 @@ import pytest
 
 from squeezelab.results import Store
 from squeezelab.studies import builtin_studies, load_study, parse_overrides, parse_study, run_study
+from squeezelab.studies.spec import parse_filters
 from squeezelab.training import ConfigError
 
 from .conftest import run_cli
@@ -143,6 +144,27 @@ def test_study_runs_resumes_and_stores_everything(tmp_path: Path) -> None:
     messages: list[str] = []
     run_study(spec, db, log=messages.append)
     assert any("8 already finished, 0 to run" in m for m in messages)
+
+
+def test_only_runs_part_of_a_study_and_leaves_the_rest(tmp_path: Path) -> None:
+    """``--only``: the matching runs now, the others registered as left for a later call."""
+    study, db = str(_tiny_study(tmp_path)), tmp_path / "s.db"
+    dry = run_cli("study", "run", study, "--dry-run", "--only", "lr=0.05", "--only", "seed=1")
+    assert len(dry.stdout.splitlines()) == 2  # lr 0.05 x 2 momenta x seed 1
+    messages: list[str] = []
+    only = parse_filters(["lr=0.05", "momentum=0.9,0.5", "seed=1"])
+    counts = run_study(load_study(study), db, log=messages.append, only=only)
+    assert (counts["done"], counts["left"]) == (2, 6)
+    assert any("0 already finished, 2 to run (6 more left for later" in m for m in messages)
+    with Store(db) as store:
+        done = [r for r in store.runs("tiny") if r.status == "done"]
+        assert {(r.config.lr, r.config.seed) for r in done} == {(0.05, 1)}
+    assert run_study(load_study(study), db, log=lambda m: None)["done"] == 8  # the rest, later
+    bad = run_cli("study", "run", study, "--db", str(db), "--only", "lr=0.3", check=False)
+    assert bad.returncode == 2 and "--only matches no run of 'tiny'" in bad.stderr
+    assert "lr in 0.01, 0.05" in bad.stderr
+    bad = run_cli("study", "run", study, "--only", "depth=3", check=False)
+    assert bad.returncode == 2 and "--only: unknown field 'depth'" in bad.stderr
 
 
 def test_failing_run_is_recorded_and_study_goes_on(tmp_path: Path) -> None:

@@ -44,6 +44,7 @@ EXTRAS = {
 }
 
 EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a tool cut off by `head`
 # The order --help lists the commands in: a run, a study, its results, compression.
 ORDER = ("info", "train", "evaluate", "study", "reproduce", "results", "report", "compress",
          "export", "bench-infer")  # fmt: skip
@@ -106,6 +107,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"interrupted: {RESUME.get(args.command, RESUME[None])}", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # the reader went away (`| head`): stop quietly, as Unix tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     except Exception as err:
         if debug:
             raise

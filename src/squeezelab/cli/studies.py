@@ -71,6 +71,14 @@ def _study_args(p: argparse.ArgumentParser) -> None:
     add_store_flag(run)
     run.add_argument("--runs-dir", help="where run directories go (default: beside the db)")
     run.add_argument("--dry-run", action="store_true", help="list the runs, run nothing")
+    run.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE[,VALUE]",
+        help="run only the study's runs with these field values (repeatable; all must match), "
+        "e.g. --only model=squeezenet1_0 --only seed=0,1; the rest stay for a later call",
+    )
     add_execution_flags(run)
     status = sub.add_parser("status", help="done / running / failed / diverged / left per study")
     add_store_flag(status)
@@ -82,6 +90,7 @@ def _study_args(p: argparse.ArgumentParser) -> None:
 def study(args: argparse.Namespace) -> int:
     """Run, inspect and list declarative studies."""
     from ..studies import builtin_studies, load_study, parse_overrides, run_study
+    from ..studies.spec import parse_filters, select_runs
 
     if args.action == "list":
         for name in builtin_studies():
@@ -94,11 +103,15 @@ def study(args: argparse.Namespace) -> int:
     if args.data and "data" not in overrides:  # --set data=... is the more specific
         overrides["data"] = args.data
     spec = load_study(args.study).with_overrides(overrides)
+    only = parse_filters(args.only)
     if args.dry_run:
-        for cfg in spec.expand():
-            print(cfg.key(), {k: v for k, v in cfg.to_dict().items() if k in (*spec.axes, "seed")})
+        runs = spec.expand()
+        rows = [c.to_dict() for c in runs]  # show what differs between the study's runs
+        shown = [k for k in rows[0] if len({str(r[k]) for r in rows}) > 1] if rows else []
+        for cfg in select_runs(runs, only, spec.name) if only else runs:
+            print(cfg.key(), {k: getattr(cfg, k) for k in shown})
         return 0
-    counts = run_study(spec, args.db, runs_dir=args.runs_dir, **execution(args))
+    counts = run_study(spec, args.db, runs_dir=args.runs_dir, only=only, **execution(args))
     print(f"{spec.name}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     if counts["failed"]:
         print(

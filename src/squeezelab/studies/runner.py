@@ -25,7 +25,7 @@ from ..results.store import Heartbeat, owner_id
 from ..training.config import ConfigError, RunConfig, from_dict
 from ..training.layout import MODEL
 from .executors import RunTask, make_executor
-from .spec import BestOf, StudySpec
+from .spec import BestOf, StudySpec, select_runs
 
 Log = Callable[[str], None]
 
@@ -146,9 +146,12 @@ def run_study(
     runs_dir: str | Path | None = None,
     log: Log | None = None,
     keep_weights: bool = False,
+    only: dict[str, tuple[Any, ...]] | None = None,
 ) -> dict[str, int]:
     """Run every unfinished run of ``spec``; return the study's status counts.
 
+    ``only`` (field -> values) runs the part of the study whose runs match, leaving the rest
+    registered for a later call; source models always run (the runs may start from them).
     Unless ``keep_weights``, final weights are kept only where a later step needs them: the
     source models (transfer) and the best cell of each model (validation accuracy).
     """
@@ -170,14 +173,20 @@ def run_study(
         beat = Heartbeat(db, owner)
         try:
             runner = None
-            for stage in stages:  # source models first: the runs start from them
+            for i, stage in enumerate(stages):  # source models first: the runs start from them
                 status = store.statuses(spec.name)
                 todo = [(k, c) for k, c in stage if status.get(k) not in FINISHED]
                 if not stage:
                     continue
+                done, later = len(stage) - len(todo), ""
+                if only and i == 1:
+                    wanted = {id(c) for c in select_runs([c for _, c in stage], only, spec.name)}
+                    kept = [(k, c) for k, c in todo if id(c) in wanted]
+                    later = f" ({len(todo) - len(kept)} more left for later: not in --only)"
+                    todo = kept
                 log(
-                    f"{spec.name}: {len(stage)} runs, {len(stage) - len(todo)} already "
-                    f"finished, {len(todo)} to run"
+                    f"{spec.name}: {len(stage)} runs, {done} already finished, "
+                    f"{len(todo)} to run{later}"
                 )
                 if todo:
                     runner = runner or make_executor(executor, workers, address, runs_per_device)

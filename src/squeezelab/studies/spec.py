@@ -288,6 +288,32 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
     return out
 
 
+def parse_filters(items: list[str]) -> dict[str, tuple[Any, ...]]:
+    """Parse ``FIELD=VALUE[,VALUE...]`` strings (``--only``) into typed values per run field."""
+    out: dict[str, tuple[Any, ...]] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        name = name.strip().replace("-", "_")
+        if not sep or not value.strip():
+            raise ConfigError(f"--only {item!r}: expected FIELD=VALUE[,VALUE...]")
+        out[name] = tuple(coerce(name, v, "--only") for v in value.split(","))
+    return out
+
+
+def select_runs(
+    runs: list[RunConfig], filters: dict[str, tuple[Any, ...]], study: str
+) -> list[RunConfig]:
+    """The runs whose every filtered field takes one of its values; none matching is an error."""
+    chosen = [c for c in runs if all(getattr(c, k) in vs for k, vs in filters.items())]
+    if runs and not chosen:
+        have = {k: sorted({str(getattr(c, k)) for c in runs}) for k in filters}
+        raise ConfigError(
+            f"--only matches no run of {study!r}; its runs have "
+            + "; ".join(f"{k} in {', '.join(v)}" for k, v in have.items())
+        )
+    return chosen
+
+
 def parse_axis_value(name: str, value: Any, where: str) -> Any:
     """Coerce one axis value; ``init = "none"`` means training from scratch."""
     if name == "init" and value == "none":
