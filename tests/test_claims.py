@@ -425,6 +425,35 @@ def test_user_study_with_claims_gets_its_section(tmp_path: Path) -> None:
     assert "exactly +2.50" in claim["reason"]
 
 
+def test_one_study_run_at_two_budgets_is_reported_apart(tmp_path: Path) -> None:
+    """``study run X --set epochs=1`` then ``--set epochs=2`` into one store: two experiments,
+    two sections, two sets of claims, never one table averaging both budgets."""
+    db = tmp_path / "u.db"
+    with Store(db) as store:
+        for epochs in (1, 2):
+            spec = parse_study(USER_STUDY, "dropout-ablation").with_overrides({"epochs": epochs})
+            store.add_study(
+                spec.name,
+                {**dataclasses.asdict(spec), "notes": {}},
+                [(c.key(), c.to_dict(), "run") for c in spec.expand()],
+            )
+            for c in spec.expand():  # the longer budget: 20 points higher everywhere
+                acc = 20 * epochs + 100 * c.lr + 5 * c.dropout + c.seed * (1 + c.lr)
+                result = {"val_acc": acc, "test_acc": acc, "epochs": epochs, "diverged": False}
+                store.finish_run(c.key(), result, [{"epoch": 1, "val_acc": acc, "epoch_s": 1.0}])
+    summary = build_report(db, tmp_path / "r")
+    md = (tmp_path / "r" / "report.md").read_text()
+    assert "## My dropout study (epochs=1)" in md and "## My dropout study (epochs=2)" in md
+    one = md[md.index("(epochs=1)") : md.index("## My dropout study (epochs=2)")]
+    assert "As run: 12 runs, 1 epochs" in one and "| 0.05 | 25.52 |" in one  # not 35.52
+    claims = {c["id"]: c for c in summary["claims"] if c["rule"] == "chance"}
+    assert set(claims) == {"dropout [epochs=1]", "dropout [epochs=2]"}
+    assert {c["n"] for c in claims.values()} == {3}  # each budget's own 3 conditions
+    assert {c["family"] for c in claims.values()} == {"mine [epochs=1]", "mine [epochs=2]"}
+    csvs = {p.name for p in (tmp_path / "r").glob("table_dropout-ablation*.csv")}
+    assert csvs == {"table_dropout-ablation_epochs_1.csv", "table_dropout-ablation_epochs_2.csv"}
+
+
 def test_a_search_report_weighs_its_choice_and_claims_no_study_choice(tmp_path: Path) -> None:
     """A modern search's best-point table: no 'study's point' (the study chose nothing
     there), the choice weighed against seed noise, the diverged mark explained only if used."""

@@ -8,6 +8,7 @@ both divergence rules, Holm-corrected within each family). Built-in and user stu
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import statistics
 from collections import Counter
@@ -221,10 +222,23 @@ class ReportBuilder:
         if not runs:
             return
         spec = self.specs.get(name, {})
+        settings = protocol_groups(runs, spec)
+        for setting, members in settings.items():  # one section per budget the study ran at
+            self._study_section(name, spec, members, setting if len(settings) > 1 else "")
+
+    def _study_section(self, name: str, spec: dict, runs: list[dict], setting: str) -> None:
         report = report_from_dict(spec.get("report"))
-        s = Section(report.title or spec.get("description") or name)
+        tag = f"{name}_{_slug(setting)}" if setting else name  # file names stay apart
+        title = report.title or spec.get("description") or name
+        s = Section(f"{title} ({setting})" if setting else title)
         if spec.get("description"):
             s.text(self._description(spec, runs))
+        if setting:
+            s.text(
+                f"This store holds {name} run at several settings; this section is the runs "
+                f"with {setting}, apart from the others (their tables, best points and claims "
+                "are each their own)."
+            )
         notes = spec.get("notes", {})
         for key, text in (
             ("points_from", "Training points"),
@@ -233,13 +247,13 @@ class ReportBuilder:
             if notes.get(key):
                 s.text(f"{text}: {notes[key]}.")
         published = [r for t in report.published for r in published_runs(t)]
-        self.add_table(s, self._study_table(name, runs, report, spec, published))
+        self.add_table(s, self._study_table(tag, runs, report, spec, published))
         if report.best_by:
-            self._best(s, name, runs, report, published)
-        self._figures(s, name, runs, report, spec)
+            self._best(s, tag, runs, report, published)
+        self._figures(s, tag, runs, report, spec)
         if "curves" not in report.figures:
-            self._best_curves(s, name, runs, report.title or name)
-        self._collect_claims(name, spec, runs)
+            self._best_curves(s, tag, runs, report.title or name)
+        self._collect_claims(name, spec, runs, setting)
         self.sections.append(s)
 
     def _description(self, spec: dict, runs: list[dict]) -> str:
@@ -445,10 +459,20 @@ class ReportBuilder:
         metric = figures.curves_figure(best, curves, path, f"{title}: each model's best cell")
         s.figure(path, f"{title}: {metric} per epoch of each model's best cell (by validation).")
 
-    def _collect_claims(self, name: str, spec: dict, runs: list[dict]) -> None:
+    def _collect_claims(self, name: str, spec: dict, runs: list[dict], setting: str) -> None:
         claims = [claim_from_dict(c) for c in spec.get("claims", [])]
         if not claims:
             return
+        if setting:  # each setting is its own experiment: its own claims and Holm family
+            claims = [
+                dataclasses.replace(
+                    c,
+                    id=f"{c.id} [{setting}]",
+                    statement=f"{c.statement} [{setting}]",
+                    family=f"{c.family} [{setting}]",
+                )
+                for c in claims
+            ]
         sources = finished(self.store.runs(name, role="source"))
         src = (spec.get("notes") or {}).get("transfer_source", "")
         for c in claims:
@@ -688,6 +712,55 @@ class ReportBuilder:
             ),
         )
         self.sections.append(s)
+
+
+# Fields that set a run's budget or protocol rather than the condition a study compares: a
+# store holding one study run at two of these (``--set epochs=10``, then the declared 30)
+# holds two experiments, which one table must not average together.
+PROTOCOL_FIELDS = (
+    "data",
+    "epochs",
+    "train_subset",
+    "image_size",
+    "split_seed",
+    "val_fraction",
+    "test_fraction",
+    "precision",
+    "recipe",
+)
+
+
+def protocol_groups(runs: list[Any], spec: dict) -> dict[str, list[Any]]:
+    """The study's runs per setting of the protocol fields it does not itself vary.
+
+    One group (named "") when every run shares them; else one per setting, named by the
+    fields that differ (``epochs=10``), in sorted order.
+    """
+    best_of = spec.get("best_of") or {}
+    designed = {
+        *spec.get("axes", {}),
+        *(k for point in spec.get("points", ()) for k in point),
+        *best_of.get("group_by", ()),
+        *best_of.get("fields", ()),
+    }
+    fields = [
+        f
+        for f in PROTOCOL_FIELDS
+        if f not in designed and len({repr(r.config.get(f)) for r in runs}) > 1
+    ]
+    if not fields:
+        return {"": runs}
+    groups: dict[tuple, list[Any]] = {}
+    for r in runs:
+        groups.setdefault(tuple(r.config.get(f) for f in fields), []).append(r)
+    return {
+        ", ".join(f"{f}={v}" for f, v in zip(fields, values)): members
+        for values, members in sorted(groups.items(), key=lambda kv: repr(kv[0]))
+    }
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in text).strip("_")
 
 
 def _epochs(runs: list[dict]) -> str:
