@@ -437,7 +437,8 @@ def test_one_study_run_at_two_budgets_is_reported_apart(tmp_path: Path) -> None:
                 {**dataclasses.asdict(spec), "notes": {}},
                 [(c.key(), c.to_dict(), "run") for c in spec.expand()],
             )
-            for c in spec.expand():  # the longer budget: 20 points higher everywhere
+            # The longer budget: 20 points higher everywhere, and one run not finished yet.
+            for c in spec.expand()[: 12 - (epochs - 1)]:
                 acc = 20 * epochs + 100 * c.lr + 5 * c.dropout + c.seed * (1 + c.lr)
                 result = {"val_acc": acc, "test_acc": acc, "epochs": epochs, "diverged": False}
                 store.finish_run(c.key(), result, [{"epoch": 1, "val_acc": acc, "epoch_s": 1.0}])
@@ -445,7 +446,9 @@ def test_one_study_run_at_two_budgets_is_reported_apart(tmp_path: Path) -> None:
     md = (tmp_path / "r" / "report.md").read_text()
     assert "## My dropout study (epochs=1)" in md and "## My dropout study (epochs=2)" in md
     one = md[md.index("(epochs=1)") : md.index("## My dropout study (epochs=2)")]
-    assert "As run: 12 runs, 1 epochs" in one and "| 0.05 | 25.52 |" in one  # not 35.52
+    assert "As run: 12 runs, 1 epochs, 2 seed(s) per cell." in one
+    assert "| 0.05 | 25.52 |" in one  # not 35.52, the mean over both budgets
+    assert "; 1 of the 12 runs registered for it have not finished" in md
     claims = {c["id"]: c for c in summary["claims"] if c["rule"] == "chance"}
     assert set(claims) == {"dropout [epochs=1]", "dropout [epochs=2]"}
     assert {c["n"] for c in claims.values()} == {3}  # each budget's own 3 conditions

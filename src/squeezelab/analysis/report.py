@@ -218,21 +218,26 @@ class ReportBuilder:
     # --- one section per study ----------------------------------------------------------
 
     def study(self, name: str) -> None:
-        runs = finished(self.store.runs(name))
-        if not runs:
+        every = self.store.runs(name)
+        if not finished(every):
             return
         spec = self.specs.get(name, {})
-        settings = protocol_groups(runs, spec)
+        settings = protocol_groups(every, spec)
         for setting, members in settings.items():  # one section per budget the study ran at
-            self._study_section(name, spec, members, setting if len(settings) > 1 else "")
+            runs = finished(members)
+            if runs:
+                tag = setting if len(settings) > 1 else ""
+                self._study_section(name, spec, runs, tag, len(members))
 
-    def _study_section(self, name: str, spec: dict, runs: list[dict], setting: str) -> None:
+    def _study_section(
+        self, name: str, spec: dict, runs: list[dict], setting: str, declared: int
+    ) -> None:
         report = report_from_dict(spec.get("report"))
         tag = f"{name}_{_slug(setting)}" if setting else name  # file names stay apart
         title = report.title or spec.get("description") or name
         s = Section(f"{title} ({setting})" if setting else title)
         if spec.get("description"):
-            s.text(self._description(spec, runs))
+            s.text(self._description(spec, runs, declared))
         if setting:
             s.text(
                 f"This store holds {name} run at several settings; this section is the runs "
@@ -256,12 +261,19 @@ class ReportBuilder:
         self._collect_claims(name, spec, runs, setting)
         self.sections.append(s)
 
-    def _description(self, spec: dict, runs: list[dict]) -> str:
+    def _description(self, spec: dict, runs: list[dict], declared: int) -> str:
         epochs = sorted({r.config["epochs"] for r in runs})
         seeds = sorted({r.config["seed"] for r in runs})
+        missing = declared - len(runs)
         return (
             f"{spec['description']}. As run: {len(runs)} runs, "
-            f"{'/'.join(map(str, epochs))} epochs, {len(seeds)} seed(s) per cell."
+            f"{'/'.join(map(str, epochs))} epochs, {len(seeds)} seed(s) per cell"
+            + (
+                f"; {missing} of the {declared} runs registered for it have not finished "
+                "(`squeezelab study status`), so this section shows part of the study."
+                if missing
+                else "."
+            )
         )
 
     def _study_table(
