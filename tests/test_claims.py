@@ -481,6 +481,9 @@ def test_a_search_report_weighs_its_choice_and_claims_no_study_choice(tmp_path: 
     row = next(line for line in section.splitlines() if line.startswith("| SqueezeNet 1.0 |"))
     assert "batch_size=256, lr=0.2" in row and "| decided |" in row
     assert "diverged" not in section  # no seed diverged: no footnote for a mark never used
+    # Row fields print as given: label smoothing 0.1, not 0.10 (and an EMA decay of 0.999
+    # is not 1.00).
+    assert "| 0.0005 | 0.1 | True |" in section and "| 0.10 |" not in section
     with Store(db) as store:  # one seed diverges: now the mark is used and explained
         store.finish_run(runs[-1].key(), {"val_acc": None, "test_acc": None, "diverged": True}, [])
     build_report(db, tmp_path / "r")

@@ -327,7 +327,7 @@ class ReportBuilder:
                 if published
                 else ""
             ),
-            {c: "{:g}" for c in rows_by if c in ("lr", "momentum", "weight_decay")},
+            {c: "{:g}" for c in rows_by},  # 0.999 is not "1.00"
         )
 
     def _acc_cells(self, runs: list[dict]) -> list[Any]:
