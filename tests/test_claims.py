@@ -15,6 +15,7 @@ from squeezelab.analysis import build_report
 from squeezelab.analysis.claims import ClaimSpec, apply_holm, evaluate_claim
 from squeezelab.analysis.figures import mean_curve
 from squeezelab.analysis.published import published_runs
+from squeezelab.analysis.report import protocol_groups
 from squeezelab.analysis.selection import select_best, selection_margins
 from squeezelab.analysis.stats import least_significant_difference, welch_test
 from squeezelab.reproduce import plan_json, resolve
@@ -455,6 +456,15 @@ def test_one_study_run_at_two_budgets_is_reported_apart(tmp_path: Path) -> None:
     assert {c["family"] for c in claims.values()} == {"mine [epochs=1]", "mine [epochs=2]"}
     csvs = {p.name for p in (tmp_path / "r").glob("table_dropout-ablation*.csv")}
     assert csvs == {"table_dropout-ablation_epochs_1.csv", "table_dropout-ablation_epochs_2.csv"}
+
+
+def test_a_budget_the_study_varies_itself_is_not_split() -> None:
+    """Epochs as the study's own axis (or a point's field) is a condition, not a setting."""
+    runs = [_run(50.0, seed=s, epochs=e) for e in (1, 2) for s in (0, 1)]
+    assert list(protocol_groups(runs, {"axes": {"epochs": [1, 2]}})) == [""]
+    assert list(protocol_groups(runs, {"points": [{"epochs": 1}, {"epochs": 2}]})) == [""]
+    apart = protocol_groups(runs, {"axes": {"lr": [0.1]}})
+    assert {k: len(v) for k, v in apart.items()} == {"epochs=1": 2, "epochs=2": 2}
 
 
 def test_a_search_report_weighs_its_choice_and_claims_no_study_choice(tmp_path: Path) -> None:
