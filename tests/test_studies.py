@@ -149,6 +149,10 @@ def test_study_runs_resumes_and_stores_everything(tmp_path: Path) -> None:
 def test_only_runs_part_of_a_study_and_leaves_the_rest(tmp_path: Path) -> None:
     """``--only``: the matching runs now, the others registered as left for a later call."""
     study, db = str(_tiny_study(tmp_path)), tmp_path / "s.db"
+    with pytest.raises(ConfigError, match="--only matches no run of 'tiny'"):
+        run_study(load_study(study), db, log=lambda m: None, only=parse_filters(["lr=0.3"]))
+    with Store(db) as store:  # refused before anything was registered or trained
+        assert "tiny" not in store.studies()
     dry = run_cli("study", "run", study, "--dry-run", "--only", "lr=0.05", "--only", "seed=1")
     assert len(dry.stdout.splitlines()) == 2  # lr 0.05 x 2 momenta x seed 1
     messages: list[str] = []

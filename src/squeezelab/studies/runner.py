@@ -163,6 +163,8 @@ def run_study(
         spec_dict.pop("raw")  # the parsed fields say it all
         # Each run's key once (it may hash the data): (key, config) per stage.
         stages = [[(run_key(c), c) for c in stage] for stage in (sources, runs)]
+        # --only is checked before anything trains (a source model included).
+        chosen = {id(c) for c in select_runs(runs, only, spec.name)} if only else None
         entries = [
             (key, c.to_dict(), role)
             for stage, role in zip(stages, ("source", "run"))
@@ -173,15 +175,15 @@ def run_study(
         beat = Heartbeat(db, owner)
         try:
             runner = None
-            for i, stage in enumerate(stages):  # source models first: the runs start from them
+            # Source models first, and always: the runs start from them.
+            for stage, role in zip(stages, ("source", "run")):
                 status = store.statuses(spec.name)
                 todo = [(k, c) for k, c in stage if status.get(k) not in FINISHED]
                 if not stage:
                     continue
                 done, later = len(stage) - len(todo), ""
-                if only and i == 1:
-                    wanted = {id(c) for c in select_runs([c for _, c in stage], only, spec.name)}
-                    kept = [(k, c) for k, c in todo if id(c) in wanted]
+                if chosen is not None and role == "run":
+                    kept = [(k, c) for k, c in todo if id(c) in chosen]
                     later = f" ({len(todo) - len(kept)} more left for later: not in --only)"
                     todo = kept
                 log(

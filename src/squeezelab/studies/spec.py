@@ -274,10 +274,7 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
     """Parse ``FIELD=VALUE`` strings (``--set``) into typed values; ``seeds=0,1,2`` too."""
     out: dict[str, Any] = {}
     for item in items:
-        name, sep, value = item.partition("=")
-        name = name.strip().replace("-", "_")
-        if not sep:
-            raise ConfigError(f"--set {item!r}: expected FIELD=VALUE")
+        name, value = _assignment(item, "--set", "FIELD=VALUE")
         if name == "seeds":
             try:
                 out["seeds"] = [int(s) for s in value.split(",")]
@@ -292,12 +289,19 @@ def parse_filters(items: list[str]) -> dict[str, tuple[Any, ...]]:
     """Parse ``FIELD=VALUE[,VALUE...]`` strings (``--only``) into typed values per run field."""
     out: dict[str, tuple[Any, ...]] = {}
     for item in items:
-        name, sep, value = item.partition("=")
-        name = name.strip().replace("-", "_")
-        if not sep or not value.strip():
+        name, value = _assignment(item, "--only", "FIELD=VALUE[,VALUE...]")
+        if not value.strip():
             raise ConfigError(f"--only {item!r}: expected FIELD=VALUE[,VALUE...]")
         out[name] = tuple(coerce(name, v, "--only") for v in value.split(","))
     return out
+
+
+def _assignment(item: str, flag: str, form: str) -> tuple[str, str]:
+    """Split one ``FIELD=VALUE`` of a command-line flag; ``--set batch-size=...`` works too."""
+    name, sep, value = item.partition("=")
+    if not sep:
+        raise ConfigError(f"{flag} {item!r}: expected {form}")
+    return name.strip().replace("-", "_"), value
 
 
 def select_runs(
