@@ -53,7 +53,7 @@ def measure(
     from squeezelab.data import Batches, ImageSet, Preprocess
     from squeezelab.models import get_model
     from squeezelab.training.runtime import autocast, configure_backend
-    from squeezelab.training.step import train_step
+    from squeezelab.training.step import sgd, train_step
 
     torch.set_num_threads(threads)
     dev = torch.device(device)
@@ -62,7 +62,7 @@ def measure(
     options = {k: v for k, v in spec.items() if k != "model"}
     model = get_model(spec["model"], num_classes=10, **options)
     model = model.to(dev, memory_format=torch.channels_last)
-    opt = torch.optim.SGD(model.parameters(), lr=0.001, momentum=0.9)
+    opt = sgd(model.parameters(), dev, lr=0.001, momentum=0.9)
     rng = torch.Generator().manual_seed(0)
     n = 64 * 8
     pixels = torch.randint(0, 256, (n, 32, 32, 3), dtype=torch.uint8, generator=rng).numpy()

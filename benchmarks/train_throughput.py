@@ -28,7 +28,7 @@ from squeezelab.data import Batches, Preprocess, load_source, split_source, to_t
 from squeezelab.data.pipeline import MEAN, STD
 from squeezelab.models import get_model
 from squeezelab.training.runtime import resolve_precision
-from squeezelab.training.step import train_step
+from squeezelab.training.step import sgd, train_step
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared/datasets/cifar10-jpeg/train.tar.gz"
 
@@ -63,8 +63,8 @@ def time_steps(
     warmup: int,
 ) -> float:
     """Return images/s over ``steps`` training steps after ``warmup`` untimed ones."""
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     dev = torch.device("cpu")
+    opt = sgd(model.parameters(), dev, lr=0.01, momentum=0.9)
     model.train()
     times, seen = [], 0
     for i in range(warmup + steps):

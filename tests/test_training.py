@@ -23,6 +23,7 @@ from squeezelab.training import (
 )
 from squeezelab.training import loop as loop_module
 from squeezelab.training.schedules import lr_curve
+from squeezelab.training.step import sgd
 
 from .conftest import last_json, run_cli
 
@@ -366,3 +367,26 @@ def test_run_keys_of_stored_runs_never_change() -> None:
     assert from_dict({"model": "alexnet", "lr": 0.05}).key() == "5d329cd25e5ae8ba"
     cfg = {"batch_norm": True, "bypass": "simple", "data": "cifar10", "init": "imagenet"}
     assert from_dict(cfg).key() == "4ba13d90429d96e3"
+
+
+def test_sgd_is_fused_and_matches_the_per_operation_update() -> None:
+    cpu = torch.device("cpu")
+    torch.manual_seed(0)
+    start = [torch.randn(8, 3, 5, 5).contiguous(memory_format=torch.channels_last), torch.randn(8)]
+    grads = [[torch.randn_like(p) for p in start] for _ in range(5)]
+    kwargs = {"lr": 0.05, "momentum": 0.9, "weight_decay": 5e-4, "nesterov": True}
+    weights = {}
+    for name in ("fused", "reference"):
+        params = [p.clone().requires_grad_() for p in start]
+        if name == "fused":
+            opt = sgd(params, cpu, **kwargs)
+            assert opt.param_groups[0]["fused"]
+        else:
+            opt = torch.optim.SGD(params, foreach=False, **kwargs)
+        for step in grads:
+            for p, g in zip(params, step, strict=True):
+                p.grad = g.clone()
+            opt.step()
+        weights[name] = params
+    for a, b in zip(weights["fused"], weights["reference"], strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)

@@ -14,7 +14,7 @@ from ..data import Batches, Preprocess
 from ..training.config import RunConfig
 from ..training.loop import evaluate, load_splits
 from ..training.runtime import pick_device, resolve_precision
-from ..training.step import train_step
+from ..training.step import sgd, train_step
 
 
 class Tuner:
@@ -47,7 +47,7 @@ class Tuner:
         """
         model.to(self.dev).train()
         params = [p for p in model.parameters() if p.requires_grad]
-        opt = torch.optim.SGD(params, lr=lr, momentum=0.9, nesterov=True)
+        opt = sgd(params, self.dev, lr=lr, momentum=0.9, nesterov=True)
         gen = torch.Generator().manual_seed(self.cfg.seed)
         batches = Batches.of(
             self.splits.train, self.cfg.batch_size, self.pre, gen, augment=True, drop_last=True
