@@ -13,6 +13,7 @@ import pytest
 from squeezelab.results import Store, StoreError
 from squeezelab.studies import load_study, parse_study, run_study
 from squeezelab.studies.runner import run_key
+from squeezelab.studies.spec import parse_filters
 from squeezelab.training import ConfigError
 
 from .conftest import run_cli, write_jpeg_archive
@@ -176,6 +177,24 @@ def test_data_replaced_under_the_same_path_is_new_data(tmp_path: Path) -> None:
     assert first.isdisjoint(second)
     named = parse_study(STUDY, "n").expand()[0]
     assert run_key(named) == named.key()  # named sources keep the config's hash
+
+
+def test_dry_run_shows_the_stores_keys_and_what_is_left(tmp_path: Path) -> None:
+    """The keys a dry run prints are the store's (data files hashed in), each with its status."""
+    data = write_jpeg_archive(tmp_path / "imgs.tar.gz", per_class=6)
+    text = STUDY.replace('"synthetic:200"', f'"{data}"').replace("seeds = [0, 1]", "seeds = [0]")
+    study, db = tmp_path / "d.toml", tmp_path / "s.db"
+    study.write_text(text)
+    fresh = run_cli("study", "run", str(study), "--db", str(db), "--dry-run")
+    assert {line.split()[1] for line in fresh.stdout.splitlines()} == {"new"}
+    assert "0 already finished" in fresh.stderr and not db.exists()  # a dry run writes nothing
+    run_study(load_study(str(study)), db, log=lambda m: None, only=parse_filters(["lr=0.05"]))
+    dry = run_cli("study", "run", str(study), "--db", str(db), "--dry-run")
+    shown = {line.split()[0]: line.split()[1] for line in dry.stdout.splitlines()}
+    with Store(db) as store:
+        assert shown == store.statuses("d")
+    assert sorted(shown.values()) == ["done", "done", "pending", "pending"]
+    assert "d: 4 run(s), 2 already finished in" in dry.stderr and "2 to run" in dry.stderr
 
 
 def test_runs_of_an_older_release_resume_and_join_new_studies(tmp_path: Path) -> None:

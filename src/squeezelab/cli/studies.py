@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from .common import add_store_flag, command, print_json, require_store
 from .results import print_summary
+
+if TYPE_CHECKING:
+    from ..studies.spec import StudySpec
 
 STUDY_EXAMPLE = """examples:
   squeezelab study list
@@ -90,7 +94,7 @@ def _study_args(p: argparse.ArgumentParser) -> None:
 def study(args: argparse.Namespace) -> int:
     """Run, inspect and list declarative studies."""
     from ..studies import builtin_studies, load_study, parse_overrides, run_study
-    from ..studies.spec import parse_filters, select_runs
+    from ..studies.spec import parse_filters
 
     if args.action == "list":
         for name in builtin_studies():
@@ -105,12 +109,7 @@ def study(args: argparse.Namespace) -> int:
     spec = load_study(args.study).with_overrides(overrides)
     only = parse_filters(args.only)
     if args.dry_run:
-        runs = spec.expand()
-        rows = [c.to_dict() for c in runs]  # show what differs between the study's runs
-        shown = [k for k in rows[0] if len({str(r[k]) for r in rows}) > 1] if rows else []
-        for cfg in select_runs(runs, only, spec.name) if only else runs:
-            print(cfg.key(), {k: getattr(cfg, k) for k in shown})
-        return 0
+        return _dry_run(spec, only, args.db)
     counts = run_study(spec, args.db, runs_dir=args.runs_dir, only=only, **execution(args))
     print(f"{spec.name}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     if counts["failed"]:
@@ -120,6 +119,35 @@ def study(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
+    return 0
+
+
+def _dry_run(spec: StudySpec, only: dict[str, tuple[Any, ...]], db: str) -> int:
+    """Print each run's store key, its status in ``db`` (``new`` where the store has no such
+    run, or there is no store yet) and the fields that differ between the study's runs."""
+    from ..results import Store
+    from ..studies.runner import run_key
+    from ..studies.spec import select_runs
+
+    runs = spec.expand()
+    rows = [c.to_dict() for c in runs]  # show what differs between the study's runs
+    shown = [k for k in rows[0] if len({str(r[k]) for r in rows}) > 1] if rows else []
+    stored: dict[str, str] = {}
+    if Path(db).exists():
+        require_store(db)
+        with Store(db, readonly=True) as store:
+            stored = store.stored_statuses()
+    chosen = select_runs(runs, only, spec.name) if only else runs
+    keys = [run_key(cfg) for cfg in chosen]
+    for key, cfg in zip(keys, chosen, strict=True):
+        print(key, f"{stored.get(key, 'new'):9s}", {k: getattr(cfg, k) for k in shown})
+    done = sum(stored.get(key) == "done" for key in keys)
+    where = f"in {db}" if stored else f"({db} holds none)"
+    print(
+        f"{spec.name}: {len(keys)} run(s), {done} already finished {where}, "
+        f"{len(keys) - done} to run",
+        file=sys.stderr,
+    )
     return 0
 
 

@@ -356,6 +356,10 @@ class Store:
             history.setdefault(m["key"], []).append({k: m[k] for k in ("epoch", *METRICS)})
         return [_record(row, history.get(row["key"], [])) for row in rows]
 
+    def stored_statuses(self) -> dict[str, str]:
+        """Every stored run's status, by key, whichever studies it serves."""
+        return {r["key"]: r["status"] for r in self.conn.execute("SELECT key, status FROM runs")}
+
     def statuses(self, study: str) -> dict[str, str]:
         """Each of a study's runs' status, by key (no results or histories read)."""
         rows = self.conn.execute(
