@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Issue 14 on a lent GPU, in one call: the built-in `modern-compare` study (SqueezeNet 1.0,
-# 1.0 + BN, 1.1 and AlexNet at their modern recipes, 30 epochs x 5 seeds) on the shared JPEG
-# set, then its report. Everything comes back as one archive, $OUT/modern.tgz (the store,
+# 1.0 + BN, 1.1 and AlexNet at their modern recipes, 30 epochs x 5 seeds), then the search's
+# `modern-search-4` (plain SqueezeNet 1.0's rate at 30 epochs; its 0.05 cell is shared with
+# modern-compare), on the shared JPEG set, one store, then its report. STUDIES overrides
+# the list. Everything comes back as one archive, $OUT/modern.tgz (the store,
 # the report, the log), plus the report's claims as $OUT/claims.json.
 #
 # The data travels with the working tree (the device sees nothing outside it), so once, here:
@@ -10,7 +12,7 @@
 #   BUDGET=480 bash benchmarks/gpu_modern.sh
 # BUDGET (seconds) stops the study in time for the report: runs cut off are stored as
 # interrupted and the report says how many finished. A dry run on any machine:
-#   DATA=synthetic EXTRA="--set epochs=1 --set train_subset=256 --set seeds=0,1" \
+#   DATA=synthetic:100 EXTRA="--set epochs=1 --set seeds=0" \
 #       OUT=/tmp/gm bash benchmarks/gpu_modern.sh
 # No install step: the device has no package index, and its image already holds torch,
 # torchvision, scipy, matplotlib, safetensors and tqdm, so the sources run from src/.
@@ -25,16 +27,20 @@ mkdir -p "$OUT" "$WORK/report"
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 PY="${PYTHON:-python3}"
 
-if [ "$DATA" != synthetic ] && [ ! -e "$DATA" ]; then
+if [[ "$DATA" != synthetic* ]] && [ ! -e "$DATA" ]; then
     echo "gpu_modern.sh: no data at $DATA (copy the JPEG set there and carry .data)" >&2
     exit 2
 fi
 command -v nvidia-smi > /dev/null && nvidia-smi --query-gpu=name,memory.total --format=csv
 start=$(date +%s)
-timeout --signal=TERM --kill-after=30 "$BUDGET" "$PY" -m squeezelab study run modern-compare \
-    --data "$DATA" --db "$WORK/runs.db" --runs-dir "$WORK/runs" \
-    --runs-per-device "$PER_DEVICE" "${EXTRA[@]}" 2>&1 | tee "$WORK/study.log" | tail -40
-echo "study: exit ${PIPESTATUS[0]} after $(($(date +%s) - start)) s"
+for study in ${STUDIES:-modern-compare modern-search-4}; do
+    left=$((BUDGET - ($(date +%s) - start)))
+    [ "$left" -gt 30 ] || { echo "$study: no time left in BUDGET"; continue; }
+    timeout --signal=TERM --kill-after=30 "$left" "$PY" -m squeezelab study run "$study" \
+        --data "$DATA" --db "$WORK/runs.db" --runs-dir "$WORK/runs" \
+        --runs-per-device "$PER_DEVICE" "${EXTRA[@]}" 2>&1 | tee -a "$WORK/study.log" | tail -20
+    echo "$study: exit ${PIPESTATUS[0]} after $(($(date +%s) - start)) s"
+done
 "$PY" -m squeezelab study status --db "$WORK/runs.db"
 "$PY" -m squeezelab report --db "$WORK/runs.db" --out "$WORK/report" --json \
     > "$OUT/claims.json" 2> "$WORK/report.log"

@@ -67,3 +67,40 @@ def test_study_throughput_prints_rates_and_projections(tmp_path: Path) -> None:
     quick = out["presets"]["quick"]
     assert quick["runs"] == 44 and quick["run_epochs"] == 138
     assert quick["projected_h"] == min(quick["projected_h_alone"], quick["projected_h_packed"])
+
+
+@pytest.mark.slow
+def test_gpu_modern_script_runs_both_studies_into_one_archive(tmp_path: Path) -> None:
+    """The lent-GPU script, dry-run on synthetic data: one store holds modern-compare and the
+    search's stage 4, and the archive and the claims come back."""
+    import os
+    import subprocess
+    import tarfile
+
+    from squeezelab.results import Store
+
+    out = tmp_path / "out"
+    env = {
+        **os.environ,
+        "OUT": str(out),
+        "DATA": "synthetic:100",
+        "PER_DEVICE": "2",
+        "EXTRA": "--set epochs=1 --set seeds=0 --set image_size=64",
+    }
+    proc = subprocess.run(
+        ["bash", str(ROOT / "benchmarks" / "gpu_modern.sh")],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "modern-compare: exit 0" in proc.stdout and "modern-search-4: exit 0" in proc.stdout
+    with tarfile.open(out / "modern.tgz") as tar:
+        tar.extractall(tmp_path / "x", filter="data")
+    with Store(tmp_path / "x" / "runs.db") as store:
+        assert set(store.studies()) == {"modern-compare", "modern-search-4"}
+        assert len(store.runs("modern-compare")) == 4
+        shared = {r.key for r in store.runs("modern-compare")} & {
+            r.key for r in store.runs("modern-search-4")
+        }
+        assert len(shared) == 1  # stage 4's lr 0.05 cell is modern-compare's plain 1.0
+    claims = json.loads((out / "claims.json").read_text())
+    assert claims
