@@ -97,9 +97,11 @@ def study(args: argparse.Namespace) -> int:
     from ..studies.spec import parse_filters
 
     if args.action == "list":
-        for name in builtin_studies():
+        names = builtin_studies()
+        width = max(map(len, names), default=0)
+        for name in names:
             spec = load_study(name)
-            print(f"{name:14s} {len(spec.expand()):4d} runs  {spec.description}")
+            print(f"{name:{width}s} {len(spec.expand()):4d} runs  {spec.description}")
         return 0
     if args.action == "status":
         return _print_status(args.db, args.json)
@@ -161,9 +163,10 @@ def _print_status(db: str, as_json: bool) -> int:
         print_json(table)
         return 0
     columns = ("done", "running", "interrupted", "failed", "diverged", "left")
-    print(f"{'study':14s} " + " ".join(f"{c:>11s}" for c in columns))
+    width = max(map(len, ["study", *table]))
+    print(f"{'study':{width}s} " + " ".join(f"{c:>11s}" for c in columns))
     for name, c in table.items():
-        print(f"{name:14s} " + " ".join(f"{c[k]:11d}" for k in columns))
+        print(f"{name:{width}s} " + " ".join(f"{c[k]:11d}" for k in columns))
     if any(c["interrupted"] for c in table.values()):
         print("interrupted: their process died; `squeezelab study run` again resumes them")
     return 0
