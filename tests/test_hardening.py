@@ -195,6 +195,11 @@ def test_dry_run_shows_the_stores_keys_and_what_is_left(tmp_path: Path) -> None:
         assert shown == store.statuses("d")
     assert sorted(shown.values()) == ["done", "done", "pending", "pending"]
     assert "d: 4 run(s), 2 already finished in" in dry.stderr and "2 to run" in dry.stderr
+    with Store(db) as store:  # a diverged run is finished too: a run would not retrain it
+        pending = next(k for k, v in shown.items() if v == "pending")
+        store.conn.execute("UPDATE runs SET status='diverged' WHERE key=?", (pending,))
+    dry = run_cli("study", "run", str(study), "--db", str(db), "--dry-run")
+    assert "3 already finished" in dry.stderr and "1 to run" in dry.stderr
 
 
 def test_runs_of_an_older_release_resume_and_join_new_studies(tmp_path: Path) -> None:

@@ -128,7 +128,7 @@ def _dry_run(spec: StudySpec, only: dict[str, tuple[Any, ...]], db: str) -> int:
     """Print each run's store key, its status in ``db`` (``new`` where the store has no such
     run, or there is no store yet) and the fields that differ between the study's runs."""
     from ..results import Store
-    from ..studies.runner import run_key
+    from ..studies.runner import FINISHED, run_key
     from ..studies.spec import select_runs
 
     runs = spec.expand()
@@ -143,7 +143,7 @@ def _dry_run(spec: StudySpec, only: dict[str, tuple[Any, ...]], db: str) -> int:
     keys = [run_key(cfg) for cfg in chosen]
     for key, cfg in zip(keys, chosen, strict=True):
         print(key, f"{stored.get(key, 'new'):9s}", {k: getattr(cfg, k) for k in shown})
-    done = sum(stored.get(key) == "done" for key in keys)
+    done = sum(stored.get(key) in FINISHED for key in keys)  # as the run itself counts them
     where = f"in {db}" if stored else f"({db} holds none)"
     print(
         f"{spec.name}: {len(keys)} run(s), {done} already finished {where}, "

@@ -324,8 +324,8 @@ def _match_parameter_layouts(optimizer: torch.optim.Optimizer) -> None:
         for param in group["params"]:
             state = optimizer.state.get(param, {})
             for key, value in state.items():
-                mismatched = torch.is_tensor(value) and value.shape == param.shape
-                if mismatched and value.stride() != param.stride():
+                per_weight = torch.is_tensor(value) and value.shape == param.shape
+                if per_weight and value.stride() != param.stride():
                     state[key] = torch.empty_like(param, dtype=value.dtype).copy_(value)
 
 
