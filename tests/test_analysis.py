@@ -311,13 +311,17 @@ def test_reproduce_quick_on_tiny_synthetic(tmp_path: Path) -> None:
          "images, 89% of its grid's"),
         (3, 2_000, "these runs are far shorter than the study's: at most 3 epochs on 2,000 "
          "images, 1% of its grid's"),
+        (30, 40_000, "these runs train on fewer images than the study's, for longer: at most "
+         "30 epochs on 40,000 images, 267% of its grid's"),
     ],
 )  # fmt: skip
-def test_report_says_how_much_shorter_the_runs_are(
+def test_report_says_how_the_runs_budget_differs_from_the_studys(
     tmp_path: Path, epochs: int, images: int, says: str
 ) -> None:
     with Store(tmp_path / "b.db") as s:
         for seed in (0, 1):
             _add(s, "x", RunConfig(epochs=epochs, train_subset=images, seed=seed), 50.0 + seed)
     build_report(tmp_path / "b.db", tmp_path / "r")
-    assert says in (tmp_path / "r" / "report.md").read_text()
+    md = (tmp_path / "r" / "report.md").read_text()
+    assert says in md
+    assert ("shorter than the study's" in md) == (epochs * images < 10 * 45_000)

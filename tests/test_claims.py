@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import math
 import warnings
@@ -500,3 +501,34 @@ def test_a_search_report_weighs_its_choice_and_claims_no_study_choice(tmp_path: 
     md = (tmp_path / "r" / "report.md").read_text()
     section = md[md.index("## The modern recipe's search, stage 3") :]
     assert "† at least one seed diverged" in section
+
+
+def test_a_study_table_shows_what_each_row_ran_and_its_spread(tmp_path: Path) -> None:
+    """modern-compare sets the learning rate per model through its recipe: the table shows it
+    beside each row, the fields every run shares above it, and each row's seed SD."""
+    spec = load_study("modern-compare")
+    db = tmp_path / "m.db"
+    runs = spec.expand()
+    with Store(db) as store:
+        store.add_study(
+            spec.name,
+            {**dataclasses.asdict(spec), "notes": {}},
+            [(c.key(), c.to_dict(), "run") for c in runs],
+        )
+        for c in runs:
+            if c.seed < 2:
+                acc = 80.0 + 2.0 * c.seed  # SD over seeds 0 and 1: sqrt(2) = 1.41
+                result = {"val_acc": acc, "test_acc": acc, "epochs": 30, "diverged": False}
+                store.finish_run(c.key(), result, [{"epoch": 1, "val_acc": acc, "epoch_s": 1.0}])
+    build_report(db, tmp_path / "r")
+    md = (tmp_path / "r" / "report.md").read_text()
+    section = md[md.index("## The study's question, each network trained well") :]
+    section = section[: section.index("\n## ")]
+    assert "Every run here: recipe modern@1, epochs 30, batch_size 128, image_size 64" in section
+    assert "| model | batch_norm | lr | test acc (%) | SD | 95% CI | n |" in section
+    assert "| squeezenet1_0 | True | 0.1 | 81.00 | 1.41 |" in section
+    assert "| alexnet | False | 0.05 | 81.00 | 1.41 |" in section
+    assert "lr: set per row" in section
+    with (tmp_path / "r" / "table_modern-compare.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert {(r["model"], r["lr"]) for r in rows} >= {("squeezenet1_0", "0.1"), ("alexnet", "0.05")}

@@ -50,6 +50,21 @@ from .tables import (
 )
 
 PLAIN_EPOCHS, PLAIN_IMAGES = 10, 45_000  # the study's grid: 10 epochs over 45,000 images
+# Run fields that make a recipe, named in each study section when all its runs share them.
+TRAINING_FIELDS = (
+    "recipe",
+    "epochs",
+    "batch_size",
+    "image_size",
+    "scheduler",
+    "lr",
+    "momentum",
+    "nesterov",
+    "weight_decay",
+    "label_smoothing",
+    "ema_decay",
+    "tta_flip",
+)
 
 
 @dataclass
@@ -125,20 +140,28 @@ class ReportBuilder:
             + (", ".join(f"{k:,}" for k in sorted(images)) if images else "not recorded")
             + f". {len(runs)} finished runs; chance accuracy {self.chance:g}%."
         )
-        short = epochs and max(epochs) < PLAIN_EPOCHS
-        small = images and max(images) < PLAIN_IMAGES
         synthetic = any(str(d).startswith("synthetic") for d in data)
         limits = []
-        if short or small:
-            share = (max(epochs) / PLAIN_EPOCHS) * ((max(images) / PLAIN_IMAGES) if images else 1.0)
-            limits.append(
-                f"these runs are {'far ' if share < 0.5 else ''}shorter than the study's: at "
-                f"most {max(epochs)} epochs on "
-                + (f"{max(images):,}" if images else "an unrecorded number of")
+        if epochs:
+            most_epochs, most_images = max(epochs), (max(images) if images else None)
+            share = (most_epochs / PLAIN_EPOCHS) * ((most_images or PLAIN_IMAGES) / PLAIN_IMAGES)
+            budget = (
+                f"at most {most_epochs} epochs on "
+                + (f"{most_images:,}" if most_images else "an unrecorded number of")
                 + f" images, {share:.0%} of its grid's 10 epochs on 45,000 (and its comparison "
-                "ran 50 epochs), so their verdicts speak about this budget, not about the "
-                "study's question"
+                "ran 50 epochs)"
             )
+            if share < 1:
+                limits.append(
+                    f"these runs are {'far ' if share < 0.5 else ''}shorter than the study's: "
+                    f"{budget}, so their verdicts speak about this budget, not about the "
+                    "study's question"
+                )
+            elif most_images and most_images < PLAIN_IMAGES:
+                limits.append(
+                    f"these runs train on fewer images than the study's, for longer: {budget}, "
+                    "so their accuracies are not the study's to compare one for one"
+                )
         if synthetic:
             limits.append(
                 "synthetic data is not CIFAR-10: it exercises the machinery and the tests, "
@@ -238,6 +261,9 @@ class ReportBuilder:
         s = Section(f"{title} ({setting})" if setting else title)
         if spec.get("description"):
             s.text(self._description(spec, runs, declared))
+        common = _common_training_fields(runs)
+        if common:
+            s.text("Every run here: " + ", ".join(f"{k} {v}" for k, v in common.items()) + ".")
         if setting:
             s.text(
                 f"This store holds {name} run at several settings; this section is the runs "
@@ -288,15 +314,17 @@ class ReportBuilder:
             for r in runs:
                 shown.setdefault(condition_value(column, r.config[column]), r.config[column])
         col_values = sorted(shown, key=str)
-        cols = list(rows_by)
+        cells = group(runs, rows_by)
+        per_row = _per_row_fields(cells.values(), [*rows_by, column, "seed"])
+        cols = [*rows_by, *per_row]
         for cv in col_values:
             head = f"{value_label(column, shown[cv])}: " if column else ""
-            cols += [f"{head}test acc (%)", f"{head}95% CI", f"{head}n"]
+            cols += [f"{head}test acc (%)", f"{head}SD", f"{head}95% CI", f"{head}n"]
             if published:
                 cols += [f"{head}study (%)", f"{head}ours - study"]
         rows = []
-        for cell, members in group(runs, rows_by).items():
-            row: list[Any] = list(cell)
+        for cell, members in cells.items():
+            row: list[Any] = [*cell, *(members[0].config[f] for f in per_row)]
             for cv in col_values:
                 sub = [
                     r
@@ -320,24 +348,30 @@ class ReportBuilder:
                 if any(r.status == "diverged" for r in runs)
                 else ""
             )
-            + "CI: 95% t interval over seeds (n > 1)."
+            + "SD: the seeds' sample standard deviation; CI: 95% t interval over seeds (n > 1)."
+            + (
+                f" {', '.join(per_row)}: set per row (by the study file's points or by a recipe), "
+                "the same for every seed of a row."
+                if per_row
+                else ""
+            )
             + (
                 " study: the published value after 10 epochs on 45,000 images ('nan' = diverged "
                 f"in the study); these runs trained {_epochs(runs)} epochs."
                 if published
                 else ""
             ),
-            {c: "{:g}" for c in rows_by},  # 0.999 is not "1.00"
+            {c: "{:g}" for c in [*rows_by, *per_row]},  # 0.999 is not "1.00"
         )
 
     def _acc_cells(self, runs: list[dict]) -> list[Any]:
         values = [r.result.test_acc for r in runs if r.result.test_acc is not None]
         if not values:
-            return [None, None, 0]
+            return [None, None, None, 0]
         sm = summarize(values)
         mean = f"{sm.mean:.2f}{DIVERGED}" if any(r.status == "diverged" for r in runs) else sm.mean
         ci = f"{sm.ci_low:.2f} to {sm.ci_high:.2f}" if sm.n > 1 else None
-        return [mean, ci, sm.n]
+        return [mean, sm.sd if sm.n > 1 else None, ci, sm.n]
 
     def _best(
         self, s: Section, name: str, runs: list[dict], report: ReportSpec, published: list[dict]
@@ -769,6 +803,33 @@ def protocol_groups(runs: list[Any], spec: dict) -> dict[str, list[Any]]:
         ", ".join(f"{f}={v}" for f, v in zip(fields, values)): members
         for values, members in sorted(groups.items(), key=lambda kv: repr(kv[0]))
     }
+
+
+def _common_training_fields(runs: list[dict]) -> dict[str, Any]:
+    """The training fields every run shares (by :data:`TRAINING_FIELDS`), to say what ran."""
+    common = {}
+    for f in TRAINING_FIELDS:
+        values = {repr(r.config.get(f)) for r in runs}
+        if len(values) == 1 and runs[0].config.get(f) is not None:
+            common[f] = runs[0].config[f]
+    return common
+
+
+def _per_row_fields(cells: Any, shown: list[str | None]) -> list[str]:
+    """Run fields, beyond ``shown``, that differ between rows but not within one.
+
+    A study's table groups its runs by its row fields; a field its points or a recipe set per
+    row (modern-compare's learning rate per model, say) is part of what each row ran, so it is
+    shown beside them. A field that also varies within a row is not one row's value.
+    """
+    cells = list(cells)
+    names = sorted({f for members in cells for r in members for f in r.config} - set(shown))
+    keep = []
+    for f in names:
+        per_cell = [{repr(r.config.get(f)) for r in members} for members in cells]
+        if all(len(v) == 1 for v in per_cell) and len(set().union(*per_cell)) > 1:
+            keep.append(f)
+    return keep
 
 
 def _slug(text: str) -> str:
