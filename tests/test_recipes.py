@@ -17,7 +17,7 @@ from squeezelab.training import loop as loop_module
 from squeezelab.training.loop import evaluate
 from squeezelab.training.recipes import recipe_fields, recipes
 
-from .conftest import run_cli
+from .conftest import last_json, run_cli
 
 TINY = {"data": "synthetic:100", "image_size": 32, "batch_size": 32, "epochs": 1}
 
@@ -180,3 +180,23 @@ def test_flip_tta_averages_the_logits_of_each_image_and_its_mirror() -> None:
     assert loss == pytest.approx(torch.nn.functional.cross_entropy(logits, labels).item(), rel=1e-5)
     plain = evaluate(model, batches, torch.device("cpu"), "fp32")
     assert plain[0] != pytest.approx(loss)  # the mirror images do change the logits
+
+
+def test_train_dry_run_names_where_each_field_comes_from(tmp_path: Path) -> None:
+    """`train --dry-run` resolves the recipe as a real run would, says which fields a flag,
+    the recipe or the default set, and writes nothing."""
+    out = tmp_path / "run"
+    args = ("train", "--recipe", "modern", "--batch-norm", "--epochs", "20", "--out", str(out))
+    shown = last_json(run_cli(*args, "--dry-run", "--json").stdout)
+    config, source = shown["config"], shown["from"]
+    assert config["recipe"] == "modern@1" and config["lr"] == 0.1 and config["epochs"] == 20
+    assert source["epochs"] == "flag" and source["batch_norm"] == "flag"
+    assert source["lr"] == "recipe" and source["scheduler"] == "recipe"
+    assert source["seed"] == "default" and source["step_size"] == "default"
+    assert not out.exists()
+    text = run_cli(*args, "--dry-run").stdout
+    assert "recipe modern@1" in text and "nothing trained or written" in text
+    assert any(line.split() == ["lr", "0.1", "recipe"] for line in text.splitlines())
+    refused = run_cli(*args, "--dry-run", "--resume", check=False)
+    assert refused.returncode != 0 and "--resume" in refused.stderr
+    assert "Traceback" not in refused.stderr and not out.exists()

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
+from ..errors import ConfigError
 from .common import EXIT_USAGE, add_config_flags, command, config_from_args, print_json
 
 
@@ -66,12 +68,41 @@ def _train_args(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="keep the resume checkpoint (weights + optimizer state) after the run finishes",
     )
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print every field the run would use and where it comes from (flag, recipe or "
+        "default); train nothing, write nothing",
+    )
     p.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
 TRAIN_EXAMPLE = """examples:
   squeezelab train --model squeezenet1_0 --batch-norm --data synthetic --epochs 3 --out runs/sq-bn
-  squeezelab train --out runs/sq-bn --resume   # continue an interrupted run"""
+  squeezelab train --out runs/sq-bn --resume   # continue an interrupted run
+  squeezelab train --recipe modern --batch-norm --out runs/m --dry-run   # what would it run?"""
+
+
+def _show_fields(args: argparse.Namespace, cfg: Any) -> int:
+    """Print each field of ``cfg`` and where it came from: a flag, the recipe or the default."""
+    from ..training.config import field_names
+    from ..training.recipes import recipe_fields
+
+    given = {n for n in field_names() if getattr(args, n, None) is not None}
+    by_recipe = set(recipe_fields(cfg.recipe, cfg.model, cfg.batch_norm)) - given
+    values = cfg.to_dict()
+    source = {
+        n: "flag" if n in given else "recipe" if n in by_recipe else "default" for n in values
+    }
+    if args.json:
+        print_json({"config": values, "from": source})
+        return 0
+    print(f"a {cfg.model} run at recipe {cfg.recipe} (dry run: nothing trained or written)")
+    name_w = max(map(len, values))
+    value_w = max(len(str(v)) for v in values.values())
+    for n, v in values.items():
+        print(f"  {n:<{name_w}}  {v!s:<{value_w}}  {source[n]}")
+    return 0
 
 
 @command("train", _train_args, TRAIN_EXAMPLE)
@@ -83,6 +114,13 @@ def train(args: argparse.Namespace) -> int:
     from ..training.layout import CHECKPOINT, RESULT
 
     cfg = config_from_args(args)
+    if args.dry_run:
+        if args.resume:
+            raise ConfigError(
+                "--dry-run shows a new run's fields; a run continued with --resume keeps its "
+                f"own, in {Path(args.out) / 'config.json'}"
+            )
+        return _show_fields(args, cfg)
     out = Path(args.out)
     if args.resume and not ((out / CHECKPOINT).is_file() or (out / RESULT).is_file()):
         raise RunDirError(
