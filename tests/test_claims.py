@@ -6,7 +6,9 @@ import csv
 import dataclasses
 import math
 import warnings
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -468,11 +470,10 @@ def test_a_budget_the_study_varies_itself_is_not_split() -> None:
     assert {k: len(v) for k, v in apart.items()} == {"epochs=1": 2, "epochs=2": 2}
 
 
-def test_a_search_report_weighs_its_choice_and_claims_no_study_choice(tmp_path: Path) -> None:
-    """A modern search's best-point table: no 'study's point' (the study chose nothing
-    there), the choice weighed against seed noise, the diverged mark explained only if used."""
-    spec = load_study("modern-search-3")
-    db = tmp_path / "s.db"
+def _store_builtin(db: Path, name: str, accuracy: Callable[[Any], float | None]) -> list:
+    """A store holding built-in study ``name``, each run finished at ``accuracy(config)``
+    (validation and test alike; None leaves the run unfinished). Returns the study's runs."""
+    spec = load_study(name)
     runs = spec.expand()
     with Store(db) as store:
         store.add_study(
@@ -480,10 +481,24 @@ def test_a_search_report_weighs_its_choice_and_claims_no_study_choice(tmp_path: 
             {**dataclasses.asdict(spec), "notes": {}},
             [(c.key(), c.to_dict(), "run") for c in runs],
         )
-        for c in runs:  # batch 256 wins by far; the rest are within a point of each other
-            acc = (90.0 if c.batch_size == 256 else 79.0 + 0.1 * c.label_smoothing) + c.seed
-            result = {"val_acc": acc, "test_acc": acc, "epochs": 10, "diverged": False}
-            store.finish_run(c.key(), result, [{"epoch": 1, "val_acc": acc, "epoch_s": 1.0}])
+        for c in runs:
+            acc = accuracy(c)
+            if acc is not None:
+                result = {"val_acc": acc, "test_acc": acc, "epochs": c.epochs, "diverged": False}
+                store.finish_run(c.key(), result, [{"epoch": 1, "val_acc": acc, "epoch_s": 1.0}])
+    return runs
+
+
+def test_a_search_report_weighs_its_choice_and_claims_no_study_choice(tmp_path: Path) -> None:
+    """A modern search's best-point table: no 'study's point' (the study chose nothing
+    there), the choice weighed against seed noise, the diverged mark explained only if used."""
+    db = tmp_path / "s.db"
+    # batch 256 wins by far; the rest are within a point of each other
+    runs = _store_builtin(
+        db,
+        "modern-search-3",
+        lambda c: (90.0 if c.batch_size == 256 else 79.0 + 0.1 * c.label_smoothing) + c.seed,
+    )
     build_report(db, tmp_path / "r")
     md = (tmp_path / "r" / "report.md").read_text()
     section = md[md.index("## The modern recipe's search, stage 3") :]
@@ -506,20 +521,9 @@ def test_a_search_report_weighs_its_choice_and_claims_no_study_choice(tmp_path: 
 def test_a_study_table_shows_what_each_row_ran_and_its_spread(tmp_path: Path) -> None:
     """modern-compare sets the learning rate per model through its recipe: the table shows it
     beside each row, the fields every run shares above it, and each row's seed SD."""
-    spec = load_study("modern-compare")
     db = tmp_path / "m.db"
-    runs = spec.expand()
-    with Store(db) as store:
-        store.add_study(
-            spec.name,
-            {**dataclasses.asdict(spec), "notes": {}},
-            [(c.key(), c.to_dict(), "run") for c in runs],
-        )
-        for c in runs:
-            if c.seed < 2:
-                acc = 80.0 + 2.0 * c.seed  # SD over seeds 0 and 1: sqrt(2) = 1.41
-                result = {"val_acc": acc, "test_acc": acc, "epochs": 30, "diverged": False}
-                store.finish_run(c.key(), result, [{"epoch": 1, "val_acc": acc, "epoch_s": 1.0}])
+    # seeds 0 and 1 finished (SD over them: sqrt(2) = 1.41), the rest left
+    _store_builtin(db, "modern-compare", lambda c: 80.0 + 2.0 * c.seed if c.seed < 2 else None)
     build_report(db, tmp_path / "r")
     md = (tmp_path / "r" / "report.md").read_text()
     section = md[md.index("## The study's question, each network trained well") :]
