@@ -325,3 +325,22 @@ def test_report_says_how_the_runs_budget_differs_from_the_studys(
     md = (tmp_path / "r" / "report.md").read_text()
     assert says in md
     assert ("shorter than the study's" in md) == (epochs * images < 10 * 45_000)
+
+
+def test_model_size_table_reports_the_best_cell_over_its_seeds_not_the_luckiest_seed(
+    tmp_path: Path,
+) -> None:
+    """One lucky seed (90%) in a cell whose other seed failed (30%) must not stand for the
+    model: the table takes the cell with the best mean validation accuracy (65 vs 60) and
+    reports its seeds' mean, SD and interval."""
+    with Store(tmp_path / "m.db") as s:
+        for lr, accs in ((0.1, (60.0, 70.0)), (0.01, (90.0, 30.0))):
+            for seed, acc in enumerate(accs):
+                _add(s, "x", RunConfig(lr=lr, seed=seed), acc)
+    build_report(tmp_path / "m.db", tmp_path / "r")
+    (row,) = _csv(tmp_path / "r" / "model_size.csv")
+    assert row["Model"] == "SqueezeNet 1.0" and float(row["Test acc (%)"]) == 65.0
+    assert float(row["SD"]) == pytest.approx(math.sqrt(50.0))
+    assert row["n (seeds)"] == "2" and row["Plain runs"] == "4"
+    low, high = (float(v) for v in row["95% CI"].split(" to "))
+    assert low < 65.0 < high

@@ -36,6 +36,7 @@ from .selection import (
     num_classes_of,
     select_best,
     selection_margins,
+    varying_fields,
 )
 from .stats import summarize
 from .tables import (
@@ -717,7 +718,12 @@ class ReportBuilder:
         self.sections.append(s)
 
     def model_sizes(self) -> None:
-        """Each architecture at its plain configuration beside the best plain run's accuracy."""
+        """Each architecture at its plain configuration beside its best plain cell's accuracy.
+
+        The best cell (a point, its seeds together) is chosen on mean validation accuracy as
+        everywhere else, and its seeds' test accuracies are summarized: choosing the luckiest
+        single seed on validation would report that seed's luck as the model's accuracy.
+        """
         runs = [r for r in finished(self.store.runs()) if r.config.get("init") is None]
         if not runs:
             return
@@ -731,29 +737,41 @@ class ReportBuilder:
                 if r.config["model"] == model
                 and r.config["image_size"] == size
                 and self.params_of(r.config) == params
-                and r.result.test_acc is not None
             ]
-            best = max(plain, key=lambda r: r.result.val_acc or -1.0) if plain else None
-            rows.append(
-                [
-                    label(model),
-                    params,
-                    params * 4 / 1e6,
-                    macs / 1e6,
-                    best.result.test_acc if best else None,
-                    len(plain),
-                ]
-            )
+            accuracy: list[Any] = [None, None, None, 0, 0]
+            if plain:
+                ((_, _, members),) = select_best(plain, ["model"], varying_fields(plain))
+                mean, sd, ci, n = self._acc_cells(members)
+                accuracy = [mean, sd, ci, n, len(plain)]
+            rows.append([label(model), params, params * 4 / 1e6, macs / 1e6, *accuracy])
         s = Section("Model size and accuracy")
         self.add_table(
             s,
             Table(
                 "model_size",
                 f"Plain architectures ({self.num_classes} classes, {size}x{size}, trained from "
-                "scratch): size, and the test accuracy of the plain run with the best "
-                "validation accuracy",
-                ["Model", "Parameters", "Size (MB)", "MACs (M)", "Test acc (%)", "Plain runs"],
+                "scratch): size, and the test accuracy of the plain cell (a point, over its "
+                "seeds) with the best mean validation accuracy",
+                [
+                    "Model",
+                    "Parameters",
+                    "Size (MB)",
+                    "MACs (M)",
+                    "Test acc (%)",
+                    "SD",
+                    "95% CI",
+                    "n (seeds)",
+                    "Plain runs",
+                ],
                 rows,
+                (
+                    f"{DIVERGED} at least one seed of the cell diverged (counted at chance, "
+                    f"{self.chance:g}%). "
+                    if any(isinstance(row[4], str) for row in rows)
+                    else ""
+                )
+                + "Plain runs: every run of the plain architecture, whatever its training "
+                "point; the cell is chosen among them on validation accuracy only.",
                 formats={"Parameters": "{:,}", "Size (MB)": "{:.2f}", "MACs (M)": "{:.1f}"},
             ),
         )
