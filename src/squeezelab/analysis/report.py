@@ -290,11 +290,15 @@ class ReportBuilder:
 
     def _description(self, spec: dict, runs: list[dict], declared: int) -> str:
         epochs = sorted({r.config["epochs"] for r in runs})
-        seeds = sorted({r.config["seed"] for r in runs})
+        per_cell = Counter(
+            tuple(sorted((k, repr(v)) for k, v in r.config.items() if k != "seed")) for r in runs
+        ).values()
+        fewest, most = min(per_cell), max(per_cell)
+        seeds = f"{fewest}" if fewest == most else f"{fewest} to {most}"
         missing = declared - len(runs)
         return (
             f"{spec['description']}. As run: {len(runs)} runs, "
-            f"{'/'.join(map(str, epochs))} epochs, {len(seeds)} seed(s) per cell"
+            f"{'/'.join(map(str, epochs))} epochs, {seeds} seed(s) per cell"
             + (
                 f"; {missing} of the {declared} runs registered for it have not finished "
                 "(`squeezelab study status`), so this section shows part of the study."
