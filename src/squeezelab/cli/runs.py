@@ -97,7 +97,7 @@ def _show_fields(args: argparse.Namespace, cfg: Any) -> int:
     if args.json:
         print_json({"config": values, "from": source})
         return 0
-    print(f"a {cfg.model} run at recipe {cfg.recipe} (dry run: nothing trained or written)")
+    print(f"{cfg.model}, recipe {cfg.recipe} (dry run: nothing trained or written):")
     name_w = max(map(len, values))
     value_w = max(len(str(v)) for v in values.values())
     for n, v in values.items():
