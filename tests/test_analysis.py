@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import math
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -344,3 +345,23 @@ def test_model_size_table_reports_the_best_cell_over_its_seeds_not_the_luckiest_
     assert row["n (seeds)"] == "2" and row["Plain runs"] == "4"
     low, high = (float(v) for v in row["95% CI"].split(" to "))
     assert low < 65.0 < high
+
+
+def test_a_run_shared_by_studies_counts_once(tmp_path: Path) -> None:
+    """The store lists a run once per study that holds it (a grid run is also the macro and
+    batch-norm studies' plain cell): the header, Table 1 and the model-size table take each
+    run once, so one run is not three seeds."""
+    cfg = RunConfig(seed=0)
+    with Store(tmp_path / "s.db") as s:
+        for study in ("grid", "macro", "batchnorm"):
+            _add(s, study, cfg, 50.0, curve=[40.0, 50.0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # macro's relative figure has no variant: not drawn
+        build_report(tmp_path / "s.db", tmp_path / "r")
+    assert not list((tmp_path / "r").glob("*relative*"))
+    md = (tmp_path / "r" / "report.md").read_text()
+    assert "Data: synthetic (1 runs)." in md and " 1 finished runs;" in md
+    (size,) = _csv(tmp_path / "r" / "model_size.csv")
+    assert size["n (seeds)"] == "1" and size["Plain runs"] == "1"
+    (timing,) = _csv(tmp_path / "r" / "table_1_time.csv")
+    assert timing["Epochs timed"] == "2"

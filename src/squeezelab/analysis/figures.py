@@ -102,9 +102,14 @@ def curves_figure(
     return metric
 
 
-def relative_figure(runs: list[RunRecord], x: str, base_value: Any, path: Path, title: str) -> None:
-    """Each variant's accuracy minus the baseline's under the same condition (Figure 5)."""
+def relative_figure(runs: list[RunRecord], x: str, base_value: Any, path: Path, title: str) -> bool:
+    """Each variant's accuracy minus the baseline's under the same condition (Figure 5).
+
+    Returns False, drawing nothing, when no variant has a baseline run to compare with.
+    """
     items = relative_points(runs, x, base_value)
+    if not items:
+        return False
     varying = varying_fields([i["run"] for i in items], exclude=(x, "seed"))
 
     def cond(i: dict) -> tuple:
@@ -141,6 +146,7 @@ def relative_figure(runs: list[RunRecord], x: str, base_value: Any, path: Path, 
     ax.legend(fontsize=8)
     ax.grid(axis="y", alpha=0.3)
     _save(fig, path)
+    return True
 
 
 def design_figure(

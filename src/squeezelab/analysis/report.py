@@ -47,6 +47,7 @@ from .tables import (
     group,
     label,
     mean_acc,
+    unique,
     value_label,
 )
 
@@ -104,7 +105,7 @@ class ReportBuilder:
         self.results: list[ClaimResult] = []
         self.claims: list[ClaimSpec] = []
         self.pending: list[tuple] = []  # (claim, runs, sources, caveat) to decide together
-        self.every_run = store.runs(role=None)  # every study's runs and sources, read once
+        self.every_run = unique(store.runs(role=None))  # every run and source, read once
         self.recipes = {r.key: r.recipe for r in self.every_run if r.recipe}
         self.num_classes = num_classes_of(self.recipes.values())
         self.chance = 100.0 / self.num_classes
@@ -484,11 +485,12 @@ class ReportBuilder:
                 rel = [c for c in spec.get("claims", []) if c.get("relative_to") is not None]
                 if rel:
                     x, base = rel[0]["x"], rel[0]["relative_to"]
-                    figures.relative_figure(runs, x, base, path, title)
-                    s.figure(
-                        path,
-                        f"{title}: accuracy relative to {value_label(x, base)}, same condition.",
-                    )
+                    if figures.relative_figure(runs, x, base, path, title):
+                        s.figure(
+                            path,
+                            f"{title}: accuracy relative to {value_label(x, base)}, same "
+                            "condition.",
+                        )
             elif kind == "design" and report.rows:
                 axis = report.rows[0]
                 params = {
@@ -728,7 +730,7 @@ class ReportBuilder:
         everywhere else, and its seeds' test accuracies are summarized: choosing the luckiest
         single seed on validation would report that seed's luck as the model's accuracy.
         """
-        runs = [r for r in finished(self.store.runs()) if r.config.get("init") is None]
+        runs = [r for r in finished(unique(self.store.runs())) if r.config.get("init") is None]
         if not runs:
             return
         size = Counter(r.config["image_size"] for r in runs).most_common(1)[0][0]

@@ -76,6 +76,13 @@ def finished(runs: Iterable[RunRecord]) -> list[RunRecord]:
     return [r for r in runs if r.finished_ok]
 
 
+def unique(runs: Iterable[RunRecord]) -> list[RunRecord]:
+    """One record per run. The store lists a run once per study that holds it (a grid run
+    is also the macro and batch-norm studies' plain cell), so a count or a summary over
+    several studies' runs must take each run once."""
+    return list({r.key: r for r in runs}.values())
+
+
 def group(runs: Iterable[RunRecord], keys: Sequence[str]) -> dict[tuple, list[RunRecord]]:
     """Group runs by the values of config ``keys`` (seeds fall into the same cell)."""
     cells: dict[tuple, list[RunRecord]] = {}
