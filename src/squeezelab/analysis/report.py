@@ -291,9 +291,7 @@ class ReportBuilder:
 
     def _description(self, spec: dict, runs: list[dict], declared: int) -> str:
         epochs = sorted({r.config["epochs"] for r in runs})
-        per_cell = Counter(
-            tuple(sorted((k, repr(v)) for k, v in r.config.items() if k != "seed")) for r in runs
-        ).values()
+        per_cell = [len(m) for m in group(runs, varying_fields(runs, exclude=("seed",))).values()]
         fewest, most = min(per_cell), max(per_cell)
         seeds = f"{fewest}" if fewest == most else f"{fewest} to {most}"
         missing = declared - len(runs)
@@ -831,12 +829,8 @@ def protocol_groups(runs: list[Any], spec: dict) -> dict[str, list[Any]]:
 
 def _common_training_fields(runs: list[dict]) -> dict[str, Any]:
     """The training fields every run shares (by :data:`TRAINING_FIELDS`), to say what ran."""
-    common = {}
-    for f in TRAINING_FIELDS:
-        values = {repr(r.config.get(f)) for r in runs}
-        if len(values) == 1 and runs[0].config.get(f) is not None:
-            common[f] = runs[0].config[f]
-    return common
+    varying, first = varying_fields(runs, exclude=()), runs[0].config
+    return {f: first[f] for f in TRAINING_FIELDS if f not in varying and first.get(f) is not None}
 
 
 def _per_row_fields(cells: Any, shown: list[str | None]) -> list[str]:
@@ -847,13 +841,9 @@ def _per_row_fields(cells: Any, shown: list[str | None]) -> list[str]:
     shown beside them. A field that also varies within a row is not one row's value.
     """
     cells = list(cells)
-    names = sorted({f for members in cells for r in members for f in r.config} - set(shown))
-    keep = []
-    for f in names:
-        per_cell = [{repr(r.config.get(f)) for r in members} for members in cells]
-        if all(len(v) == 1 for v in per_cell) and len(set().union(*per_cell)) > 1:
-            keep.append(f)
-    return keep
+    within = {f for members in cells for f in varying_fields(members, exclude=())}
+    every = [r for members in cells for r in members]
+    return [f for f in varying_fields(every, exclude=()) if f not in within and f not in shown]
 
 
 def _slug(text: str) -> str:
