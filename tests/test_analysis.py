@@ -34,6 +34,17 @@ def test_summarize_matches_scipy_t_interval() -> None:
     assert math.isnan(summarize([3.0]).sd)
 
 
+def test_an_interval_is_cut_at_the_values_an_accuracy_can_take() -> None:
+    """Two seeds near 80% and one stuck at 50%: the t interval runs past 100%."""
+    s = summarize([80.14, 50.72, 81.48])
+    assert s.ci_high > 100.0 and s.runs_past(0.0, 100.0)
+    cut = s.within(0.0, 100.0)
+    assert cut.ci_high == 100.0 and cut.ci_low == s.ci_low and cut.mean == s.mean
+    assert not cut.runs_past(0.0, 100.0)
+    one = summarize([42.0])
+    assert one.within(0.0, 100.0) == one and not one.runs_past(0.0, 100.0)
+
+
 def test_pearson_matches_scipy() -> None:
     x, y = [1.0, 2.0, 3.0, 4.0, 5.0, 7.0], [2.1, 3.9, 6.2, 8.1, 9.7, 15.0]
     c = pearson(x, y)
@@ -343,8 +354,22 @@ def test_model_size_table_reports_the_best_cell_over_its_seeds_not_the_luckiest_
     assert row["Model"] == "SqueezeNet 1.0" and float(row["Test acc (%)"]) == 65.0
     assert float(row["SD"]) == pytest.approx(math.sqrt(50.0))
     assert row["n (seeds)"] == "2" and row["Plain runs"] == "4"
-    low, high = (float(v) for v in row["95% CI"].split(" to "))
-    assert low < 65.0 < high
+    low, high = row["95% CI"].split(" to ")  # 65 +- 63.5 over two seeds: cut at 100
+    assert float(low) < 65.0 and high == "100.00‡"
+
+
+def test_a_table_interval_past_100_percent_is_cut_and_marked(tmp_path: Path) -> None:
+    """Seeds 80 / 50 / 82 give a t interval up to about 121%: the table shows it cut at 100
+    and marked, with the footnote saying why; the figures' bands are cut the same way."""
+    with Store(tmp_path / "m.db") as s:
+        for seed, acc in enumerate((80.0, 50.0, 82.0)):
+            _add(s, "x", RunConfig(seed=seed), acc)
+    build_report(tmp_path / "m.db", tmp_path / "r")
+    (row,) = _csv(tmp_path / "r" / "model_size.csv")
+    low, high = row["95% CI"].split(" to ")
+    assert high == "100.00‡" and 0.0 < float(low) < 70.67
+    md = (tmp_path / "r" / "report.md").read_text()
+    assert "‡ the t interval ran past 0 or 100%" in md
 
 
 def test_a_run_shared_by_studies_counts_once(tmp_path: Path) -> None:

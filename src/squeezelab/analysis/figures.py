@@ -18,7 +18,7 @@ import numpy as np
 
 from .metrics import METRICS
 from .selection import varying_fields
-from .stats import summarize
+from .stats import Summary, summarize
 from .tables import group, label, mean_acc, relative_points, value_label
 
 COLORS = {"alexnet": "tab:red", "squeezenet1_0": "tab:blue", "squeezenet1_1": "tab:green"}
@@ -36,6 +36,12 @@ def _stack(series: list[list[float]]) -> np.ndarray:
     for i, s in enumerate(series):
         stack[i, : len(s)] = s
     return stack
+
+
+def _within(sm: Summary, metric: str) -> Summary:
+    """A band or error bar cut at the values ``metric`` can take (no accuracy past 100%)."""
+    bounds = METRICS[metric].bounds
+    return sm.within(*bounds) if bounds else sm
 
 
 def mean_curve(series: list[list[float]]) -> tuple[np.ndarray, np.ndarray]:
@@ -83,7 +89,7 @@ def curves_figure(
             ax.plot(
                 epochs, mean, color=color, lw=2, label=f"{label(model)} (n={len(series)}{note})"
             )
-            bands = [summarize(col[~np.isnan(col)]) for col in stack.T]
+            bands = [_within(summarize(col[~np.isnan(col)]), metric) for col in stack.T]
             if any(b.n > 1 for b in bands):
                 ax.fill_between(
                     epochs,
@@ -160,8 +166,11 @@ def design_figure(
     fig, ax = plt.subplots(figsize=(6, 4))
     categorical = any(isinstance(x, str) for x in xs)
     pos = list(range(len(xs))) if categorical else xs
-    summaries = [summarize(a) if a else None for a in accs]
-    errs = [sm.mean - sm.ci_low if sm is not None and sm.n > 1 else 0.0 for sm in summaries]
+    summaries = [_within(summarize(a), "test_acc") if a else None for a in accs]
+    errs = [
+        [sm.mean - sm.ci_low if sm is not None and sm.n > 1 else 0.0 for sm in summaries],
+        [sm.ci_high - sm.mean if sm is not None and sm.n > 1 else 0.0 for sm in summaries],
+    ]
     ax.errorbar(pos, means, yerr=errs, fmt="o-", color="tab:blue", capsize=3)
     ax.set_xlabel(axis)
     ax.set_ylabel(METRICS["test_acc"].header, color="tab:blue")

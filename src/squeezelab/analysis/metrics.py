@@ -10,6 +10,7 @@ class Metric:
     name: str
     label: str
     unit: str
+    bounds: tuple[float, float] | None = None  # the values it can take (an interval is cut there)
 
     @property
     def header(self) -> str:
@@ -19,8 +20,8 @@ class Metric:
 METRICS = {
     m.name: m
     for m in (
-        Metric("test_acc", "Test accuracy", "%"),
-        Metric("val_acc", "Validation accuracy", "%"),
+        Metric("test_acc", "Test accuracy", "%", (0.0, 100.0)),
+        Metric("val_acc", "Validation accuracy", "%", (0.0, 100.0)),
         Metric("train_loss", "Training loss", ""),
         Metric("val_loss", "Validation loss", ""),
         Metric("rel_acc", "Accuracy relative to plain SqueezeNet", "points"),

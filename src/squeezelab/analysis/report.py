@@ -28,6 +28,7 @@ from .claims import (
     evaluate_claims,
     report_from_dict,
 )
+from .metrics import METRICS
 from .published import analyze_published, published_runs, published_value, table_1
 from .render import render_html, render_markdown
 from .selection import (
@@ -40,6 +41,8 @@ from .selection import (
 )
 from .stats import summarize
 from .tables import (
+    CUT,
+    CUT_NOTE,
     DIVERGED,
     Table,
     condition_value,
@@ -353,6 +356,7 @@ class ReportBuilder:
                 else ""
             )
             + "SD: the seeds' sample standard deviation; CI: 95% t interval over seeds (n > 1)."
+            + _cut_note(rows)
             + (
                 f" {', '.join(per_row)}: set per row (by the study file's points or by a recipe), "
                 "the same for every seed of a row."
@@ -373,8 +377,11 @@ class ReportBuilder:
         if not values:
             return [None, None, None, 0]
         sm = summarize(values)
+        low, high = METRICS["test_acc"].bounds or (-math.inf, math.inf)
+        cut = CUT if sm.runs_past(low, high) else ""
+        sm = sm.within(low, high)
         mean = f"{sm.mean:.2f}{DIVERGED}" if any(r.status == "diverged" for r in runs) else sm.mean
-        ci = f"{sm.ci_low:.2f} to {sm.ci_high:.2f}" if sm.n > 1 else None
+        ci = f"{sm.ci_low:.2f} to {sm.ci_high:.2f}{cut}" if sm.n > 1 else None
         return [mean, sm.sd if sm.n > 1 else None, ci, sm.n]
 
     def _best(
@@ -775,11 +782,21 @@ class ReportBuilder:
                     else ""
                 )
                 + "Plain runs: every run of the plain architecture, whatever its training "
-                "point; the cell is chosen among them on validation accuracy only.",
+                "point; the cell is chosen among them on validation accuracy only."
+                + _cut_note(rows),
                 formats={"Parameters": "{:,}", "Size (MB)": "{:.2f}", "MACs (M)": "{:.1f}"},
             ),
         )
         self.sections.append(s)
+
+
+def _cut_note(rows: list[list[Any]]) -> str:
+    """The footnote for a table with a confidence interval cut at 0 or 100%, else nothing."""
+    return (
+        f" {CUT_NOTE}"
+        if any(isinstance(c, str) and c.endswith(CUT) for r in rows for c in r)
+        else ""
+    )
 
 
 # Fields that set a run's budget or protocol rather than the condition a study compares: a

@@ -21,6 +21,11 @@ MODEL_LABELS = {
     "squeezenet1_1": "SqueezeNet 1.1",
 }
 DIVERGED = "†"
+CUT = "‡"  # a confidence interval cut at the values an accuracy can take
+CUT_NOTE = (
+    f"{CUT} the t interval ran past 0 or 100% (seeds too unlike for its normal spread) and is "
+    "cut there."
+)
 
 
 @dataclass
