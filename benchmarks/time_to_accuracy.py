@@ -6,8 +6,15 @@ and the training wall time until the end of that epoch (``null`` if never reache
 validation and test accuracy, and the path of a PNG of validation accuracy against wall time.
 Times are the run's own epoch times (training and validation passes, no data decoding).
 
+With ``--db``, trains nothing: it reads the finished runs of a results store (optionally one
+study's) and gives the same figures per model (with and without batch norm) from the epoch
+times each run recorded: per run, and the median over its seeds with how many reached each
+target, the threads each run had, and one PNG of every run's curve. Runs that shared the
+machine (``--runs-per-device 2``: one thread each) took longer per epoch than one run alone.
+
 Usage: python benchmarks/time_to_accuracy.py [--data SOURCE] [--set FIELD=VALUE ...]
            [--targets 70,75,80,85] [--out DIR]
+       python benchmarks/time_to_accuracy.py --db STORE [--study NAME] [--targets ...] [--out DIR]
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -33,15 +41,23 @@ def time_to_targets(history: list[dict[str, Any]], targets: list[float]) -> dict
     return out
 
 
-def plot(history: list[dict[str, Any]], targets: list[float], path: Path, title: str) -> None:
+def plot(
+    curves: dict[str, list[list[dict[str, Any]]]], targets: list[float], path: Path, title: str
+) -> None:
+    """Validation accuracy against wall time: one line per run, one colour per label."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    minutes = [t / 60 for t in itertools.accumulate(row["epoch_s"] for row in history)]
     fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot(minutes, [row["val_acc"] for row in history], "o-", label="validation accuracy")
+    for i, (name, histories) in enumerate(curves.items()):
+        for j, history in enumerate(histories):
+            minutes = [t / 60 for t in itertools.accumulate(row["epoch_s"] for row in history)]
+            accs = [row["val_acc"] for row in history]
+            ax.plot(minutes, accs, "o-", ms=2, color=f"C{i}", label=None if j else name)
+    if len(curves) > 1:
+        ax.legend(fontsize=7)
     for target in targets:
         ax.axhline(target, color="grey", linewidth=0.6, linestyle=":")
     ax.set_xlabel("training wall time (minutes)")
@@ -62,12 +78,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--targets", default="70,75,80,85", help="percent, comma-separated")
     parser.add_argument("--out", default="time_to_accuracy", help="run directory and PNG")
     parser.add_argument("--device", help="cpu, cuda, ... (default: cuda when present)")
+    parser.add_argument("--db", help="read the finished runs of this store instead of training")
+    parser.add_argument("--study", help="with --db: only this study's runs")
     args = parser.parse_args(argv)
+    if args.study and not args.db:
+        parser.error("--study reads a store: give --db too")
+    targets = [float(t) for t in args.targets.split(",")]
+    if args.db:
+        summary = from_store(Path(args.db), args.study, targets, Path(args.out))
+        print(json.dumps(summary))
+        return summary
 
     from squeezelab.studies import parse_overrides
     from squeezelab.training import from_dict, train
 
-    targets = [float(t) for t in args.targets.split(",")]
     values = {"recipe": "modern", "data": args.data, **parse_overrides(args.set)}
     cfg = from_dict(values, "--set")
     out = Path(args.out)
@@ -76,7 +100,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     changed = {k: v for k, v in cfg.to_dict().items() if k not in ("data",)}
     title = f"{cfg.model}{' + BN' if cfg.batch_norm else ''}, recipe {cfg.recipe}"
     png = out / "time_to_accuracy.png"
-    plot(history, targets, png, title)
+    plot({title: [history]}, targets, png, title)
     summary = {
         "model": cfg.model,
         "batch_norm": cfg.batch_norm,
@@ -94,6 +118,54 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     }
     print(json.dumps(summary))
     return summary
+
+
+def from_store(db: Path, study: str | None, targets: list[float], out: Path) -> dict[str, Any]:
+    """Time to each target per model, from the epoch times a store's finished runs recorded."""
+    from squeezelab.results import Store
+
+    if not db.exists():
+        raise SystemExit(f"--db {db}: no such results store")
+    with Store(db, readonly=True) as store:
+        if study is not None and study not in store.studies():
+            raise SystemExit(
+                f"--study {study}: not in {db} (it holds {', '.join(store.studies())})"
+            )
+        runs = [r for r in store.runs(study) if r.status == "done" and r.history]
+    unique = {r.key: r for r in runs}.values()  # a run listed by several studies counts once
+    groups: dict[str, list[Any]] = {}
+    for r in unique:
+        name = f"{r.config['model']}{' + BN' if r.config.get('batch_norm') else ''}"
+        groups.setdefault(name, []).append(r)
+    if not groups:
+        raise SystemExit(f"{db}: no finished run with a history{f' in {study}' if study else ''}")
+    models = {}
+    for name, members in sorted(groups.items()):
+        per_run = [
+            {
+                "seed": r.config.get("seed"),
+                "lr": r.config.get("lr"),
+                "threads": (r.recipe or {}).get("threads"),
+                "device": (r.recipe or {}).get("device_name"),
+                "time_to": time_to_targets(list(r.history), targets),
+                "final_val_acc": r.result.val_acc,
+                "test_acc": r.result.test_acc,
+            }
+            for r in sorted(members, key=lambda r: r.config.get("seed", 0))
+        ]
+        median = {}
+        for t in (f"{t:g}" for t in targets):
+            hits = [run["time_to"][t]["seconds"] for run in per_run if run["time_to"][t]]
+            median[t] = {
+                "reached": f"{len(hits)} of {len(per_run)}",
+                "median_s": round(statistics.median(hits), 1) if hits else None,
+            }
+        models[name] = {"runs": len(per_run), "time_to_median": median, "per_run": per_run}
+    png = out / "time_to_accuracy.png"
+    out.mkdir(parents=True, exist_ok=True)
+    curves = {name: [list(r.history) for r in members] for name, members in groups.items()}
+    plot(curves, targets, png, f"{db.name}{f', {study}' if study else ''}: each finished run")
+    return {"source": str(db), "study": study, "models": models, "png": str(png)}
 
 
 if __name__ == "__main__":

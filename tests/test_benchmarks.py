@@ -48,6 +48,40 @@ def test_time_to_accuracy_prints_one_json_object(tmp_path: Path, capsys) -> None
     assert summary["final_val_acc"] == summary["curve"][-1][1]
 
 
+def test_time_to_accuracy_from_a_store_gives_each_model_its_seeds_median(
+    tmp_path: Path, capsys
+) -> None:
+    """--db trains nothing: per model, the median time over the seeds that reached a target
+    and how many did, from the epoch times the store holds; a run two studies hold counts once."""
+    from squeezelab.results import Store
+    from squeezelab.training import RunConfig
+
+    tta = _load("time_to_accuracy")
+    curves = {0: [50.0, 72.0, 81.0], 1: [40.0, 60.0, 71.0], 2: [65.0, 75.0, 79.0]}
+    with Store(tmp_path / "s.db") as store:
+        for seed, accs in curves.items():
+            cfg = RunConfig(seed=seed, batch_norm=seed == 2)
+            for study in ("a", "b"):
+                store.add_study(study, {"name": study}, [(cfg.key(), cfg.to_dict(), "run")])
+            history = [
+                {"epoch": i + 1, "val_acc": v, "epoch_s": 100.0 * (seed + 1)}
+                for i, v in enumerate(accs)
+            ]
+            result = {"val_acc": accs[-1], "test_acc": accs[-1], "epochs": 3, "train_s": 1.0}
+            store.finish_run(cfg.key(), result, history, {"threads": 1, "device_name": "cpu"})
+    out = tta.main(["--db", str(tmp_path / "s.db"), "--targets", "70,80", "--out", str(tmp_path)])
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == out
+    plain, bn = out["models"]["squeezenet1_0"], out["models"]["squeezenet1_0 + BN"]
+    assert plain["runs"] == 2 and bn["runs"] == 1
+    # seed 0 reaches 70% after 2 epochs of 100 s, seed 1 after 3 of 200 s: median 400 s
+    assert plain["time_to_median"]["70"] == {"reached": "2 of 2", "median_s": 400.0}
+    assert plain["time_to_median"]["80"] == {"reached": "1 of 2", "median_s": 300.0}
+    assert bn["time_to_median"]["80"] == {"reached": "0 of 1", "median_s": None}
+    assert plain["per_run"][1]["threads"] == 1 and Path(out["png"]).stat().st_size > 1000
+    with pytest.raises(SystemExit, match="--study c: not in"):
+        tta.main(["--db", str(tmp_path / "s.db"), "--study", "c", "--out", str(tmp_path)])
+
+
 @pytest.mark.slow
 def test_study_throughput_prints_rates_and_projections(tmp_path: Path) -> None:
     import subprocess
