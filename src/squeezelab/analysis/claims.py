@@ -448,7 +448,8 @@ def _unpaired(claim: ClaimSpec, runs: list, rule: str, chance: float, res: Claim
     bound = f"{w.ci_low:+.2f}" if alt == "greater" else f"{w.ci_high:+.2f}"
     res.details = (
         f"treatment {np.mean(a):.2f}% (n={len(a)}), control {np.mean(b):.2f}% (n={len(b)}); "
-        f"df = {w.df:.1f}"
+        f"df = {w.df:.1f}; Mann-Whitney U = {w.mann_whitney_u:g}, p = {w.mann_whitney_p:.4g} "
+        "(ranks: no normal spread assumed; uncorrected, not the declared test)"
         + (
             f"; one-sided 95% lower bound of the difference {bound} vs margin -{margin:g} "
             f"({claim.margin_reason})"
