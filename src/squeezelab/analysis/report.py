@@ -108,7 +108,9 @@ class ReportBuilder:
         self.results: list[ClaimResult] = []
         self.claims: list[ClaimSpec] = []
         self.pending: list[tuple] = []  # (claim, runs, sources, caveat) to decide together
-        self.every_run = unique(store.runs(role=None))  # every run and source, read once
+        memberships = store.runs(role=None)  # every run and source, read once
+        self.every_run = unique(memberships)
+        self.run_keys = {r.key for r in memberships if r.role == "run"}  # a study's own runs
         self.recipes = {r.key: r.recipe for r in self.every_run if r.recipe}
         self.num_classes = num_classes_of(self.recipes.values())
         self.chance = 100.0 / self.num_classes
@@ -735,7 +737,11 @@ class ReportBuilder:
         everywhere else, and its seeds' test accuracies are summarized: choosing the luckiest
         single seed on validation would report that seed's luck as the model's accuracy.
         """
-        runs = [r for r in finished(unique(self.store.runs())) if r.config.get("init") is None]
+        runs = [
+            r
+            for r in finished(self.every_run)
+            if r.key in self.run_keys and r.config.get("init") is None
+        ]
         if not runs:
             return
         size = Counter(r.config["image_size"] for r in runs).most_common(1)[0][0]
