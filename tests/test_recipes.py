@@ -90,6 +90,20 @@ def test_the_modern_studies_search_then_compare_at_the_recipe() -> None:
         "label_smoothing",
         "nesterov",
     }
+    # Stages 4 and 5: plain SqueezeNet 1.0's and 1.1's rates at the recipe's own 30 epochs;
+    # each cell at the recipe's rate is modern-compare's runs of that model.
+    compare_keys = {r.key() for r in compare.expand()}
+    for stage, model, rates, seeds in (
+        ("modern-search-4", "squeezenet1_0", {0.025, 0.05}, {0, 1, 2}),
+        ("modern-search-5", "squeezenet1_1", {0.025, 0.05, 0.1}, {0, 1}),
+    ):
+        runs = load_study(stage).expand()
+        assert {(r.model, r.batch_norm, r.epochs, r.train_subset) for r in runs} == {
+            (model, False, 30, None)
+        }
+        assert {r.lr for r in runs} == rates and {r.seed for r in runs} == seeds
+        own = recipe_fields("modern", model, False)["lr"]
+        assert {r.key() for r in runs} & compare_keys == {r.key() for r in runs if r.lr == own}
     # The comparison: four models at their own rates, 5 seeds, three declared claims.
     runs = compare.expand()
     assert len(runs) == 4 * 5 and {r.epochs for r in runs} == {30}
