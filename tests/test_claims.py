@@ -557,3 +557,32 @@ def test_a_study_table_shows_what_each_row_ran_and_its_spread(tmp_path: Path) ->
     with (tmp_path / "r" / "table_modern-compare.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert {(r["model"], r["lr"]) for r in rows} >= {("squeezenet1_0", "0.1"), ("alexnet", "0.05")}
+
+
+def test_claims_of_a_study_with_runs_left_are_interim(tmp_path: Path) -> None:
+    """A verdict read on part of a study's declared runs is marked interim, with how many
+    are left, until every run has finished: then it is the declared test's verdict."""
+    spread = {0: -0.4, 1: 0.3, 2: 0.1, 3: -0.2, 4: 0.2}
+
+    def acc(c: Any) -> float:
+        return (85.0 if c.batch_norm else 70.0 if c.model == "squeezenet1_0" else 80.0) + spread[
+            c.seed
+        ]
+
+    part = tmp_path / "part.db"
+    _store_builtin(part, "modern-compare", lambda c: acc(c) if c.seed < 3 else None)
+    build_report(part, tmp_path / "p")
+    with (tmp_path / "p" / "claims.csv").open() as f:
+        rows = {r["Claim"]: r for r in csv.DictReader(f)}
+    bn = rows["Trained well, batch norm in the Fire modules improves SqueezeNet 1.0"]
+    assert bn["Verdict (declared rule)"] == "supported (interim) (chance)"
+    md = (tmp_path / "p" / "report.md").read_text()
+    assert "| supported (interim) (chance) |" in md
+    assert "Interim: 8 of the 20 runs registered for modern-compare have not finished" in md
+    full = tmp_path / "full.db"
+    _store_builtin(full, "modern-compare", acc)
+    build_report(full, tmp_path / "f")
+    with (tmp_path / "f" / "claims.csv").open() as f:
+        verdicts = {r["Verdict (declared rule)"] for r in csv.DictReader(f)}
+    assert "supported (chance)" in verdicts and not any("interim" in v for v in verdicts)
+    assert "Interim:" not in (tmp_path / "f" / "report.md").read_text()

@@ -230,6 +230,7 @@ class ClaimResult:
     reason: str = ""  # why the claim is inconclusive
     note: str = ""
     caveat: str = ""  # why the claim was not tested as the study did
+    interim: str = ""  # the study's declared runs that have not finished, if any
     published: str = ""
     details: str = ""
     mixed: str = ""  # runs at chance beside runs that learned (unpaired tests), if any
@@ -241,10 +242,14 @@ class ClaimResult:
     @property
     def verdict(self) -> str:
         if self.reason:
-            return "inconclusive"
-        p = self.p_holm if self.p_holm is not None else self.p
-        word = "supported" if p is not None and p < self.alpha else "not supported"
-        return f"{word} (not tested as the study did)" if self.caveat else word
+            word = "inconclusive"
+        else:
+            p = self.p_holm if self.p_holm is not None else self.p
+            word = "supported" if p is not None and p < self.alpha else "not supported"
+            if self.caveat:
+                word += " (not tested as the study did)"
+        # Read on part of the declared runs: the declared test is the full study's.
+        return f"{word} (interim)" if self.interim else word
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)

@@ -108,6 +108,7 @@ class ReportBuilder:
         self.results: list[ClaimResult] = []
         self.claims: list[ClaimSpec] = []
         self.pending: list[tuple] = []  # (claim, runs, sources, caveat) to decide together
+        self.interim: dict[str, str] = {}  # claim id -> its study's runs not yet finished
         memberships = store.runs(role=None)  # every run and source, read once
         self.every_run = unique(memberships)
         self.run_keys = {r.key for r in memberships if r.role == "run"}  # a study's own runs
@@ -291,7 +292,7 @@ class ReportBuilder:
         self._figures(s, tag, runs, report, spec)
         if "curves" not in report.figures:
             self._best_curves(s, tag, runs, report.title or name)
-        self._collect_claims(name, spec, runs, setting)
+        self._collect_claims(name, spec, runs, setting, declared)
         self.sections.append(s)
 
     def _description(self, spec: dict, runs: list[dict], declared: int) -> str:
@@ -519,7 +520,9 @@ class ReportBuilder:
         metric = figures.curves_figure(best, curves, path, f"{title}: each model's best cell")
         s.figure(path, f"{title}: {metric} per epoch of each model's best cell (by validation).")
 
-    def _collect_claims(self, name: str, spec: dict, runs: list[dict], setting: str) -> None:
+    def _collect_claims(
+        self, name: str, spec: dict, runs: list[dict], setting: str, declared: int
+    ) -> None:
         claims = [claim_from_dict(c) for c in spec.get("claims", [])]
         if not claims:
             return
@@ -541,6 +544,13 @@ class ReportBuilder:
                 caveat = f"source weights {src}, not ImageNet as the study used"
             self.claims.append(c)
             self.pending.append((c, runs, sources if "init" in (c.field, c.x) else [], caveat))
+            if declared > len(runs):
+                self.interim[c.id] = (
+                    f"{declared - len(runs)} of the {declared} runs registered for {name} have "
+                    "not finished (`squeezelab study status`); the declared test is the full "
+                    "study's, and a verdict read again each time runs come in is read more than "
+                    "once (each look is another chance of a false positive)"
+                )
 
     # --- claims -----------------------------------------------------------------------------
 
@@ -548,6 +558,8 @@ class ReportBuilder:
         if not self.pending:
             return
         self.results = evaluate_claims(self.pending, self.chance)
+        for r in self.results:
+            r.interim = self.interim.get(r.id, "")
         rule_of = {c.id: c.diverged for c in self.claims}
         other = {r: next(o for o in RULES if o != r) for r in RULES}
         by_key = {(r.id, r.stratum, r.rule): r for r in self.results}
@@ -623,6 +635,8 @@ class ReportBuilder:
             text += f" Note: {r.note}."
         if r.caveat:
             text += f" Not tested as the study did: {r.caveat}."
+        if r.interim:
+            text += f" Interim: {r.interim}."
         if r.published:
             text += f" The study: {r.published}."
         return text
