@@ -189,11 +189,12 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=None, help="untimed steps (3 CPU, 30 GPU)")
     parser.add_argument("--presets", default="quick,paper,rigorous")
     args = parser.parse_args()
+    from squeezelab.studies.executors import cpu_count
     from squeezelab.training.runtime import resolve_precision
 
     t0 = time.perf_counter()
     gpu = args.device.startswith("cuda")
-    cores = os.cpu_count() or 1
+    cores = cpu_count()  # the cores this process may use (taskset), as the study runner
     n = args.packed or (8 if gpu else cores)
     steps = args.steps or (200 if gpu else 20)
     warmup = args.warmup or (30 if gpu else 3)

@@ -44,7 +44,18 @@ def test_local_executor_reads_the_gpu_count(monkeypatch) -> None:
     slots = LocalExecutor(runs_per_device=3).slots
     assert len(slots) == 6 and [s.device for s in slots].count("cuda:1") == 3
     monkeypatch.setattr(executors, "_gpu_count", lambda: 0)
-    assert LocalExecutor(workers=1).slots == [Slot(None, os.cpu_count() or 1)]
+    assert LocalExecutor(workers=1).slots == [Slot(None, executors.cpu_count())]
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="no CPU affinity here")
+def test_a_study_pinned_to_some_cores_splits_those_cores(monkeypatch) -> None:
+    """`taskset -c 0 squeezelab study run ...` on a 2-core machine: one thread, not two."""
+    monkeypatch.setattr(executors, "_gpu_count", lambda: 0)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0})
+    assert executors.cpu_count() == 1
+    assert LocalExecutor(workers=1).slots == [Slot(None, 1)]
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    assert LocalExecutor(runs_per_device=2).slots == [Slot(None, 2)] * 2
 
 
 def test_placer_never_puts_more_than_n_runs_on_a_device() -> None:

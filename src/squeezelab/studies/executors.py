@@ -69,6 +69,15 @@ def _gpu_count() -> int:
     return torch.cuda.device_count()
 
 
+def cpu_count() -> int:
+    """The cores this process may run on: ``taskset`` or a container's CPU set, not the
+    machine's (``os.cpu_count`` counts every core, and two studies pinned to one core each
+    would each start one thread per core of the machine on theirs)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
+
+
 @dataclass(frozen=True)
 class Slot:
     """A place for one run at a time: a device (None: the CPU) and its torch threads."""
@@ -143,7 +152,7 @@ class LocalExecutor:
     (:func:`plan_slots`: several runs per GPU, or the CPU cores split between processes)."""
 
     def __init__(self, workers: int = 1, runs_per_device: int | None = None) -> None:
-        self.slots = plan_slots(_gpu_count(), os.cpu_count() or 1, workers, runs_per_device)
+        self.slots = plan_slots(_gpu_count(), cpu_count(), workers, runs_per_device)
 
     def run(self, tasks: list[RunTask], on_start: OnStart) -> Iterator[dict[str, Any]]:
         placer = Placer(self.slots)
