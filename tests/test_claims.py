@@ -586,3 +586,24 @@ def test_claims_of_a_study_with_runs_left_are_interim(tmp_path: Path) -> None:
         verdicts = {r["Verdict (declared rule)"] for r in csv.DictReader(f)}
     assert "supported (chance)" in verdicts and not any("interim" in v for v in verdicts)
     assert "Interim:" not in (tmp_path / "f" / "report.md").read_text()
+
+
+def test_a_search_choice_on_part_of_its_runs_is_interim(tmp_path: Path) -> None:
+    """Stage 5 with its lr 0.1 cell not yet run: the table chooses among the cells it has, and
+    says the choice is interim; once every cell has run, the choice is the declared one."""
+    db = tmp_path / "s.db"
+
+    def acc(c: Any) -> float:
+        return {0.025: 70.0, 0.05: 78.0, 0.1: 80.0}[c.lr] + 0.2 * c.seed
+
+    _store_builtin(db, "modern-search-5", lambda c: acc(c) if c.lr != 0.1 else None)
+    build_report(db, tmp_path / "p")
+    md = (tmp_path / "p" / "report.md").read_text()
+    row = next(line for line in md.splitlines() if line.startswith("| SqueezeNet 1.1 |"))
+    assert "| lr=0.05 |" in row and "| decided (interim) |" in row
+    assert "interim: 2 of the study's registered runs have not finished" in md
+    _store_builtin(tmp_path / "f.db", "modern-search-5", acc)
+    build_report(tmp_path / "f.db", tmp_path / "f")
+    md = (tmp_path / "f" / "report.md").read_text()
+    row = next(line for line in md.splitlines() if line.startswith("| SqueezeNet 1.1 |"))
+    assert "| lr=0.1 |" in row and "interim" not in md

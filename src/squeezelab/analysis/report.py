@@ -288,7 +288,7 @@ class ReportBuilder:
         published = [r for t in report.published for r in published_runs(t)]
         self.add_table(s, self._study_table(tag, runs, report, spec, published))
         if report.best_by:
-            self._best(s, tag, runs, report, published)
+            self._best(s, tag, runs, report, published, declared - len(runs))
         self._figures(s, tag, runs, report, spec)
         if "curves" not in report.figures:
             self._best_curves(s, tag, runs, report.title or name)
@@ -388,9 +388,19 @@ class ReportBuilder:
         return [mean, sm.sd if sm.n > 1 else None, ci, sm.n]
 
     def _best(
-        self, s: Section, name: str, runs: list[dict], report: ReportSpec, published: list[dict]
+        self,
+        s: Section,
+        name: str,
+        runs: list[dict],
+        report: ReportSpec,
+        published: list[dict],
+        left: int = 0,
     ) -> None:
-        """The best point per group on validation accuracy, and what test selection adds."""
+        """The best point per group on validation accuracy, and what test selection adds.
+
+        With ``left`` registered runs not finished, each choice reads "(interim)": a cell
+        whose seeds have not all run (or not at all) could still change it.
+        """
         fields = list(report.best_fields)
         by = list(report.best_by)
         val_best = select_best(runs, by, fields)
@@ -416,7 +426,7 @@ class ReportBuilder:
                     margin.runner_up_score,
                     margin.margin,
                     margin.lsd,
-                    margin.verdict,
+                    f"{margin.verdict} (interim)" if left else margin.verdict,
                     val_test,
                     ", ".join(f"{k}={v}" for k, v in zip(fields, test_cell)),
                     test_test,
@@ -475,7 +485,13 @@ class ReportBuilder:
                 "pooled over the group's cells (not corrected for choosing the largest of "
                 "several); a margin inside it is within seed noise: other seeds could choose "
                 "differently. "
-                "Ties go to the first cell in sorted order, in this table and in the runner.",
+                + (
+                    f"interim: {left} of the study's registered runs have not finished; a "
+                    "cell not yet run, or not over all its seeds, could change the choice. "
+                    if left
+                    else ""
+                )
+                + "Ties go to the first cell in sorted order, in this table and in the runner.",
             ),
         )
 
