@@ -579,6 +579,9 @@ def test_claims_of_a_study_with_runs_left_are_interim(tmp_path: Path) -> None:
     md = (tmp_path / "p" / "report.md").read_text()
     assert "| supported (interim) (chance) |" in md
     assert "Interim: 8 of the 20 runs registered for modern-compare have not finished" in md
+    out = run_cli("report", "--db", str(part), "--out", str(tmp_path / "cli")).stdout
+    assert "[supported (interim)] (chance) Trained well, batch norm" in out
+    assert "; interim: 8 of the 20 runs registered for modern-compare have not finished" in out
     full = tmp_path / "full.db"
     _store_builtin(full, "modern-compare", acc)
     build_report(full, tmp_path / "f")

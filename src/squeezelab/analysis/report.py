@@ -563,9 +563,7 @@ class ReportBuilder:
             if declared > len(runs):
                 self.interim[c.id] = (
                     f"{declared - len(runs)} of the {declared} runs registered for {name} have "
-                    "not finished (`squeezelab study status`); the declared test is the full "
-                    "study's, and a verdict read again each time runs come in is read more than "
-                    "once (each look is another chance of a false positive)"
+                    "not finished"
                 )
 
     # --- claims -----------------------------------------------------------------------------
@@ -652,7 +650,11 @@ class ReportBuilder:
         if r.caveat:
             text += f" Not tested as the study did: {r.caveat}."
         if r.interim:
-            text += f" Interim: {r.interim}."
+            text += (
+                f" Interim: {r.interim} (`squeezelab study status`); the declared test is the "
+                "full study's, and a verdict read again each time runs come in is read more "
+                "than once (each look is another chance of a false positive)."
+            )
         if r.published:
             text += f" The study: {r.published}."
         return text

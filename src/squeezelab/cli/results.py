@@ -103,4 +103,6 @@ def print_summary(summary: dict, as_json: bool) -> None:
             if claim["p"] is not None
             else ""
         )
+        if claim.get("interim"):
+            why += f"; interim: {claim['interim']}"
         print(f"  [{claim['verdict']}] ({claim['rule']}) {label}: {why}")
