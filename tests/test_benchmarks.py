@@ -106,7 +106,7 @@ def test_study_throughput_prints_rates_and_projections(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_gpu_modern_script_runs_both_studies_into_one_archive(tmp_path: Path) -> None:
     """The lent-GPU script, dry-run on synthetic data: one store holds modern-compare and the
-    search's stage 4, and the archive and the claims come back."""
+    search's stages 4 and 5, and the archive and the claims come back."""
     import os
     import subprocess
     import tarfile
@@ -126,15 +126,16 @@ def test_gpu_modern_script_runs_both_studies_into_one_archive(tmp_path: Path) ->
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=900,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    assert "modern-compare: exit 0" in proc.stdout and "modern-search-4: exit 0" in proc.stdout
+    studies = {"modern-compare", "modern-search-4", "modern-search-5"}
+    assert all(f"{study}: exit 0" in proc.stdout for study in studies)
     with tarfile.open(out / "modern.tgz") as tar:
         tar.extractall(tmp_path / "x", filter="data")
     with Store(tmp_path / "x" / "runs.db") as store:
-        assert set(store.studies()) == {"modern-compare", "modern-search-4"}
+        assert set(store.studies()) == studies
         assert len(store.runs("modern-compare")) == 4
-        shared = {r.key for r in store.runs("modern-compare")} & {
-            r.key for r in store.runs("modern-search-4")
-        }
-        assert len(shared) == 1  # stage 4's lr 0.05 cell is modern-compare's plain 1.0
+        compare = {r.key for r in store.runs("modern-compare")}
+        # each stage's cell at the recipe's rate is modern-compare's plain 1.0 / 1.1
+        for stage in ("modern-search-4", "modern-search-5"):
+            assert len(compare & {r.key for r in store.runs(stage)}) == 1
     claims = json.loads((out / "claims.json").read_text())
     assert claims
