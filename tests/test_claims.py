@@ -549,9 +549,12 @@ def test_a_study_table_shows_what_each_row_ran_and_its_spread(tmp_path: Path) ->
     section = md[md.index("## The study's question, each network trained well") :]
     section = section[: section.index("\n## ")]
     assert "Every run here: recipe modern@1, epochs 30, batch_size 128, image_size 64" in section
-    assert "| model | batch_norm | lr | test acc (%) | SD | 95% CI | n |" in section
+    assert "| model | batch_norm | lr | test acc (%) | SD | 95% CI | n | test acc per seed |" in (
+        section
+    )
     assert "| squeezenet1_0 | True | 0.1 | 81.00 | 1.41 |" in section
     assert "| alexnet | False | 0.05 | 82.00 | 2.00 |" in section
+    assert "| 3 | 0: 80.00, 1: 82.00, 2: 84.00 |" in section  # a few seeds: each one shown
     assert "As run: 9 runs, 30 epochs, 2 to 3 seed(s) per cell;" in section
     assert "lr: set per row" in section
     with (tmp_path / "r" / "table_modern-compare.csv").open() as f:

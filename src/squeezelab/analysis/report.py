@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..results import Store, StoreError
+from ..results import RunRecord, Store, StoreError
 from . import figures
 from .claims import (
     RULES,
@@ -54,6 +54,7 @@ from .tables import (
     value_label,
 )
 
+SEEDS_SHOWN = 6  # a study table lists each seed's accuracy when no row has more
 PLAIN_EPOCHS, PLAIN_IMAGES = 10, 45_000  # the study's grid: 10 epochs over 45,000 images
 # Run fields that make a recipe, named in each study section when all its runs share them.
 TRAINING_FIELDS = (
@@ -332,6 +333,12 @@ class ReportBuilder:
             cols += [f"{head}test acc (%)", f"{head}SD", f"{head}95% CI", f"{head}n"]
             if published:
                 cols += [f"{head}study (%)", f"{head}ours - study"]
+        # A few seeds per row: each seed's figure, so a mean over one stalled seed and three
+        # good ones reads as that, not as a middling model.
+        seeds = [len(m) for m in cells.values()]
+        each_seed = column is None and 1 < max(seeds) <= SEEDS_SHOWN
+        if each_seed:
+            cols.append("test acc per seed")
         rows = []
         for cell, members in cells.items():
             row: list[Any] = [*cell, *(members[0].config[f] for f in per_row)]
@@ -347,6 +354,8 @@ class ReportBuilder:
                     ours = mean_acc(sub, "test_acc") if sub else None
                     diff = ours - theirs if isinstance(theirs, float) and ours is not None else None
                     row += [theirs, diff]
+            if each_seed:
+                row.append(_per_seed(members))
             rows.append(row)
         return Table(
             f"table_{name}",
@@ -826,6 +835,16 @@ class ReportBuilder:
             ),
         )
         self.sections.append(s)
+
+
+def _per_seed(runs: list[RunRecord]) -> str:
+    """Each seed's test accuracy, by seed: '0: 80.34, 1: 50.02' († a diverged seed)."""
+    return ", ".join(
+        f"{r.config['seed']}: "
+        + (f"{r.result.test_acc:.2f}" if r.result.test_acc is not None else "none")
+        + (DIVERGED if r.status == "diverged" else "")
+        for r in sorted(runs, key=lambda r: r.config["seed"])
+    )
 
 
 def _cut_note(rows: list[list[Any]]) -> str:
