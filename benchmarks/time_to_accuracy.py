@@ -122,16 +122,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 def from_store(db: Path, study: str | None, targets: list[float], out: Path) -> dict[str, Any]:
     """Time to each target per model, from the epoch times a store's finished runs recorded."""
-    from squeezelab.results import Store
+    from squeezelab.results import Store, StoreError
 
     if not db.exists():
         raise SystemExit(f"--db {db}: no such results store")
-    with Store(db, readonly=True) as store:
-        if study is not None and study not in store.studies():
-            raise SystemExit(
-                f"--study {study}: not in {db} (it holds {', '.join(store.studies())})"
-            )
-        runs = [r for r in store.runs(study) if r.status == "done" and r.history]
+    try:
+        with Store(db, readonly=True) as store:
+            studies = store.studies()
+            if study is not None and study not in studies:
+                raise SystemExit(f"--study {study}: not in {db} (it holds {', '.join(studies)})")
+            runs = [r for r in store.runs(study) if r.status == "done" and r.history]
+    except StoreError as err:
+        raise SystemExit(f"--db: {err}") from None
     unique = {r.key: r for r in runs}.values()  # a run listed by several studies counts once
     groups: dict[str, list[Any]] = {}
     for r in unique:

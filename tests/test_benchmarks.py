@@ -80,6 +80,9 @@ def test_time_to_accuracy_from_a_store_gives_each_model_its_seeds_median(
     assert plain["per_run"][1]["threads"] == 1 and Path(out["png"]).stat().st_size > 1000
     with pytest.raises(SystemExit, match="--study c: not in"):
         tta.main(["--db", str(tmp_path / "s.db"), "--study", "c", "--out", str(tmp_path)])
+    (tmp_path / "bad.db").write_text("not a store")
+    with pytest.raises(SystemExit, match="bad.db is not a usable squeezelab store"):
+        tta.main(["--db", str(tmp_path / "bad.db"), "--out", str(tmp_path)])
 
 
 @pytest.mark.slow
