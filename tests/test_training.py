@@ -390,3 +390,25 @@ def test_sgd_is_fused_and_matches_the_per_operation_update() -> None:
         weights[name] = params
     for a, b in zip(weights["fused"], weights["reference"], strict=True):
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
+
+
+def test_a_run_at_chance_for_three_epochs_gets_one_note() -> None:
+    at = [{"epoch": i + 1, "val_acc": 10.4} for i in range(3)]
+    note = loop_module.stall_note(at, 10.0)
+    assert note.startswith("note: validation accuracy is still at chance (10%) after 3 epochs")
+    assert loop_module.stall_note(at[:2], 10.0) == ""  # too early to say
+    assert loop_module.stall_note([*at, {"epoch": 4, "val_acc": 10.1}], 10.0) == ""  # once
+    learned = [*at[:2], {"epoch": 3, "val_acc": 14.0}]
+    assert loop_module.stall_note(learned, 10.0) == ""
+    died = [*at[:2], {"epoch": 3, "val_acc": 10.0, "diverged": True}]
+    assert loop_module.stall_note(died, 10.0) == ""  # a diverged run is said so already
+
+
+def test_the_stall_note_is_printed_with_the_epoch_lines(
+    tmp_path: Path, monkeypatch, capsys
+) -> None:
+    monkeypatch.setattr(loop_module, "STALL_BAND", 100.0)  # every accuracy counts as chance
+    train(tiny(), tmp_path / "r")
+    err = capsys.readouterr().err
+    assert err.count("this run may have stalled") == 1
+    assert err.index("epoch 3/3:") < err.index("this run may have stalled")

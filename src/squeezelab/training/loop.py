@@ -190,6 +190,9 @@ def _train_locked(
             history.append(row)
             diverged = _save_epoch(out, parts, history, row, board)
             _log(_format_row(row, cfg.epochs), verbose)
+            stalled = stall_note(history, 100.0 / parts.num_classes)
+            if stalled:
+                _log(stalled, verbose)
     finally:
         if board is not None:
             board.close()
@@ -456,6 +459,25 @@ def _kept(out: Path, keep_checkpoint: bool, diverged: bool) -> str:
     if keep_checkpoint:
         return str(out / CHECKPOINT)
     return "" if diverged else str(out / MODEL)
+
+
+STALL_EPOCHS = 3  # epochs at chance after which a run is called stalled, once
+STALL_BAND = 1.0  # accuracy points above chance that still count as chance
+
+
+def stall_note(history: list[dict[str, Any]], chance: float) -> str:
+    """A one-time note when validation accuracy has sat at chance for the first
+    ``STALL_EPOCHS`` epochs (plain SqueezeNet at a high learning rate can: the study saw
+    many such cells, and modern-compare has seeds that stalled and never caught up)."""
+    if len(history) != STALL_EPOCHS or any(row.get("diverged") for row in history):
+        return ""
+    if any((row.get("val_acc") or 0.0) > chance + STALL_BAND for row in history):
+        return ""
+    return (
+        f"note: validation accuracy is still at chance ({chance:g}%) after {STALL_EPOCHS} "
+        "epochs: this run may have stalled (plain SqueezeNet at a high learning rate can). "
+        "Watch the next epochs; a lower --lr or --batch-norm trains more reliably."
+    )
 
 
 def _format_row(row: dict[str, Any], epochs: int) -> str:
