@@ -7,7 +7,8 @@ validation and test accuracy, and the path of a PNG of validation accuracy again
 Times are the run's own epoch times (training and validation passes, no data decoding).
 
 With ``--db``, trains nothing: it reads the finished runs of a results store (optionally one
-study's) and gives the same figures per model (with and without batch norm) from the epoch
+study's) and gives the same figures per model (with and without batch norm; per condition
+when the runs differ in other fields, such as a search's learning rates) from the epoch
 times each run recorded: per run, and the median over its seeds with how many reached each
 target, the threads each run had, and one PNG of every run's curve. Runs that shared the
 machine (``--runs-per-device 2``: one thread each) took longer per epoch than one run alone.
@@ -122,6 +123,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 def from_store(db: Path, study: str | None, targets: list[float], out: Path) -> dict[str, Any]:
     """Time to each target per model, from the epoch times a store's finished runs recorded."""
+    from squeezelab.analysis.selection import varying_fields
     from squeezelab.results import Store, StoreError
 
     if not db.exists():
@@ -134,10 +136,15 @@ def from_store(db: Path, study: str | None, targets: list[float], out: Path) -> 
             runs = [r for r in store.runs(study) if r.status == "done" and r.history]
     except StoreError as err:
         raise SystemExit(f"--db: {err}") from None
-    unique = {r.key: r for r in runs}.values()  # a run listed by several studies counts once
+    unique = list({r.key: r for r in runs}.values())  # a run several studies hold counts once
+    # One group per condition, seeds together: a search's cells (lr 0.025 / 0.05 / 0.1) stay
+    # apart, each named by the fields that set it apart.
+    other = varying_fields(unique, exclude=("model", "batch_norm", "seed"))
     groups: dict[str, list[Any]] = {}
     for r in unique:
         name = f"{r.config['model']}{' + BN' if r.config.get('batch_norm') else ''}"
+        if other:
+            name += f" ({', '.join(f'{k}={r.config.get(k)}' for k in other)})"
         groups.setdefault(name, []).append(r)
     if not groups:
         raise SystemExit(f"{db}: no finished run with a history{f' in {study}' if study else ''}")

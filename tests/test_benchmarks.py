@@ -80,6 +80,14 @@ def test_time_to_accuracy_from_a_store_gives_each_model_its_seeds_median(
     assert plain["per_run"][1]["threads"] == 1 and Path(out["png"]).stat().st_size > 1000
     with pytest.raises(SystemExit, match="--study c: not in"):
         tta.main(["--db", str(tmp_path / "s.db"), "--study", "c", "--out", str(tmp_path)])
+    with Store(tmp_path / "s.db") as store:  # a second rate: each condition is its own group
+        cfg = RunConfig(seed=0, lr=0.1)
+        store.add_study("a", {"name": "a"}, [(cfg.key(), cfg.to_dict(), "run")])
+        history = [{"epoch": 1, "val_acc": 90.0, "epoch_s": 5.0}]
+        store.finish_run(cfg.key(), {"val_acc": 90.0, "epochs": 1}, history, {"threads": 2})
+    out = tta.main(["--db", str(tmp_path / "s.db"), "--targets", "70", "--out", str(tmp_path)])
+    assert out["models"]["squeezenet1_0 (lr=0.1)"]["time_to_median"]["70"]["median_s"] == 5.0
+    assert out["models"]["squeezenet1_0 (lr=0.01)"]["runs"] == 2
     (tmp_path / "bad.db").write_text("not a store")
     with pytest.raises(SystemExit, match="bad.db is not a usable squeezelab store"):
         tta.main(["--db", str(tmp_path / "bad.db"), "--out", str(tmp_path)])
