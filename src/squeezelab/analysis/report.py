@@ -583,6 +583,12 @@ class ReportBuilder:
         self.results = evaluate_claims(self.pending, self.chance)
         for r in self.results:
             r.interim = self.interim.get(r.id, "")
+        # Holm ties a family together: a claim whose own runs are all in still moves when a
+        # family member's study finishes, so its verdict is interim too.
+        waiting = {r.family: r.interim for r in self.results if r.interim}
+        for r in self.results:
+            if not r.interim and r.family in waiting:
+                r.interim = f"its Holm family '{r.family}' holds a claim whose {waiting[r.family]}"
         rule_of = {c.id: c.diverged for c in self.claims}
         other = {r: next(o for o in RULES if o != r) for r in RULES}
         by_key = {(r.id, r.stratum, r.rule): r for r in self.results}
