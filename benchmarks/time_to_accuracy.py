@@ -124,6 +124,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 def from_store(db: Path, study: str | None, targets: list[float], out: Path) -> dict[str, Any]:
     """Time to each target per model, from the epoch times a store's finished runs recorded."""
     from squeezelab.analysis.selection import varying_fields
+    from squeezelab.analysis.tables import unique
     from squeezelab.results import Store, StoreError
 
     if not db.exists():
@@ -136,12 +137,12 @@ def from_store(db: Path, study: str | None, targets: list[float], out: Path) -> 
             runs = [r for r in store.runs(study) if r.status == "done" and r.history]
     except StoreError as err:
         raise SystemExit(f"--db: {err}") from None
-    unique = list({r.key: r for r in runs}.values())  # a run several studies hold counts once
+    runs = unique(runs)  # a run several studies hold counts once
     # One group per condition, seeds together: a search's cells (lr 0.025 / 0.05 / 0.1) stay
     # apart, each named by the fields that set it apart.
-    other = varying_fields(unique, exclude=("model", "batch_norm", "seed"))
+    other = varying_fields(runs, exclude=("model", "batch_norm", "seed"))
     groups: dict[str, list[Any]] = {}
-    for r in unique:
+    for r in runs:
         name = f"{r.config['model']}{' + BN' if r.config.get('batch_norm') else ''}"
         if other:
             name += f" ({', '.join(f'{k}={r.config.get(k)}' for k in other)})"
