@@ -13,10 +13,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..results.records import RunRecord
+from ..results.records import CHANCE_BAND, RunRecord
 from .stats import least_significant_difference
-
-CHANCE_BAND = 1.0  # accuracy points around chance that count as "learned nothing"
 
 SELECTION_METRIC = "val_acc"
 

@@ -11,6 +11,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+CHANCE_BAND = 1.0  # accuracy points around chance that count as "learned nothing"
 RESULT_FIELDS = ("val_acc", "val_loss", "test_acc", "test_loss", "train_loss", "epochs", "train_s")
 
 

@@ -25,6 +25,7 @@ from tqdm import tqdm
 from ..data import Batches, Preprocess, Source, Splits, load_source, split_source
 from ..models import get_model
 from ..models.complexity import check_input_size
+from ..results.records import CHANCE_BAND
 from .checkpoint import CheckpointError, TrainingState, save_atomic, save_checkpoint
 from .config import RunConfig
 from .rundir import (
@@ -462,7 +463,6 @@ def _kept(out: Path, keep_checkpoint: bool, diverged: bool) -> str:
 
 
 STALL_EPOCHS = 3  # epochs at chance after which a run is called stalled, once
-STALL_BAND = 1.0  # accuracy points above chance that still count as chance
 
 
 def stall_note(history: list[dict[str, Any]], chance: float) -> str:
@@ -471,7 +471,7 @@ def stall_note(history: list[dict[str, Any]], chance: float) -> str:
     many such cells, and modern-compare has seeds that stalled and never caught up)."""
     if len(history) != STALL_EPOCHS or any(row.get("diverged") for row in history):
         return ""
-    if any((row.get("val_acc") or 0.0) > chance + STALL_BAND for row in history):
+    if any((row.get("val_acc") or 0.0) > chance + CHANCE_BAND for row in history):
         return ""
     return (
         f"note: validation accuracy is still at chance ({chance:g}%) after {STALL_EPOCHS} "
