@@ -468,7 +468,7 @@ def test_one_study_run_at_two_budgets_is_reported_apart(tmp_path: Path) -> None:
     one = md[md.index("(epochs=1)") : md.index("## My dropout study (epochs=2)")]
     assert "As run: 12 runs, 1 epochs, 2 seed(s) per cell." in one
     assert "| 0.05 | 25.52 |" in one  # not 35.52, the mean over both budgets
-    assert "; 1 of the 12 runs registered for it have not finished" in md
+    assert "; 1 of the 12 runs registered for dropout-ablation have not finished" in md
     claims = {c["id"]: c for c in summary["claims"] if c["rule"] == "chance"}
     assert set(claims) == {"dropout [epochs=1]", "dropout [epochs=2]"}
     assert {c["n"] for c in claims.values()} == {3}  # each budget's own 3 conditions
@@ -607,7 +607,7 @@ def test_a_search_choice_on_part_of_its_runs_is_interim(tmp_path: Path) -> None:
     md = (tmp_path / "p" / "report.md").read_text()
     row = next(line for line in md.splitlines() if line.startswith("| SqueezeNet 1.1 |"))
     assert "| lr=0.05 |" in row and "| decided (interim) |" in row
-    assert "interim: 2 of the study's registered runs have not finished" in md
+    assert "interim: 2 of the 6 runs registered for modern-search-5 have not finished" in md
     _store_builtin(tmp_path / "f.db", "modern-search-5", acc)
     build_report(tmp_path / "f.db", tmp_path / "f")
     md = (tmp_path / "f" / "report.md").read_text()

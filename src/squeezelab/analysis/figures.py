@@ -18,7 +18,7 @@ import numpy as np
 
 from .metrics import METRICS
 from .selection import varying_fields
-from .stats import Summary, summarize
+from .stats import summarize
 from .tables import group, label, mean_acc, relative_points, value_label
 
 COLORS = {"alexnet": "tab:red", "squeezenet1_0": "tab:blue", "squeezenet1_1": "tab:green"}
@@ -36,12 +36,6 @@ def _stack(series: list[list[float]]) -> np.ndarray:
     for i, s in enumerate(series):
         stack[i, : len(s)] = s
     return stack
-
-
-def _within(sm: Summary, metric: str) -> Summary:
-    """A band or error bar cut at the values ``metric`` can take (no accuracy past 100%)."""
-    bounds = METRICS[metric].bounds
-    return sm.within(*bounds) if bounds else sm
 
 
 def mean_curve(series: list[list[float]]) -> tuple[np.ndarray, np.ndarray]:
@@ -89,7 +83,7 @@ def curves_figure(
             ax.plot(
                 epochs, mean, color=color, lw=2, label=f"{label(model)} (n={len(series)}{note})"
             )
-            bands = [_within(summarize(col[~np.isnan(col)]), metric) for col in stack.T]
+            bands = [METRICS[metric].cut(summarize(col[~np.isnan(col)]))[0] for col in stack.T]
             if any(b.n > 1 for b in bands):
                 ax.fill_between(
                     epochs,
@@ -166,7 +160,7 @@ def design_figure(
     fig, ax = plt.subplots(figsize=(6, 4))
     categorical = any(isinstance(x, str) for x in xs)
     pos = list(range(len(xs))) if categorical else xs
-    summaries = [_within(summarize(a), "test_acc") if a else None for a in accs]
+    summaries = [METRICS["test_acc"].cut(summarize(a))[0] if a else None for a in accs]
     errs = [
         [sm.mean - sm.ci_low if sm is not None and sm.n > 1 else 0.0 for sm in summaries],
         [sm.ci_high - sm.mean if sm is not None and sm.n > 1 else 0.0 for sm in summaries],

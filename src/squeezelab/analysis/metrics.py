@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .stats import Summary
 
 
 @dataclass(frozen=True)
@@ -15,6 +19,12 @@ class Metric:
     @property
     def header(self) -> str:
         return f"{self.label} ({self.unit})" if self.unit else self.label
+
+    def cut(self, sm: Summary) -> tuple[Summary, bool]:
+        """``sm`` with its interval cut to ``bounds``, and whether it ran past them."""
+        if self.bounds is None:
+            return sm, False
+        return sm.within(*self.bounds), sm.runs_past(*self.bounds)
 
 
 METRICS = {

@@ -268,8 +268,12 @@ class ReportBuilder:
         tag = f"{name}_{_slug(setting)}" if setting else name  # file names stay apart
         title = report.title or spec.get("description") or name
         s = Section(f"{title} ({setting})" if setting else title)
+        left = declared - len(runs)
+        unfinished = (
+            f"{left} of the {declared} runs registered for {name} have not finished" if left else ""
+        )
         if spec.get("description"):
-            s.text(self._description(spec, runs, declared))
+            s.text(self._description(spec, runs, unfinished))
         common = _common_training_fields(runs)
         if common:
             s.text("Every run here: " + ", ".join(f"{k} {v}" for k, v in common.items()) + ".")
@@ -289,26 +293,25 @@ class ReportBuilder:
         published = [r for t in report.published for r in published_runs(t)]
         self.add_table(s, self._study_table(tag, runs, report, spec, published))
         if report.best_by:
-            self._best(s, tag, runs, report, published, declared - len(runs))
+            self._best(s, tag, runs, report, published, unfinished)
         self._figures(s, tag, runs, report, spec)
         if "curves" not in report.figures:
             self._best_curves(s, tag, runs, report.title or name)
-        self._collect_claims(name, spec, runs, setting, declared)
+        self._collect_claims(name, spec, runs, setting, unfinished)
         self.sections.append(s)
 
-    def _description(self, spec: dict, runs: list[dict], declared: int) -> str:
+    def _description(self, spec: dict, runs: list[dict], unfinished: str) -> str:
         epochs = sorted({r.config["epochs"] for r in runs})
         per_cell = [len(m) for m in group(runs, varying_fields(runs, exclude=("seed",))).values()]
         fewest, most = min(per_cell), max(per_cell)
         seeds = f"{fewest}" if fewest == most else f"{fewest} to {most}"
-        missing = declared - len(runs)
         return (
             f"{spec['description']}. As run: {len(runs)} runs, "
             f"{'/'.join(map(str, epochs))} epochs, {seeds} seed(s) per cell"
             + (
-                f"; {missing} of the {declared} runs registered for it have not finished "
-                "(`squeezelab study status`), so this section shows part of the study."
-                if missing
+                f"; {unfinished} (`squeezelab study status`), so this section shows part of "
+                "the study."
+                if unfinished
                 else "."
             )
         )
@@ -388,10 +391,8 @@ class ReportBuilder:
         values = [r.result.test_acc for r in runs if r.result.test_acc is not None]
         if not values:
             return [None, None, None, 0]
-        sm = summarize(values)
-        low, high = METRICS["test_acc"].bounds or (-math.inf, math.inf)
-        cut = CUT if sm.runs_past(low, high) else ""
-        sm = sm.within(low, high)
+        sm, past = METRICS["test_acc"].cut(summarize(values))
+        cut = CUT if past else ""
         mean = f"{sm.mean:.2f}{DIVERGED}" if any(r.status == "diverged" for r in runs) else sm.mean
         ci = f"{sm.ci_low:.2f} to {sm.ci_high:.2f}{cut}" if sm.n > 1 else None
         return [mean, sm.sd if sm.n > 1 else None, ci, sm.n]
@@ -403,12 +404,12 @@ class ReportBuilder:
         runs: list[dict],
         report: ReportSpec,
         published: list[dict],
-        left: int = 0,
+        unfinished: str = "",
     ) -> None:
         """The best point per group on validation accuracy, and what test selection adds.
 
-        With ``left`` registered runs not finished, each choice reads "(interim)": a cell
-        whose seeds have not all run (or not at all) could still change it.
+        While ``unfinished`` says some registered runs have not finished, each choice reads
+        "(interim)": a cell whose seeds have not all run (or not at all) could still change it.
         """
         fields = list(report.best_fields)
         by = list(report.best_by)
@@ -435,7 +436,7 @@ class ReportBuilder:
                     margin.runner_up_score,
                     margin.margin,
                     margin.lsd,
-                    f"{margin.verdict} (interim)" if left else margin.verdict,
+                    f"{margin.verdict} (interim)" if unfinished else margin.verdict,
                     val_test,
                     ", ".join(f"{k}={v}" for k, v in zip(fields, test_cell)),
                     test_test,
@@ -495,9 +496,9 @@ class ReportBuilder:
                 "several); a margin inside it is within seed noise: other seeds could choose "
                 "differently. "
                 + (
-                    f"interim: {left} of the study's registered runs have not finished; a "
-                    "cell not yet run, or not over all its seeds, could change the choice. "
-                    if left
+                    f"interim: {unfinished}; a cell not yet run, or not over all its seeds, "
+                    "could change the choice. "
+                    if unfinished
                     else ""
                 )
                 + "Ties go to the first cell in sorted order, in this table and in the runner.",
@@ -546,7 +547,7 @@ class ReportBuilder:
         s.figure(path, f"{title}: {metric} per epoch of each model's best cell (by validation).")
 
     def _collect_claims(
-        self, name: str, spec: dict, runs: list[dict], setting: str, declared: int
+        self, name: str, spec: dict, runs: list[dict], setting: str, unfinished: str
     ) -> None:
         claims = [claim_from_dict(c) for c in spec.get("claims", [])]
         if not claims:
@@ -569,11 +570,8 @@ class ReportBuilder:
                 caveat = f"source weights {src}, not ImageNet as the study used"
             self.claims.append(c)
             self.pending.append((c, runs, sources if "init" in (c.field, c.x) else [], caveat))
-            if declared > len(runs):
-                self.interim[c.id] = (
-                    f"{declared - len(runs)} of the {declared} runs registered for {name} have "
-                    "not finished"
-                )
+            if unfinished:
+                self.interim[c.id] = unfinished
 
     # --- claims -----------------------------------------------------------------------------
 
