@@ -90,20 +90,34 @@ def test_the_modern_studies_search_then_compare_at_the_recipe() -> None:
         "label_smoothing",
         "nesterov",
     }
-    # Stages 4 and 5: plain SqueezeNet 1.0's and 1.1's rates at the recipe's own 30 epochs;
-    # each cell at the recipe's rate is modern-compare's runs of that model.
+    # Stages 4 to 6: plain SqueezeNet 1.0's and 1.1's rates at the recipe's own 30 epochs;
+    # each cell at the recipe's rate is modern-compare's runs of that model, and stage 6's
+    # 0.025 cells extend stages 4's and 5's (only their new seeds are new runs).
     compare_keys = {r.key() for r in compare.expand()}
-    for stage, model, rates, seeds in (
-        ("modern-search-4", "squeezenet1_0", {0.025, 0.05}, {0, 1, 2}),
-        ("modern-search-5", "squeezenet1_1", {0.025, 0.05, 0.1}, {0, 1}),
+    plain = ("squeezenet1_0", "squeezenet1_1")
+    stages = {}
+    for stage, models, rates, seeds in (
+        ("modern-search-4", plain[:1], {0.025, 0.05}, {0, 1, 2}),
+        ("modern-search-5", plain[1:], {0.025, 0.05, 0.1}, {0, 1}),
+        ("modern-search-6", plain, {0.025, 0.05}, {0, 1, 2, 3, 4}),
     ):
-        runs = load_study(stage).expand()
+        runs = stages[stage] = load_study(stage).expand()
         assert {(r.model, r.batch_norm, r.epochs, r.train_subset) for r in runs} == {
-            (model, False, 30, None)
+            (m, False, 30, None) for m in models
         }
         assert {r.lr for r in runs} == rates and {r.seed for r in runs} == seeds
-        own = recipe_fields("modern", model, False)["lr"]
-        assert {r.key() for r in runs} & compare_keys == {r.key() for r in runs if r.lr == own}
+        own = {m: recipe_fields("modern", m, False)["lr"] for m in models}
+        shared = {r.key() for r in runs if r.lr == own[r.model]}
+        assert {r.key() for r in runs} & compare_keys == shared
+    earlier = {r.key() for s in ("modern-search-4", "modern-search-5") for r in stages[s]}
+    new = [r for r in stages["modern-search-6"] if r.key() not in earlier | compare_keys]
+    assert sorted((r.model, r.lr, r.seed) for r in new) == [
+        ("squeezenet1_0", 0.025, 3),
+        ("squeezenet1_0", 0.025, 4),
+        ("squeezenet1_1", 0.025, 2),
+        ("squeezenet1_1", 0.025, 3),
+        ("squeezenet1_1", 0.025, 4),
+    ]
     # The comparison: four models at their own rates, 5 seeds, three declared claims.
     runs = compare.expand()
     assert len(runs) == 4 * 5 and {r.epochs for r in runs} == {30}
