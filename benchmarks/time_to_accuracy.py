@@ -73,9 +73,18 @@ def plot(
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--data", default=str(DEFAULT_DATA) if DEFAULT_DATA.exists() else "synthetic"
+        "--data",
+        default=str(DEFAULT_DATA) if DEFAULT_DATA.exists() else "synthetic",
+        help="data source to train on (default: the shared CIFAR-10 JPEG set when present, "
+        "else synthetic)",
     )
-    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="override a run field (repeatable), e.g. --set batch_norm=true --set epochs=15",
+    )
     parser.add_argument("--targets", default="70,75,80,85", help="percent, comma-separated")
     parser.add_argument("--out", default="time_to_accuracy", help="run directory and PNG")
     parser.add_argument("--device", help="cpu, cuda, ... (default: cuda when present)")
