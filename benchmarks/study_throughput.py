@@ -181,13 +181,19 @@ def project(preset: str, rates: dict[str, dict[str, dict[str, float]]], auto: st
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument(
+        "--device",
+        default="cuda" if torch.cuda.is_available() else "cpu",
+        help="cpu, cuda, ... (default: cuda when present)",
+    )
     parser.add_argument(
         "--packed", type=int, help="runs packed on the device (default: 8 on a GPU, cores on CPU)"
     )
     parser.add_argument("--steps", type=int, default=None, help="timed steps (20 CPU, 200 GPU)")
     parser.add_argument("--warmup", type=int, default=None, help="untimed steps (3 CPU, 30 GPU)")
-    parser.add_argument("--presets", default="quick,paper,rigorous")
+    parser.add_argument(
+        "--presets", default="quick,paper,rigorous", help="presets to project, comma-separated"
+    )
     args = parser.parse_args()
     from squeezelab.studies.executors import cpu_count
     from squeezelab.training.runtime import resolve_precision

@@ -85,12 +85,14 @@ def forever(make: callable) -> Iterator:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--data", default=str(DEFAULT_DATA) if DEFAULT_DATA.exists() else "synthetic"
+        "--data",
+        default=str(DEFAULT_DATA) if DEFAULT_DATA.exists() else "synthetic",
+        help="data source (default: the shared CIFAR-10 JPEG set when present, else synthetic)",
     )
-    parser.add_argument("--steps", type=int, default=60)
-    parser.add_argument("--warmup", type=int, default=15)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--image-size", type=int, default=64)
+    parser.add_argument("--steps", type=int, default=60, help="timed training steps")
+    parser.add_argument("--warmup", type=int, default=15, help="untimed steps before them")
+    parser.add_argument("--batch-size", type=int, default=64, help="images per step")
+    parser.add_argument("--image-size", type=int, default=64, help="side after the resize")
     args = parser.parse_args()
 
     splits = split_source(load_source(args.data, progress=False))
