@@ -13,6 +13,7 @@ import pytest
 from scipy import stats
 
 from squeezelab.analysis import build_report, holm, paired_test, pearson, summarize
+from squeezelab.analysis.metrics import METRICS
 from squeezelab.results import Store, StoreError
 from squeezelab.studies.spec import builtin_studies, load_study
 from squeezelab.training import RunConfig
@@ -43,6 +44,11 @@ def test_an_interval_is_cut_at_the_values_an_accuracy_can_take() -> None:
     assert not cut.runs_past(0.0, 100.0)
     one = summarize([42.0])
     assert one.within(0.0, 100.0) == one and not one.runs_past(0.0, 100.0)
+    # Each metric knows its bounds: accuracies are cut, a loss (unbounded) is left as it is.
+    assert METRICS["val_acc"].cut(s) == (cut, True)
+    assert METRICS["test_acc"].cut(cut) == (cut, False)
+    loss = summarize([-0.5, 2.0, 2.5])
+    assert METRICS["train_loss"].cut(loss) == (loss, False)
 
 
 def test_pearson_matches_scipy() -> None:
