@@ -27,8 +27,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import SqueezelabError
-from ..results.records import RunRecord
-from .selection import CHANCE_BAND
+from ..results.records import CHANCE_BAND, RunRecord
 from .stats import (
     ALPHA,
     correlation_n_needed,

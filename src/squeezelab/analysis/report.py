@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..results import RunRecord, Store, StoreError
+from ..results.records import left_chance
 from . import figures
 from .claims import (
     RULES,
@@ -33,7 +34,6 @@ from .published import analyze_published, published_runs, published_value, table
 from .render import render_html, render_markdown
 from .selection import (
     best_runs,
-    left_chance,
     num_classes_of,
     select_best,
     selection_margins,

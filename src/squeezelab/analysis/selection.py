@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..results.records import CHANCE_BAND, RunRecord
+from ..results.records import RunRecord
 from .stats import least_significant_difference
 
 SELECTION_METRIC = "val_acc"
@@ -121,8 +121,3 @@ def num_classes_of(recipes: Iterable[dict[str, Any] | None]) -> int:
     """The class count most runs' recipes record (10 when none does)."""
     counts = Counter(r.get("num_classes", 10) for r in recipes if r)
     return counts.most_common(1)[0][0] if counts else 10
-
-
-def left_chance(score: float, chance: float) -> bool:
-    """Whether a selection score is above chance: a best cell at chance is no winner."""
-    return score > chance + CHANCE_BAND

@@ -15,6 +15,12 @@ CHANCE_BAND = 1.0  # accuracy points around chance that count as "learned nothin
 RESULT_FIELDS = ("val_acc", "val_loss", "test_acc", "test_loss", "train_loss", "epochs", "train_s")
 
 
+def left_chance(acc: float, chance: float) -> bool:
+    """Whether an accuracy is above chance by more than ``CHANCE_BAND``: one within it learned
+    nothing (a best cell there is no winner; a run there after a few epochs may have stalled)."""
+    return acc > chance + CHANCE_BAND
+
+
 class Fields(Mapping[str, Any]):
     """A run's config fields, read-only, by key (``c["lr"]``) or attribute (``c.lr``)."""
 

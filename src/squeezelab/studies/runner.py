@@ -18,9 +18,10 @@ from typing import Any
 
 from tqdm import tqdm
 
-from ..analysis.selection import best_runs, left_chance, num_classes_of, select_best
+from ..analysis.selection import best_runs, num_classes_of, select_best
 from ..models.complexity import complexity_of
 from ..results import RunRecord, Store
+from ..results.records import left_chance
 from ..results.store import Heartbeat, owner_id
 from ..training.config import ConfigError, RunConfig, from_dict
 from ..training.layout import MODEL

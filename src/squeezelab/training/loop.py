@@ -25,7 +25,7 @@ from tqdm import tqdm
 from ..data import Batches, Preprocess, Source, Splits, load_source, split_source
 from ..models import get_model
 from ..models.complexity import check_input_size
-from ..results.records import CHANCE_BAND
+from ..results.records import left_chance
 from .checkpoint import CheckpointError, TrainingState, save_atomic, save_checkpoint
 from .config import RunConfig
 from .rundir import (
@@ -471,7 +471,7 @@ def stall_note(history: list[dict[str, Any]], chance: float) -> str:
     many such cells, and modern-compare has seeds that stalled and never caught up)."""
     if len(history) != STALL_EPOCHS or any(row.get("diverged") for row in history):
         return ""
-    if any((row.get("val_acc") or 0.0) > chance + CHANCE_BAND for row in history):
+    if any(left_chance(row.get("val_acc") or 0.0, chance) for row in history):
         return ""
     return (
         f"note: validation accuracy is still at chance ({chance:g}%) after {STALL_EPOCHS} "
