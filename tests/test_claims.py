@@ -292,6 +292,11 @@ def test_a_search_winner_is_weighed_against_the_seeds_spread() -> None:
     pooled = np.mean([np.var(p, ddof=1) for p in vals.values()])
     lsd = stats.t.ppf(0.975, 3) * math.sqrt(pooled * (1 / 2 + 1 / 2))
     assert margin.lsd == pytest.approx(lsd) and margin.verdict == "within seed noise"
+    # each cell's own spread rides along: the winner's and the runner-up's seeds
+    assert [(c.n, c.sd) for c in margin.spread] == [
+        (2, pytest.approx(np.std(vals[0.1], ddof=1))),
+        (2, pytest.approx(np.std(vals[0.05], ddof=1))),
+    ]
     assert least_significant_difference([[1.0], [2.0]], 1, 1) is None  # no spread measured
     far = [_val_only(_run(None, seed=s, lr=0.3), v) for s, v in enumerate((95.0, 95.2))]
     (margin,) = selection_margins(runs + far, ["model"], ["lr"])
@@ -299,6 +304,7 @@ def test_a_search_winner_is_weighed_against_the_seeds_spread() -> None:
     one = [_val_only(_run(None, lr=lr), v) for lr, v in ((0.1, 80.0), (0.2, 70.0))]
     assert selection_margins(one, ["model"], ["lr"])[0].verdict.startswith("undecidable")
     assert selection_margins(one[:1], ["model"], ["lr"])[0].verdict == "only cell"
+    assert [c.sd for c in selection_margins(one, ["model"], ["lr"])[0].spread] == [None, None]
 
 
 # --- Figure 4: a diverged seed does not cut the others' curves ------------------------------
@@ -522,6 +528,8 @@ def test_a_search_report_weighs_its_choice_and_claims_no_study_choice(tmp_path: 
     assert "study's point" not in section and "Table 3" not in section
     row = next(line for line in section.splitlines() if line.startswith("| SqueezeNet 1.0 |"))
     assert "batch_size=256, lr=0.2" in row and "| decided |" in row
+    # each cell's own spread beside its mean (seeds 0 and 1 one point apart: SD 0.71)
+    assert "| 90.50 | 0.71 | 79.51 | 0.71 | 2 / 2 |" in row
     assert "diverged" not in section  # no seed diverged: no footnote for a mark never used
     # Row fields print as given: label smoothing 0.1, not 0.10 (and an EMA decay of 0.999
     # is not 1.00).

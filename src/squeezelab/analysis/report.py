@@ -33,6 +33,7 @@ from .metrics import METRICS
 from .published import analyze_published, published_runs, published_value, table_1
 from .render import render_html, render_markdown
 from .selection import (
+    Spread,
     best_runs,
     num_classes_of,
     select_best,
@@ -417,6 +418,7 @@ class ReportBuilder:
         margins = selection_margins(runs, by, fields)
         rows = []
         for (point, val_score, members), margin in zip(val_best, margins, strict=True):
+            own, other = margin.spread or (Spread.of(members), None)
             grp = tuple(point[k] for k in by)
             same = [r for r in runs if tuple(r.config[k] for k in by) == grp]
             cells = group(same, fields)
@@ -433,7 +435,10 @@ class ReportBuilder:
                     *(value_label(k, v) if k == "model" else v for k, v in zip(by, grp)),
                     chosen,
                     val_score,
+                    own.sd,
                     margin.runner_up_score,
+                    other.sd if other else None,
+                    f"{own.n} / {other.n}" if other else own.n,
                     margin.margin,
                     margin.lsd,
                     f"{margin.verdict} (interim)" if unfinished else margin.verdict,
@@ -477,7 +482,10 @@ class ReportBuilder:
                     *by,
                     "validation-selected point",
                     "its val acc (%)",
+                    "its val SD",
                     "runner-up val acc (%)",
+                    "runner-up val SD",
+                    "seeds (its / runner-up)",
                     "margin (points)",
                     "95% LSD (points)",
                     "choice",
@@ -494,7 +502,10 @@ class ReportBuilder:
                 "LSD: the least significant difference at 95% from the seed-to-seed variance "
                 "pooled over the group's cells (not corrected for choosing the largest of "
                 "several); a margin inside it is within seed noise: other seeds could choose "
-                "differently. "
+                "differently. The SD columns are each cell's own seed-to-seed spread: pooling "
+                "assumes the cells are about as steady as each other, and where one is far "
+                "less steady (a seed that stalls) the means alone cannot say which is "
+                "better. "
                 + (
                     f"interim: {unfinished}; a cell not yet run, or not over all its seeds, "
                     "could change the choice. "

@@ -8,6 +8,7 @@ sorts first (smallest batch size, then learning rate, ...). Test accuracy is nev
 
 from __future__ import annotations
 
+import statistics
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -59,6 +60,19 @@ def select_best(
 
 
 @dataclass(frozen=True)
+class Spread:
+    """A cell's seed count and the SD of its seeds' validation accuracy (None: one seed)."""
+
+    n: int
+    sd: float | None
+
+    @classmethod
+    def of(cls, members: list[RunRecord]) -> Spread:
+        scores = [_run_score(r) for r in members]
+        return cls(len(scores), statistics.stdev(scores) if len(scores) > 1 else None)
+
+
+@dataclass(frozen=True)
 class Margin:
     """How far a group's best cell stands above the next best, against the seeds' spread."""
 
@@ -66,6 +80,7 @@ class Margin:
     runner_up_score: float | None
     margin: float | None  # best minus runner-up, mean validation accuracy (points)
     lsd: float | None  # 95% least significant difference; None: one seed per cell
+    spread: tuple[Spread, Spread] | None = None  # the chosen cell's and the runner-up's seeds
 
     @property
     def verdict(self) -> str:
@@ -86,6 +101,8 @@ def selection_margins(
     The least significant difference pools the seed-to-seed variance of every cell in the
     group; a margin inside it means the choice could flip with other seeds. It is not
     corrected for picking the largest of several cells, so "decided" is the weaker claim.
+    Pooling assumes the cells are about as steady as each other; each margin also carries the
+    two cells' own spreads, so a reader sees when one is far less steady than the other.
     """
     keys = (*group_by, *fields)
     out = []
@@ -94,9 +111,10 @@ def selection_margins(
             out.append(Margin(None, None, None, None))
             continue
         (best, _, first), (second, cell, other) = entries[0], entries[1]
-        spread = [[_run_score(r) for r in members] for _, _, members in entries]
-        lsd = least_significant_difference(spread, len(first), len(other))
-        out.append(Margin(dict(zip(keys, cell)), second, best - second, lsd))
+        scores = [[_run_score(r) for r in members] for _, _, members in entries]
+        lsd = least_significant_difference(scores, len(first), len(other))
+        spread = (Spread.of(first), Spread.of(other))
+        out.append(Margin(dict(zip(keys, cell)), second, best - second, lsd, spread))
     return out
 
 
