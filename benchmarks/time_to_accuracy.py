@@ -9,9 +9,10 @@ Times are the run's own epoch times (training and validation passes, no data dec
 With ``--db``, trains nothing: it reads the finished runs of a results store (optionally one
 study's) and gives the same figures per model (with and without batch norm; per condition
 when the runs differ in other fields, such as a search's learning rates) from the epoch
-times each run recorded: per run, and the median over its seeds with how many reached each
-target, the threads each run had, and one PNG of every run's curve. Runs that shared the
-machine (``--runs-per-device 2``: one thread each) took longer per epoch than one run alone.
+times each run recorded: per run, and the median and range over its seeds with how many
+reached each target, the threads each run had, and one PNG of every run's curve. Runs that
+shared the machine (``--runs-per-device 2``: one thread each) took longer per epoch than one
+run alone.
 
 Usage: python benchmarks/time_to_accuracy.py [--data SOURCE] [--set FIELD=VALUE ...]
            [--targets 70,75,80,85] [--out DIR]
@@ -178,6 +179,7 @@ def from_store(db: Path, study: str | None, targets: list[float], out: Path) -> 
             median[t] = {
                 "reached": f"{len(hits)} of {len(per_run)}",
                 "median_s": round(statistics.median(hits), 1) if hits else None,
+                "range_s": [round(min(hits), 1), round(max(hits), 1)] if hits else None,
             }
         models[name] = {"runs": len(per_run), "time_to_median": median, "per_run": per_run}
     png = out / "time_to_accuracy.png"

@@ -74,9 +74,11 @@ def test_time_to_accuracy_from_a_store_gives_each_model_its_seeds_median(
     plain, bn = out["models"]["squeezenet1_0"], out["models"]["squeezenet1_0 + BN"]
     assert plain["runs"] == 2 and bn["runs"] == 1
     # seed 0 reaches 70% after 2 epochs of 100 s, seed 1 after 3 of 200 s: median 400 s
-    assert plain["time_to_median"]["70"] == {"reached": "2 of 2", "median_s": 400.0}
-    assert plain["time_to_median"]["80"] == {"reached": "1 of 2", "median_s": 300.0}
-    assert bn["time_to_median"]["80"] == {"reached": "0 of 1", "median_s": None}
+    seventy = {"reached": "2 of 2", "median_s": 400.0, "range_s": [200.0, 600.0]}
+    assert plain["time_to_median"]["70"] == seventy
+    eighty = {"reached": "1 of 2", "median_s": 300.0, "range_s": [300.0, 300.0]}
+    assert plain["time_to_median"]["80"] == eighty
+    assert bn["time_to_median"]["80"] == {"reached": "0 of 1", "median_s": None, "range_s": None}
     assert plain["per_run"][1]["threads"] == 1 and Path(out["png"]).stat().st_size > 1000
     with pytest.raises(SystemExit, match="--study c: not in"):
         tta.main(["--db", str(tmp_path / "s.db"), "--study", "c", "--out", str(tmp_path)])
