@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
@@ -14,8 +15,9 @@ from squeezelab.studies import load_study
 from squeezelab.studies.spec import parse_study
 from squeezelab.training import ConfigError, from_dict, load_checkpoint, train
 from squeezelab.training import loop as loop_module
+from squeezelab.training import recipes as recipes_module
 from squeezelab.training.loop import evaluate
-from squeezelab.training.recipes import recipe_fields, recipes
+from squeezelab.training.recipes import check_versions, recipe_fields, recipes
 
 from .conftest import last_json, run_cli
 
@@ -157,6 +159,54 @@ def test_a_run_made_with_another_version_stays_as_it_was(tmp_path: Path) -> None
     assert again.key() != run.key()  # another version is another run
     with pytest.raises(ConfigError, match="ships modern@1 only"):
         from_dict({"recipe": "modern@0", "batch_norm": True})  # fields left to a lost version
+
+
+def _modern_v2() -> dict:
+    """The shipped modern recipe as its next version would be if that version changed
+    SqueezeNet 1.0 + BN's dropout only."""
+    raw = copy.deepcopy(recipes()["modern"])
+    raw["version"] = 2
+    raw["models"]["squeezenet1_0+bn"] |= {"dropout": 0.0, "since": 2}
+    return raw
+
+
+def test_a_new_version_moves_only_the_models_it_changed(monkeypatch) -> None:
+    """Versions are per model: a version that changes 1.0 + BN's fields gives its runs new
+    keys and leaves every other model's runs (and keys) as they were, under any name."""
+    before = {
+        (m, bn): from_dict({"recipe": "modern", "model": m, "batch_norm": bn})
+        for m, bn in (("squeezenet1_0", False), ("squeezenet1_0", True), ("alexnet", False))
+    }
+    monkeypatch.setattr(recipes_module, "recipes", lambda: {"modern": _modern_v2()})
+    check_versions(_modern_v2(), "modern.toml")
+    for (model, bn), old in before.items():
+        new = from_dict({"recipe": "modern", "model": model, "batch_norm": bn})
+        if bn:  # the changed model: its version, its new field, a new run
+            assert new.recipe == "modern@2" and new.dropout == 0.0 and new.key() != old.key()
+            assert "since" not in recipe_fields("modern", model, bn)
+        else:  # unchanged since version 1: the same run, whichever current version is named
+            assert new.recipe == "modern@1" and new.key() == old.key()
+            for name in ("modern@1", "modern@2"):
+                assert from_dict({"recipe": name, "model": model}).key() == old.key()
+    # 1.0 + BN as version 1 had it: gone, unless the run holds every field (a stored run)
+    with pytest.raises(ConfigError, match="where squeezenet1_0 \\+ BN's fields date from modern@2"):
+        from_dict({"recipe": "modern@1", "batch_norm": True})
+    stored = before[("squeezenet1_0", True)]
+    assert from_dict(stored.to_dict()).key() == stored.key()
+    with pytest.raises(ConfigError, match="ships modern@2 only"):
+        from_dict({"recipe": "modern@3", "model": "alexnet"})
+
+
+def test_a_recipe_file_whose_versions_do_not_fit_is_refused() -> None:
+    raw = _modern_v2()
+    raw["models"]["squeezenet1_0+bn"]["since"] = 3
+    with pytest.raises(ConfigError, match=r"\[models.squeezenet1_0\+bn\] since must be a whole"):
+        check_versions(raw, "modern.toml")
+    raw["models"]["squeezenet1_0+bn"]["since"] = 1  # version 2 changed nothing
+    with pytest.raises(ConfigError, match="no model's fields changed in it"):
+        check_versions(raw, "modern.toml")
+    with pytest.raises(ConfigError, match="version '2' is no whole number"):
+        check_versions({**raw, "version": "2"}, "modern.toml")
 
 
 def test_recipe_is_recorded_in_the_run(tmp_path: Path) -> None:

@@ -9,6 +9,14 @@ key, and ``config.json`` holds every resolved field.
 A recipe file holds ``name``, ``version``, ``description``, ``[fields]`` for every model and
 ``[models.NAME]`` sections per model (``NAME+bn`` for the batch-norm variant, which falls
 back to ``NAME``).
+
+Versions are per model: a run records the version in which its model's fields last changed
+(its section's ``since``, or ``fields_since`` for the shared ``[fields]``, whichever is later;
+both default to 1), not the file's. So a new version that changes one model's fields gives
+that model's runs new keys and leaves every other model's runs, and keys, where they were:
+a study re-runs only what the change touched. Asking for any version from that one to the
+file's gives the same fields; an older one is gone (only a stored run that holds every field
+it resolved to still loads).
 """
 
 from __future__ import annotations
@@ -36,8 +44,44 @@ def recipes() -> dict[str, dict[str, Any]]:
     for entry in folder.iterdir():
         if entry.name.endswith(".toml"):
             raw = tomllib.loads(entry.read_text())
+            check_versions(raw, entry.name)
             out[raw["name"]] = raw
     return out
+
+
+def check_versions(raw: dict[str, Any], where: str) -> None:
+    """Refuse a recipe whose per-model versions do not fit its own: each ``since`` (and
+    ``fields_since``) a whole number from 1 to ``version``, and the newest of them ``version``
+    itself (a version that changed nothing, or a change with no version, would mislabel runs).
+    """
+    version = raw.get("version")
+    if not isinstance(version, int) or version < 1:
+        raise ConfigError(f"recipe file {where}: version {version!r} is no whole number from 1")
+    marks = {"fields_since": raw.get("fields_since", 1)}
+    marks |= {f"[models.{k}] since": v.get("since", 1) for k, v in raw.get("models", {}).items()}
+    bad = [k for k, v in marks.items() if not isinstance(v, int) or not 1 <= v <= version]
+    if bad:
+        raise ConfigError(
+            f"recipe file {where}: {', '.join(bad)} must be a whole number from 1 to its "
+            f"version ({version})"
+        )
+    if max(marks.values()) != version:
+        raise ConfigError(
+            f"recipe file {where}: version {version} but no model's fields changed in it "
+            f"(the newest since is {max(marks.values())}): set the changed model's since"
+        )
+
+
+def _section(raw: dict[str, Any], model: str, batch_norm: bool) -> dict[str, Any]:
+    models = raw.get("models", {})
+    key = f"{model}+bn" if batch_norm and f"{model}+bn" in models else model
+    return models.get(key, {})
+
+
+def model_version(raw: dict[str, Any], model: str, batch_norm: bool = False) -> int:
+    """The version of recipe ``raw`` in which ``model``'s fields last changed."""
+    since = _section(raw, model, batch_norm).get("since", 1)
+    return max(raw.get("fields_since", 1), since)
 
 
 def recipe_names() -> tuple[str, ...]:
@@ -55,30 +99,43 @@ def check_recipe_name(name: str) -> None:
         raise ConfigError(f"unknown recipe {name!r}; recipes: {', '.join(recipe_names())}")
 
 
-def pinned(name: str) -> str:
-    """``modern`` -> ``modern@1`` (its current version); a pinned name is checked."""
+def _current(raw: dict[str, Any], version: str, model: str, batch_norm: bool) -> bool:
+    """Whether ``version`` asks for ``model``'s fields as this squeezelab ships them."""
+    if not version:
+        return True
+    return (
+        version.isdigit()
+        and model_version(raw, model, batch_norm) <= int(version) <= raw["version"]
+    )
+
+
+def pinned(name: str, model: str = "squeezenet1_0", batch_norm: bool = False) -> str:
+    """``modern`` -> ``modern@1``: the version in which ``model``'s fields last changed; a
+    pinned name is checked (any version from that one to the file's names the same fields)."""
     if name == NONE:
         return NONE
     base, _, version = name.partition("@")
     raw = recipes().get(base)
     if raw is None:
         raise ConfigError(f"unknown recipe {name!r}; recipes: {', '.join(recipe_names())}")
-    if version and version != str(raw["version"]):
+    since = model_version(raw, model, batch_norm)
+    if not _current(raw, version, model, batch_norm):
+        variant = f"{model}{' + BN' if batch_norm else ''}"
         raise ConfigError(
-            f"recipe {name!r}: this squeezelab ships {base}@{raw['version']} only "
-            "(a run made with another version keeps its recorded fields in config.json)"
+            f"recipe {name!r}: this squeezelab ships {base}@{raw['version']} only"
+            + (f", where {variant}'s fields date from {base}@{since}" if since > 1 else "")
+            + " (a run made with another version keeps its recorded fields in config.json)"
         )
-    return f"{base}@{raw['version']}"
+    return f"{base}@{since}"
 
 
 def recipe_fields(name: str, model: str, batch_norm: bool = False) -> dict[str, Any]:
     """The run fields recipe ``name`` sets for ``model`` (with or without batch norm)."""
     if name == NONE:
         return {}
-    raw = recipes()[pinned(name).partition("@")[0]]
-    models = raw.get("models", {})
-    key = f"{model}+bn" if batch_norm and f"{model}+bn" in models else model
-    return {**raw.get("fields", {}), **models.get(key, {})}
+    raw = recipes()[pinned(name, model, batch_norm).partition("@")[0]]
+    own = {k: v for k, v in _section(raw, model, batch_norm).items() if k != "since"}
+    return {**raw.get("fields", {}), **own}
 
 
 def resolve(values: dict[str, Any]) -> dict[str, Any]:
@@ -89,14 +146,15 @@ def resolve(values: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(name, str):
         raise ConfigError(f"recipe must be a name ({', '.join(recipe_names())}), got {name!r}")
     model = values.get("model", "squeezenet1_0")
+    batch_norm = bool(values.get("batch_norm", False))
     base, _, version = name.partition("@")
     raw = recipes().get(base)
-    if raw is not None and version and version != str(raw["version"]):
+    if raw is not None and version.isdigit() and not _current(raw, version, model, batch_norm):
         # A stored run (config.json, the store) made with another version of the recipe holds
         # every field it resolved to: it stays what it was, to resume, evaluate or compress.
         # Only a config that leaves some recipe field to the (other) version is refused.
-        current = recipe_fields(base, model, bool(values.get("batch_norm", False)))
+        current = recipe_fields(base, model, batch_norm)
         if all(k in values for k in current):
             return dict(values)
-    filled = recipe_fields(name, model, bool(values.get("batch_norm", False)))
-    return {**filled, **values, "recipe": pinned(name)}
+    filled = recipe_fields(name, model, batch_norm)
+    return {**filled, **values, "recipe": pinned(name, model, batch_norm)}
