@@ -119,7 +119,7 @@ def test_study_throughput_prints_rates_and_projections(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_gpu_modern_script_runs_every_study_into_one_archive(tmp_path: Path) -> None:
     """The lent-GPU script, dry-run on synthetic data: one store holds modern-compare and the
-    search's stages 4 to 7, and the archive and the claims come back."""
+    search's stages 4 to 8, and the archive and the claims come back."""
     import os
     import subprocess
     import tarfile
@@ -139,7 +139,7 @@ def test_gpu_modern_script_runs_every_study_into_one_archive(tmp_path: Path) -> 
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=900,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    studies = {f"modern-search-{n}" for n in (4, 5, 6, 7)} | {"modern-compare"}
+    studies = {f"modern-search-{n}" for n in (4, 5, 6, 7, 8)} | {"modern-compare"}
     assert all(f"{study}: exit 0" in proc.stdout for study in studies)
     with tarfile.open(out / "modern.tgz") as tar:
         tar.extractall(tmp_path / "x", filter="data")
@@ -147,9 +147,9 @@ def test_gpu_modern_script_runs_every_study_into_one_archive(tmp_path: Path) -> 
         assert set(store.studies()) == studies
         assert len(store.runs("modern-compare")) == 4
         compare = {r.key for r in store.runs("modern-compare")}
-        # each stage's cell at the recipe's values is modern-compare's 1.0 / 1.1 / 1.0 + BN
-        shares = {"modern-search-4": 1, "modern-search-5": 1, "modern-search-6": 2}
-        shares["modern-search-7"] = 1
+        # each stage's cell at the recipe's values is modern-compare's plain 1.0 / 1.1, 1.0 +
+        # BN (stage 7) and AlexNet (stage 8)
+        shares = {f"modern-search-{n}": 1 for n in (4, 5, 7, 8)} | {"modern-search-6": 2}
         for stage, shared in shares.items():
             assert len(compare & {r.key for r in store.runs(stage)}) == shared
     claims = json.loads((out / "claims.json").read_text())

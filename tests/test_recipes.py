@@ -120,18 +120,28 @@ def test_the_modern_studies_search_then_compare_at_the_recipe() -> None:
         ("squeezenet1_1", 0.025, 3),
         ("squeezenet1_1", 0.025, 4),
     ]
-    # Stage 7: SqueezeNet 1.0 + BN at 30 epochs, dropout and the peak rate each moved alone;
-    # the recipe's own cell is modern-compare's batch-norm seeds 0-2, so six runs are new.
-    stage7 = load_study("modern-search-7").expand()
-    assert {(r.model, r.batch_norm, r.epochs, r.train_subset) for r in stage7} == {
-        ("squeezenet1_0", True, 30, None)
-    }
-    assert {r.seed for r in stage7} == {0, 1, 2}
-    own = recipe_fields("modern", "squeezenet1_0", True)
-    shared = [r for r in stage7 if r.key() in compare_keys]
-    assert {(r.dropout, r.lr) for r in shared} == {(0.5, own["lr"])} and len(shared) == 3
-    new = sorted((r.dropout, r.lr, r.seed) for r in stage7 if r.key() not in compare_keys)
-    assert new == [(0.0, 0.1, s) for s in range(3)] + [(0.5, 0.2, s) for s in range(3)]
+    # Stages 7 and 8: SqueezeNet 1.0 + BN, then AlexNet, at 30 epochs, one field moved at a
+    # time; each recipe cell is modern-compare's own seeds, so only the moved cells are new.
+    for stage, model, bn, seeds, moves in (
+        ("modern-search-7", "squeezenet1_0", True, 3, [("dropout", 0.0), ("lr", 0.2)]),
+        ("modern-search-8", "alexnet", False, 2, [("weight_decay", 0.001), ("lr", 0.025)]),
+    ):
+        runs = load_study(stage).expand()
+        assert {(r.model, r.batch_norm, r.epochs, r.train_subset) for r in runs} == {
+            (model, bn, 30, None)
+        }
+        assert {r.seed for r in runs} == set(range(seeds))
+        own = recipe_fields("modern", model, bn)
+        shared = [r for r in runs if r.key() in compare_keys]
+        assert len(shared) == seeds and all(r.lr == own["lr"] for r in shared)
+        new = sorted(
+            (k, v, r.seed)
+            for r in runs
+            if r.key() not in compare_keys
+            for k, v in r.to_dict().items()
+            if v != shared[0].to_dict()[k] and k != "seed"
+        )
+        assert new == sorted((k, v, s) for k, v in moves for s in range(seeds))
     # The comparison: four models at their own rates, 5 seeds, three declared claims.
     runs = compare.expand()
     assert len(runs) == 4 * 5 and {r.epochs for r in runs} == {30}
