@@ -35,6 +35,21 @@ def run_cli(*args: str, check: bool = True, timeout: float = 600) -> subprocess.
     return proc
 
 
+def modern_v2(monkeypatch: pytest.MonkeyPatch) -> dict:
+    """Ship, for this test, the modern recipe as its next version would be if that version
+    changed SqueezeNet 1.0 + BN's dropout only (its section's ``since`` is 2). Returns it."""
+    import copy
+
+    from squeezelab.training import recipes as recipes_module
+
+    shipped = recipes_module.recipes()
+    raw = copy.deepcopy(shipped["modern"])
+    raw["version"] = 2
+    raw["models"]["squeezenet1_0+bn"] |= {"dropout": 0.0, "since": 2}
+    monkeypatch.setattr(recipes_module, "recipes", lambda: {**shipped, "modern": raw})
+    return raw
+
+
 def last_json(text: str) -> dict:
     return json.loads(text.strip().splitlines()[-1])
 

@@ -26,7 +26,7 @@ from squeezelab.results import RunRecord, RunScore, Store
 from squeezelab.studies.spec import load_study, parse_study
 from squeezelab.training import ConfigError, RunConfig
 
-from .conftest import last_json, run_cli
+from .conftest import last_json, modern_v2, run_cli
 
 # --- the study's own statistics, recovered from its published tables -----------------------
 
@@ -490,6 +490,40 @@ def test_a_budget_the_study_varies_itself_is_not_split() -> None:
     assert list(protocol_groups(runs, {"points": [{"epochs": 1}, {"epochs": 2}]})) == [""]
     apart = protocol_groups(runs, {"axes": {"lr": [0.1]}})
     assert {k: len(v) for k, v in apart.items()} == {"epochs=1": 2, "epochs=2": 2}
+
+
+def test_a_recipe_version_that_changes_one_model_reports_one_experiment(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """After a version that changes only 1.0 + BN's fields, modern-compare re-runs only its
+    5 runs and reads as one experiment: the models it left alone keep their runs (modern@1)
+    beside 1.0 + BN's new ones (modern@2); the superseded runs are a setting of their own,
+    never averaged in."""
+    db = tmp_path / "s.db"
+
+    def acc(c: Any) -> float:
+        return 80.0 + 0.2 * c.seed + 5.0 * c.batch_norm
+
+    old = {c.key() for c in _store_builtin(db, "modern-compare", acc)}
+    modern_v2(monkeypatch)
+    new = _store_builtin(db, "modern-compare", lambda c: acc(c) + 2.0 * (c.recipe == "modern@2"))
+    assert len({c.key() for c in new} - old) == 5 and {c.recipe for c in new} == {
+        "modern@1",
+        "modern@2",
+    }
+    build_report(db, tmp_path / "r")
+    md = (tmp_path / "r" / "report.md").read_text()
+    now = md[md.index("(recipe=modern)") : md.index("(recipe=modern@1)")]
+    gone = md[md.index("(recipe=modern@1)") :]
+    assert "As run: 20 runs" in now and "As run: 5 runs" in gone
+    # the new 1.0 + BN runs alone, each row with its own version; the old ones apart
+    assert "| squeezenet1_0 | True | 0 | 0.1 | modern@2 | 87.40 |" in now
+    assert "| squeezenet1_0 | False | 0.5 | 0.05 | modern@1 | 80.40 |" in now
+    assert "| squeezenet1_0 | True | 85.40 |" in gone and "| squeezenet1_0 | False |" not in gone
+    with (tmp_path / "r" / "claims.csv").open() as f:
+        claims = {r["Claim"]: r for r in csv.DictReader(f)}
+    bn = next(v for k, v in claims.items() if "batch norm" in k and k.endswith("[recipe=modern]"))
+    assert bn["n"] == "10" and bn["Estimate [95% CI]"].startswith("+7.00 pts")
 
 
 def _store_builtin(db: Path, name: str, accuracy: Callable[[Any], float | None]) -> list:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import json
 from pathlib import Path
 
@@ -15,11 +14,10 @@ from squeezelab.studies import load_study
 from squeezelab.studies.spec import parse_study
 from squeezelab.training import ConfigError, from_dict, load_checkpoint, train
 from squeezelab.training import loop as loop_module
-from squeezelab.training import recipes as recipes_module
 from squeezelab.training.loop import evaluate
 from squeezelab.training.recipes import check_versions, recipe_fields, recipes
 
-from .conftest import last_json, run_cli
+from .conftest import last_json, modern_v2, run_cli
 
 TINY = {"data": "synthetic:100", "image_size": 32, "batch_size": 32, "epochs": 1}
 
@@ -171,15 +169,6 @@ def test_a_run_made_with_another_version_stays_as_it_was(tmp_path: Path) -> None
         from_dict({"recipe": "modern@0", "batch_norm": True})  # fields left to a lost version
 
 
-def _modern_v2() -> dict:
-    """The shipped modern recipe as its next version would be if that version changed
-    SqueezeNet 1.0 + BN's dropout only."""
-    raw = copy.deepcopy(recipes()["modern"])
-    raw["version"] = 2
-    raw["models"]["squeezenet1_0+bn"] |= {"dropout": 0.0, "since": 2}
-    return raw
-
-
 def test_a_new_version_moves_only_the_models_it_changed(monkeypatch) -> None:
     """Versions are per model: a version that changes 1.0 + BN's fields gives its runs new
     keys and leaves every other model's runs (and keys) as they were, under any name."""
@@ -187,8 +176,7 @@ def test_a_new_version_moves_only_the_models_it_changed(monkeypatch) -> None:
         (m, bn): from_dict({"recipe": "modern", "model": m, "batch_norm": bn})
         for m, bn in (("squeezenet1_0", False), ("squeezenet1_0", True), ("alexnet", False))
     }
-    monkeypatch.setattr(recipes_module, "recipes", lambda: {"modern": _modern_v2()})
-    check_versions(_modern_v2(), "modern.toml")
+    check_versions(modern_v2(monkeypatch), "modern.toml")
     for (model, bn), old in before.items():
         new = from_dict({"recipe": "modern", "model": model, "batch_norm": bn})
         if bn:  # the changed model: its version, its new field, a new run
@@ -207,8 +195,8 @@ def test_a_new_version_moves_only_the_models_it_changed(monkeypatch) -> None:
         from_dict({"recipe": "modern@3", "model": "alexnet"})
 
 
-def test_a_recipe_file_whose_versions_do_not_fit_is_refused() -> None:
-    raw = _modern_v2()
+def test_a_recipe_file_whose_versions_do_not_fit_is_refused(monkeypatch) -> None:
+    raw = modern_v2(monkeypatch)
     raw["models"]["squeezenet1_0+bn"]["since"] = 3
     with pytest.raises(ConfigError, match=r"\[models.squeezenet1_0\+bn\] since must be a whole"):
         check_versions(raw, "modern.toml")

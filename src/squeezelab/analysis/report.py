@@ -12,7 +12,7 @@ import dataclasses
 import math
 import statistics
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -887,6 +887,30 @@ PROTOCOL_FIELDS = (
 )
 
 
+def _recipe_settings(runs: list[Any]) -> Callable[[Any], str]:
+    """Each run's recipe as a protocol setting. Versions are per model, so one experiment at a
+    recipe's current version holds ``modern@1`` runs of the models it left alone beside
+    ``modern@2`` runs of the one it changed: a run's setting is the recipe's name while its
+    version is the newest the study's runs of its model hold, and its whole label (a setting
+    of its own) once a newer version of that model's fields has run."""
+
+    def parts(r: Any) -> tuple[tuple, int]:
+        base, _, version = str(r.config.get("recipe")).partition("@")
+        model = (base, r.config.get("model"), bool(r.config.get("batch_norm")))
+        return model, int(version) if version.isdigit() else 0
+
+    newest: dict[tuple, int] = {}
+    for r in runs:
+        model, version = parts(r)
+        newest[model] = max(newest.get(model, version), version)
+
+    def setting(r: Any) -> str:
+        model, version = parts(r)
+        return model[0] if version == newest[model] else str(r.config.get("recipe"))
+
+    return setting
+
+
 def protocol_groups(runs: list[Any], spec: dict) -> dict[str, list[Any]]:
     """The study's runs per setting of the protocol fields it does not itself vary.
 
@@ -900,16 +924,21 @@ def protocol_groups(runs: list[Any], spec: dict) -> dict[str, list[Any]]:
         *best_of.get("group_by", ()),
         *best_of.get("fields", ()),
     }
+    recipe = _recipe_settings(runs)
+
+    def setting(r: Any, f: str) -> Any:
+        return recipe(r) if f == "recipe" else r.config.get(f)
+
     fields = [
         f
         for f in PROTOCOL_FIELDS
-        if f not in designed and len({repr(r.config.get(f)) for r in runs}) > 1
+        if f not in designed and len({repr(setting(r, f)) for r in runs}) > 1
     ]
     if not fields:
         return {"": runs}
     groups: dict[tuple, list[Any]] = {}
     for r in runs:
-        groups.setdefault(tuple(r.config.get(f) for f in fields), []).append(r)
+        groups.setdefault(tuple(setting(r, f) for f in fields), []).append(r)
     return {
         ", ".join(f"{f}={v}" for f, v in zip(fields, values)): members
         for values, members in sorted(groups.items(), key=lambda kv: repr(kv[0]))
