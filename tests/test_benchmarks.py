@@ -118,20 +118,29 @@ def test_study_throughput_prints_rates_and_projections(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_gpu_modern_script_runs_every_study_into_one_archive(tmp_path: Path) -> None:
-    """The lent-GPU script, dry-run on synthetic data: one store holds modern-compare and the
-    search's stages 4 to 8, and the archive and the claims come back."""
+    """The lent-GPU script: by default it runs modern-compare and every search stage from 4
+    on; dry-run on synthetic data over three of them (STUDIES), one store holds them, runs the
+    stages share with modern-compare are trained once, and the archive and claims come back."""
     import os
+    import re
     import subprocess
     import tarfile
 
     from squeezelab.results import Store
+    from squeezelab.studies import builtin_studies
 
+    script = (ROOT / "benchmarks" / "gpu_modern.sh").read_text()
+    default = re.search(r"\$\{STUDIES:-([^}]*)\}", script).group(1).split()
+    stages = [n for n in builtin_studies() if re.fullmatch(r"modern-search-([4-9]|\d\d+)", n)]
+    assert set(default) == {"modern-compare", *stages} and default[0] == "modern-compare"
+    studies = ["modern-compare", "modern-search-6", "modern-search-8"]
     out = tmp_path / "out"
     env = {
         **os.environ,
         "OUT": str(out),
         "DATA": "synthetic:100",
         "PER_DEVICE": "2",
+        "STUDIES": " ".join(studies),
         "EXTRA": "--set epochs=1 --set seeds=0 --set image_size=64",
     }
     proc = subprocess.run(
@@ -139,18 +148,16 @@ def test_gpu_modern_script_runs_every_study_into_one_archive(tmp_path: Path) -> 
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=900,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    studies = {f"modern-search-{n}" for n in (4, 5, 6, 7, 8)} | {"modern-compare"}
     assert all(f"{study}: exit 0" in proc.stdout for study in studies)
     with tarfile.open(out / "modern.tgz") as tar:
         tar.extractall(tmp_path / "x", filter="data")
     with Store(tmp_path / "x" / "runs.db") as store:
-        assert set(store.studies()) == studies
+        assert set(store.studies()) == set(studies)
         assert len(store.runs("modern-compare")) == 4
         compare = {r.key for r in store.runs("modern-compare")}
-        # each stage's cell at the recipe's values is modern-compare's plain 1.0 / 1.1, 1.0 +
-        # BN (stage 7) and AlexNet (stage 8)
-        shares = {f"modern-search-{n}": 1 for n in (4, 5, 7, 8)} | {"modern-search-6": 2}
-        for stage, shared in shares.items():
+        # stage 6's cells at the recipe's rate are modern-compare's plain 1.0 and 1.1; stage
+        # 8's recipe cell is its AlexNet
+        for stage, shared in (("modern-search-6", 2), ("modern-search-8", 1)):
             assert len(compare & {r.key for r in store.runs(stage)}) == shared
     claims = json.loads((out / "claims.json").read_text())
     assert claims
