@@ -33,7 +33,6 @@ from .metrics import METRICS
 from .published import analyze_published, published_runs, published_value, table_1
 from .render import render_html, render_markdown
 from .selection import (
-    Spread,
     best_runs,
     num_classes_of,
     select_best,
@@ -418,7 +417,7 @@ class ReportBuilder:
         margins = selection_margins(runs, by, fields)
         rows = []
         for (point, val_score, members), margin in zip(val_best, margins, strict=True):
-            own, other = margin.spread or (Spread.of(members), None)
+            own, other = margin.spread
             grp = tuple(point[k] for k in by)
             same = [r for r in runs if tuple(r.config[k] for k in by) == grp]
             cells = group(same, fields)

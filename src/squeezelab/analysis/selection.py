@@ -67,8 +67,7 @@ class Spread:
     sd: float | None
 
     @classmethod
-    def of(cls, members: list[RunRecord]) -> Spread:
-        scores = [_run_score(r) for r in members]
+    def of(cls, scores: Sequence[float]) -> Spread:
         return cls(len(scores), statistics.stdev(scores) if len(scores) > 1 else None)
 
 
@@ -80,7 +79,7 @@ class Margin:
     runner_up_score: float | None
     margin: float | None  # best minus runner-up, mean validation accuracy (points)
     lsd: float | None  # 95% least significant difference; None: one seed per cell
-    spread: tuple[Spread, Spread] | None = None  # the chosen cell's and the runner-up's seeds
+    spread: tuple[Spread, Spread | None]  # the chosen cell's seeds, the runner-up's (or None)
 
     @property
     def verdict(self) -> str:
@@ -107,13 +106,14 @@ def selection_margins(
     keys = (*group_by, *fields)
     out = []
     for entries in _ranked(runs, group_by, fields).values():
+        scores = [[_run_score(r) for r in members] for _, _, members in entries]
+        own = Spread.of(scores[0])
         if len(entries) < 2:
-            out.append(Margin(None, None, None, None))
+            out.append(Margin(None, None, None, None, (own, None)))
             continue
         (best, _, first), (second, cell, other) = entries[0], entries[1]
-        scores = [[_run_score(r) for r in members] for _, _, members in entries]
         lsd = least_significant_difference(scores, len(first), len(other))
-        spread = (Spread.of(first), Spread.of(other))
+        spread = (own, Spread.of(scores[1]))
         out.append(Margin(dict(zip(keys, cell)), second, best - second, lsd, spread))
     return out
 
