@@ -1,4 +1,4 @@
-"""Commands for results: ``results export`` and ``report``."""
+"""Commands for results: ``results export``, ``results merge`` and ``report``."""
 
 from __future__ import annotations
 
@@ -23,11 +23,41 @@ def _results_args(p: argparse.ArgumentParser) -> None:
     )
     exp.add_argument("--out", help="output file (default: stdout for csv and json)")
     exp.add_argument("--metrics", action="store_true", help="one row per epoch instead of per run")
+    merge = sub.add_parser(
+        "merge",
+        help="merge other stores (runs trained on other machines) into --db",
+        description="Merge stores into --db (created if missing): finished runs it lacks, or "
+        "holds unfinished, are taken with their metrics; runs it finished are kept as they "
+        "are; a study declared differently in two stores is refused before anything is "
+        "written. Run folders (weights) stay where they are: copy them into this store's "
+        "runs folder if a later step needs their weights.",
+    )
+    add_store_flag(merge, "the store to merge into")
+    merge.add_argument("sources", nargs="+", metavar="SOURCE", help="a store to merge from")
+    merge.add_argument(
+        "--dry-run", action="store_true", help="say what would change, write nothing"
+    )
+    merge.add_argument("--json", action="store_true", help="print one JSON object")
 
 
-@command("results", _results_args)
+RESULTS_EXAMPLE = """examples:
+  squeezelab results export --db results/squeezelab.db --format csv --out runs.csv
+  squeezelab results merge gpu-out/runs.db --db results/squeezelab.db --dry-run"""
+
+
+@command("results", _results_args, RESULTS_EXAMPLE)
 def results(args: argparse.Namespace) -> int:
-    """Export the results store."""
+    """Export the results store, or merge other stores into it."""
+    if args.action == "merge":
+        from ..results.merge import merge_stores
+
+        plans = merge_stores(args.sources, args.db, dry_run=args.dry_run)
+        if args.json:
+            print_json({"dry_run": args.dry_run, "merges": [p.to_dict() for p in plans]})
+        else:
+            for plan in plans:
+                print(("would merge " if args.dry_run else "merged ") + plan.summary())
+        return 0
     from ..results.export import export
 
     require_store(args.db)
