@@ -15,6 +15,9 @@
 # interrupted and the report says how many finished. A dry run on any machine:
 #   DATA=synthetic:100 EXTRA="--set epochs=1 --set seeds=0" \
 #       OUT=/tmp/gm bash benchmarks/gpu_modern.sh
+# To join its runs to a store of this machine's (trained on ../shared/...):
+#   mkdir -p gpu && tar xzf modern.tgz -C gpu runs.db && squeezelab results merge gpu/runs.db --db STORE \
+#       --data-path .data/train.tar.gz=../shared/datasets/cifar10-jpeg/train.tar.gz
 # No install step: the device has no package index, and its image already holds torch,
 # torchvision, scipy, matplotlib, safetensors and tqdm, so the sources run from src/.
 set -uo pipefail

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ from squeezelab.results.store import owner_id
 from squeezelab.studies import load_study, run_study
 from squeezelab.studies.spec import parse_filters
 
-from .conftest import last_json, run_cli
+from .conftest import last_json, run_cli, write_jpeg_archive
 
 SPLIT_STUDY = """
 description = "split across two machines"
@@ -35,10 +36,13 @@ def _history(acc: float) -> list[dict]:
     return [{"epoch": 1, "train_loss": 2.0, "val_acc": acc - 1}, {"epoch": 2, "val_acc": acc}]
 
 
-def _store(path: Path, runs: dict[str, str], spec: dict = SPEC, acc: float = 50.0) -> Path:
-    """A store holding study 's' with runs ``{key: status}``; finished ones score ``acc``."""
+def _store(
+    path: Path, runs: dict[str, str], spec: dict = SPEC, acc: float = 50.0, study: str = "s"
+) -> Path:
+    """A store holding ``study`` with runs ``{key: status}``; finished ones score ``acc``."""
     with Store(path) as store:
-        store.add_study("s", spec, [(k, {"lr": 0.1, "seed": i}, "run") for i, k in enumerate(runs)])
+        entries = [(k, {"lr": 0.1, "seed": i}, "run") for i, k in enumerate(runs)]
+        store.add_study(study, spec, entries)
         for key, status in runs.items():
             if status in ("done", "diverged"):
                 result = {
@@ -112,17 +116,17 @@ def test_merge_keeps_what_the_destination_finished_and_fills_what_it_did_not(
     tmp_path: Path,
 ) -> None:
     here = _store(tmp_path / "a.db", {"k1": "done", "k2": "failed", "k3": "done"}, acc=50.0)
-    there = _store(
-        tmp_path / "b.db",
-        {"k1": "done", "k2": "done", "k3": "diverged", "k4": "running", "k5": "failed"},
-        acc=60.0,
-    )
+    there = _store(tmp_path / "b.db", {"k1": "done", "k2": "done", "k3": "diverged"}, acc=60.0)
+    # A study this store lacks, part-way on the other machine.
+    _store(there, {"k4": "running", "k5": "failed", "k6": "done"}, study="t", acc=60.0)
     [plan] = merge_stores([there], here)
-    assert sorted(plan.taken) == ["k2"] and sorted(plan.registered) == ["k4", "k5"]
+    assert sorted(plan.taken) == ["k2", "k6"] and sorted(plan.registered) == ["k4", "k5"]
+    assert plan.studies_added == ["t"]
     assert sorted(plan.conflicts) == ["k1", "k3"]  # finished in both, apart: ours kept
     assert "different results; this store's kept: k1, k3" in plan.summary()
     with Store(here, readonly=True) as store:
-        runs = {r.key: r for r in store.runs("s")}
+        runs = {r.key: r for r in store.runs(role=None)}
+        assert store.statuses("t") == {"k4": "pending", "k5": "failed", "k6": "done"}
     assert runs["k1"].result.val_acc == 50.0 and runs["k3"].status == "done"
     assert runs["k2"].status == "done" and runs["k2"].result.val_acc == 60.0
     assert [m["val_acc"] for m in runs["k2"].history] == [59.0, 60.0]
@@ -143,17 +147,28 @@ def test_merge_leaves_a_run_this_machine_is_training_alone(tmp_path: Path) -> No
         assert store.statuses("s") == {"k1": "running"}
 
 
-def test_a_study_declared_differently_is_refused_and_nothing_is_written(tmp_path: Path) -> None:
-    here = _store(tmp_path / "a.db", {"k1": "done"})
+def test_a_study_that_declares_other_runs_is_refused_and_nothing_is_written(
+    tmp_path: Path,
+) -> None:
+    here = _store(tmp_path / "a.db", {"k1": "done", "k2": "pending"})
     before = _table(here)
-    same = _store(tmp_path / "b.db", {"k2": "done"})
-    changed = _store(tmp_path / "c.db", {"k3": "done"}, spec={**SPEC, "axes": {"lr": [0.2]}})
-    with pytest.raises(StoreError, match=r"study 's' is declared differently.*Nothing was written"):
-        merge_stores([same, changed], here)
+    # Same runs, other text (each machine's data path, say): merged, this store's text kept.
+    retitled = _store(
+        tmp_path / "b.db", {"k1": "done", "k2": "done"}, spec={**SPEC, "description": "e"}
+    )
+    # The study file gained a run (a seed, say) before this store ran it.
+    grown = _store(tmp_path / "c.db", {"k1": "done", "k2": "done", "k3": "done"})
+    with pytest.raises(StoreError, match=r"study 's' declares different runs.*Nothing was written"):
+        merge_stores([retitled, grown], here)
     assert _table(here) == before  # not even the first, compatible source landed
-    bad = run_cli("results", "merge", str(changed), "--db", str(here), check=False)
-    assert bad.returncode == 2 and "declared differently" in bad.stderr
+    bad = run_cli("results", "merge", str(grown), "--db", str(here), check=False)
+    assert bad.returncode == 2 and "declares different runs" in bad.stderr
     assert "Traceback" not in bad.stderr
+    [plan] = merge_stores([retitled], here)
+    assert plan.taken == ["k2"] and plan.declarations_kept == ["s (description)"]
+    assert "this store's kept): s (description)" in plan.summary()
+    with Store(here, readonly=True) as store:
+        assert store.study_spec("s") == SPEC
 
 
 def test_merge_refuses_missing_sources_itself_and_other_files(tmp_path: Path) -> None:
@@ -172,3 +187,61 @@ def test_merge_refuses_missing_sources_itself_and_other_files(tmp_path: Path) ->
     assert plan.taken == ["k1"] and plan.studies_added == ["s"] and not new.exists()
     [plan] = merge_stores([here], new)
     assert _table(new)[:-1] == _table(here)[:-1] and json.dumps(plan.to_dict())
+
+
+def test_data_path_maps_the_same_data_under_another_path_and_refuses_other_data(
+    tmp_path: Path, jpeg_archive: Path
+) -> None:
+    """A lent GPU reads the JPEG set at ``.data/...``, this machine at ``../shared/...``: the
+    same runs get other keys, so the merge refuses until ``--data-path`` maps the paths; each
+    run's key is checked against the content here, so other data under the name is refused."""
+    there_data = tmp_path / "gpu" / ".data" / "images.tar.gz"
+    there_data.parent.mkdir(parents=True)
+    shutil.copyfile(jpeg_archive, there_data)
+    study = SPLIT_STUDY.replace('"synthetic:120"', "{data!r}").replace("[0.05, 0.01]", "[0.05]")
+    stores = {}
+    for name, data, seed in (("here", jpeg_archive, "0"), ("there", there_data, "1")):
+        path = tmp_path / name / "split.toml"
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(study.format(data=str(data)).replace("split across", name))
+        stores[name] = tmp_path / name / "runs.db"
+        only = parse_filters([f"seed={seed}"])
+        run_study(load_study(str(path)), stores[name], log=lambda m: None, only=only)
+    here, there = stores["here"], stores["there"]
+    with Store(here, readonly=True) as store:
+        left = {r.key for r in store.runs("split") if r.status == "pending"}
+    with Store(there, readonly=True) as store:
+        [theirs] = [r for r in store.runs("split") if r.finished_ok]
+    assert len(left) == 1 and theirs.key not in left  # the same run, another key
+
+    bad = run_cli("results", "merge", str(there), "--db", str(here), check=False)
+    assert bad.returncode == 2 and "--data-path THEIRS=OURS" in bad.stderr
+
+    other = write_jpeg_archive(tmp_path / "other.tar.gz", per_class=13)
+    mapped_wrong = f"{there_data}={other}"
+    bad = run_cli(
+        "results", "merge", str(there), "--db", str(here), "--data-path", mapped_wrong, check=False
+    )
+    assert bad.returncode == 2 and "whose content is not that of" in bad.stderr
+
+    out = run_cli(
+        "results",
+        "merge",
+        str(there),
+        "--db",
+        str(here),
+        "--data-path",
+        f"{there_data}={jpeg_archive}",
+        "--json",
+    )
+    merge = last_json(out.stdout)["merges"][0]
+    assert merge["runs_taken"] == 1 and merge["declarations_kept"] == [
+        "split (base, description, source)"
+    ]
+    with Store(here, readonly=True) as store:
+        runs = {r.key: r for r in store.runs("split")}
+        assert store.status_counts("split")["done"] == 2
+    [key] = left
+    assert runs[key].result == theirs.result and runs[key].history == theirs.history
+    assert runs[key].config.data == str(jpeg_archive)  # as if trained here
+    assert runs[key].recipe == theirs.recipe  # where it really read its data, kept

@@ -28,12 +28,22 @@ def _results_args(p: argparse.ArgumentParser) -> None:
         help="merge other stores (runs trained on other machines) into --db",
         description="Merge stores into --db (created if missing): finished runs it lacks, or "
         "holds unfinished, are taken with their metrics; runs it finished are kept as they "
-        "are; a study declared differently in two stores is refused before anything is "
-        "written. Run folders (weights) stay where they are: copy them into this store's "
-        "runs folder if a later step needs their weights.",
+        "are; a study whose runs differ between two stores (a changed study file, --set or "
+        "data path: see --data-path) is refused before anything is written. Run folders "
+        "(weights) stay where they are: copy them into this store's runs folder if a later "
+        "step needs their weights.",
     )
     add_store_flag(merge, "the store to merge into")
     merge.add_argument("sources", nargs="+", metavar="SOURCE", help="a store to merge from")
+    merge.add_argument(
+        "--data-path",
+        action="append",
+        default=[],
+        metavar="THEIRS=OURS",
+        help="the sources' runs read data at THEIRS, the same data as OURS here (e.g. "
+        ".data/train.tar.gz=../shared/datasets/cifar10-jpeg/train.tar.gz): they take the keys "
+        "they have on OURS, each checked against OURS's content (repeatable)",
+    )
     merge.add_argument(
         "--dry-run", action="store_true", help="say what would change, write nothing"
     )
@@ -49,9 +59,15 @@ RESULTS_EXAMPLE = """examples:
 def results(args: argparse.Namespace) -> int:
     """Export the results store, or merge other stores into it."""
     if args.action == "merge":
+        from ..errors import ConfigError
         from ..results.merge import merge_stores
+        from ..studies.runner import data_path_rekey
 
-        plans = merge_stores(args.sources, args.db, dry_run=args.dry_run)
+        pairs = [item.partition("=") for item in args.data_path]
+        if any(not theirs or not ours for theirs, _, ours in pairs):
+            raise ConfigError(f"--data-path expects THEIRS=OURS, got {args.data_path}")
+        rekey = data_path_rekey({t: o for t, _, o in pairs}) if pairs else None
+        plans = merge_stores(args.sources, args.db, dry_run=args.dry_run, rekey=rekey)
         if args.json:
             print_json({"dry_run": args.dry_run, "merges": [p.to_dict() for p in plans]})
         else:

@@ -14,13 +14,22 @@ so the same run on two machines has one key, and merging decides run by run:
 - a run the destination is training right now (a live claim) is left alone.
 
 Nothing the destination holds is overwritten but unfinished rows, and the whole merge is one
-transaction. A study that both stores declare differently is refused before anything is
-written: two declarations under one name would mix runs that answer different questions.
+transaction. A study whose runs differ between the stores (its study file, or the ``--set``
+values it ran with, changed) is refused before anything is written: two declarations under one
+name would mix runs that answer different questions. Its text may differ elsewhere (the data
+path on each machine, a description, a report title): the destination's is kept, and said.
+
+A run's key holds its data path as spelled where it trained. The same data under another path
+(``.data/train.tar.gz`` on a lent GPU, ``../shared/...`` here) gives other keys; a ``rekey``
+function (the command line's ``--data-path THEIRS=OURS``, which checks each key against the
+content of OURS) gives the source's runs the keys they would have here before anything is
+compared.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,6 +57,10 @@ _COPIED = (
 )
 _COMPARED = ("val_acc", "test_acc", "epochs", "status")
 
+# (key, config) of a source run -> the (key, config) it has here; raises StoreError when the
+# run cannot be the same run here.
+Rekey = Callable[[str, dict[str, Any]], tuple[str, dict[str, Any]]]
+
 
 @dataclass
 class MergePlan:
@@ -61,6 +74,9 @@ class MergePlan:
     same: list[str] = field(default_factory=list)  # finished in both, same result
     conflicts: list[str] = field(default_factory=list)  # finished in both, results differ
     live: list[str] = field(default_factory=list)  # being trained here now: left alone
+    # studies whose text differs outside their runs (description, claims, report, the data
+    # path): this store's declaration kept
+    declarations_kept: list[str] = field(default_factory=list)
     memberships: int = 0  # (study, run) pairs new to dest
 
     def to_dict(self) -> dict[str, Any]:
@@ -73,6 +89,7 @@ class MergePlan:
             "runs_same": len(self.same),
             "conflicts": self.conflicts,
             "left_live": self.live,
+            "declarations_kept": self.declarations_kept,
             "memberships_added": self.memberships,
         }
 
@@ -90,6 +107,11 @@ class MergePlan:
                 f"\n  {len(self.conflicts)} run(s) finished in both stores with different "
                 f"results; this store's kept: {', '.join(self.conflicts)}"
             )
+        if self.declarations_kept:
+            text += (
+                "\n  studies whose stored declaration differs outside their runs (this store's "
+                f"kept): {'; '.join(self.declarations_kept)}"
+            )
         if self.live:
             text += (
                 f"\n  {len(self.live)} run(s) being trained here now, left alone: "
@@ -98,33 +120,88 @@ class MergePlan:
         return text
 
 
-def _rows(store: Store, sql: str) -> list[dict[str, Any]]:
-    return [dict(r) for r in store.conn.execute(sql)]
+def _rows(store: Store, sql: str, args: tuple = ()) -> list[dict[str, Any]]:
+    return [dict(r) for r in store.conn.execute(sql, args)]
 
 
-def plan_merge(source: Store, dest: Store | None, dest_name: str) -> MergePlan:
+@dataclass
+class _Source:
+    """A source store read once, its runs under the keys they have in the destination."""
+
+    path: str
+    studies: dict[str, dict[str, Any]]  # name -> {"spec": text, "created": time}
+    runs: dict[str, dict[str, Any]]
+    members: list[tuple[str, str, str]]  # (study, key, role)
+    metrics: dict[str, list[tuple]]
+
+    @classmethod
+    def read(cls, store: Store, rekey: Rekey | None = None) -> _Source:
+        runs, keys = {}, {}
+        for row in _rows(store, "SELECT * FROM runs"):
+            key, config = row["key"], json.loads(row["config"])
+            if rekey is not None:
+                new_key, new_config = rekey(key, config)
+                if new_key != key:
+                    row["config"] = json.dumps(new_config, sort_keys=True)
+                key = new_key
+            keys[row["key"]] = key
+            runs[key] = {**row, "key": key}
+        cols = ", ".join(("key", "epoch", *METRICS))
+        metrics: dict[str, list[tuple]] = {}
+        for m in store.conn.execute(f"SELECT {cols} FROM metrics ORDER BY key, epoch"):
+            metrics.setdefault(keys.get(m[0], m[0]), []).append((keys.get(m[0], m[0]), *m[1:]))
+        return cls(
+            str(store.path),
+            {r["name"]: r for r in _rows(store, "SELECT name, spec, created FROM studies")},
+            runs,
+            [
+                (r["study"], keys.get(r["key"], r["key"]), r["role"])
+                for r in _rows(store, "SELECT study, key, role FROM study_runs")
+            ],
+            metrics,
+        )
+
+    def declarations(self) -> dict[str, tuple[frozenset, dict[str, Any]]]:
+        return _group(self.members, {n: json.loads(r["spec"]) for n, r in self.studies.items()})
+
+
+def _declarations(store: Store) -> dict[str, tuple[frozenset, dict[str, Any]]]:
+    """Each study's runs (key and role) and stored declaration."""
+    members = [tuple(r) for r in store.conn.execute("SELECT study, key, role FROM study_runs")]
+    return _group(members, {name: store.study_spec(name) or {} for name in store.studies()})
+
+
+def _group(members: list, specs: dict[str, dict]) -> dict[str, tuple[frozenset, dict[str, Any]]]:
+    runs: dict[str, set] = {name: set() for name in specs}
+    for study, key, role in members:
+        runs.setdefault(study, set()).add((key, role))
+    return {name: (frozenset(keys), specs.get(name, {})) for name, keys in runs.items()}
+
+
+def plan_merge(source: _Source, dest: Store | None, dest_name: str) -> MergePlan:
     """Decide the merge from reads alone (``dest`` None: an empty destination)."""
-    plan = MergePlan(str(source.path), dest_name)
+    plan = MergePlan(source.path, dest_name)
     here_runs = {r["key"]: r for r in _rows(dest, "SELECT * FROM runs")} if dest else {}
-    here_specs = {s: dest.study_spec(s) for s in dest.studies()} if dest else {}
+    here_studies = _declarations(dest) if dest else {}
     here_members = (
         {(r["study"], r["key"]) for r in _rows(dest, "SELECT study, key FROM study_runs")}
         if dest
         else set()
     )
-    for name in source.studies():
-        spec = source.study_spec(name)
-        if name not in here_specs:
+    for name, (runs, spec) in source.declarations().items():
+        if name not in here_studies:
             plan.studies_added.append(name)
-        elif _canonical(here_specs[name]) != _canonical(spec):
-            raise StoreError(
-                f"study {name!r} is declared differently in {source.path} and in {dest_name} "
-                "(its study file changed between the two): merging would mix runs that answer "
-                "different questions. Merge into a new store, or re-run the study under one "
-                "declaration"
-            )
-    for row in _rows(source, "SELECT * FROM runs"):
-        key, here = row["key"], here_runs.get(row["key"])
+            continue
+        _same_runs(name, here_studies[name][0], runs, dest_name, source.path)
+        differ = sorted(
+            k
+            for k in {*spec, *here_studies[name][1]}
+            if _canonical(spec.get(k)) != _canonical(here_studies[name][1].get(k))
+        )
+        if differ:
+            plan.declarations_kept.append(f"{name} ({', '.join(differ)})")
+    for key, row in source.runs.items():
+        here = here_runs.get(key)
         if row["status"] in FINISHED:
             if here is None:
                 plan.taken.append(key)
@@ -137,11 +214,21 @@ def plan_merge(source: Store, dest: Store | None, dest_name: str) -> MergePlan:
                 plan.taken.append(key)
         elif here is None:
             plan.registered.append(key)
-    plan.memberships = sum(
-        (r["study"], r["key"]) not in here_members
-        for r in _rows(source, "SELECT study, key FROM study_runs")
-    )
+    plan.memberships = sum((s, k) not in here_members for s, k, _ in source.members)
     return plan
+
+
+def _same_runs(name: str, a: frozenset, b: frozenset, where_a: str, where_b: str) -> None:
+    """Refuse a study whose two stores declare different runs (a changed study file)."""
+    if a != b:
+        raise StoreError(
+            f"study {name!r} declares different runs in {where_b} and in {where_a} "
+            f"({len(b - a)} run(s) only in the first, {len(a - b)} only in the second: its study "
+            "file, its --set values or its data path changed between the two): merging would mix "
+            "runs that answer different questions. Nothing was written; merge them into separate "
+            "stores, or re-run the study under one declaration (the same data under another "
+            "path: --data-path THEIRS=OURS)"
+        )
 
 
 def _canonical(spec: Any) -> str:
@@ -154,85 +241,75 @@ def _close(a: Any, b: Any) -> bool:
     return a == b
 
 
-def merge_into(source: Store, dest: Store) -> MergePlan:
+def merge_into(source: _Source, dest: Store) -> MergePlan:
     """Plan and write the merge as one transaction, so that no trainer's write lands between
     the decision and the writing (all of it lands, or none)."""
-    src_runs = {r["key"]: r for r in _rows(source, "SELECT * FROM runs")}
     with dest.transaction() as c:
         plan = plan_merge(source, dest, str(dest.path))
         for name in plan.studies_added:
-            row = source.conn.execute(
-                "SELECT spec, created FROM studies WHERE name=?", (name,)
-            ).fetchone()
-            c.execute("INSERT INTO studies VALUES (?, ?, ?)", (name, row["spec"], row["created"]))
+            study = source.studies[name]
+            c.execute(
+                "INSERT INTO studies VALUES (?, ?, ?)", (name, study["spec"], study["created"])
+            )
         for key in plan.taken + plan.registered:
-            row = dict(src_runs[key])
+            row = dict(source.runs[key])
             if row["status"] == "running":  # its trainer is on the other machine, or gone
                 row["status"] = "pending"
-            values = [row[c] for c in _COPIED]
             c.execute(
                 f"INSERT INTO runs (key, {', '.join(_COPIED)}) "
                 f"VALUES (?, {', '.join('?' * len(_COPIED))}) "
                 "ON CONFLICT(key) DO UPDATE SET "
                 + ", ".join(f"{col}=excluded.{col}" for col in _COPIED if col != "config")
                 + ", owner=NULL, heartbeat=NULL",
-                (key, *values),
+                (key, *(row[col] for col in _COPIED)),
             )
+        cols = ", ".join(("key", "epoch", *METRICS))
         for key in plan.taken:
             c.execute("DELETE FROM metrics WHERE key=?", (key,))
-            cols = ", ".join(("key", "epoch", *METRICS))
             c.executemany(
                 f"INSERT INTO metrics ({cols}) VALUES ({', '.join('?' * (len(METRICS) + 2))})",
-                source.conn.execute(f"SELECT {cols} FROM metrics WHERE key=?", (key,)).fetchall(),
+                source.metrics.get(key, []),
             )
         c.executemany(
-            "INSERT INTO study_runs VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
-            source.conn.execute("SELECT study, key, role FROM study_runs").fetchall(),
+            "INSERT INTO study_runs VALUES (?, ?, ?) ON CONFLICT DO NOTHING", source.members
         )
     return plan
 
 
 def merge_stores(
-    sources: list[str | Path], dest: str | Path, dry_run: bool = False
+    sources: list[str | Path], dest: str | Path, dry_run: bool = False, rekey: Rekey | None = None
 ) -> list[MergePlan]:
     """Merge each store of ``sources`` into ``dest`` in turn (created if missing). With
     ``dry_run`` each is only planned against ``dest`` as it is now, and nothing is written
-    (``dest`` is not created). Every store is opened, and every study's declarations compared,
-    before anything is written: a refusal leaves ``dest`` as it was."""
+    (``dest`` is not created). Every source is read, re-keyed with ``rekey`` and its studies'
+    runs compared before anything is written: a refusal leaves ``dest`` as it was."""
     dest_path = Path(dest)
-    paths = [Path(s) for s in sources]
-    declared: dict[str, tuple[str, str]] = {}  # study -> (canonical spec, where)
+    read: list[_Source] = []
+    declared: dict[str, tuple[frozenset, str]] = {}  # study -> (its runs, where)
     if dest_path.is_file():
         with Store(dest_path, readonly=True) as here:
-            declared.update(
-                {n: (_canonical(here.study_spec(n)), str(dest_path)) for n in here.studies()}
-            )
-    for src_path in paths:
+            declared.update({n: (d[0], str(dest_path)) for n, d in _declarations(here).items()})
+    for src in sources:
+        src_path = Path(src)
         if not src_path.is_file():
             raise StoreError(f"no store at {src_path}")
         if dest_path.exists() and src_path.resolve() == dest_path.resolve():
             raise StoreError(f"{src_path} is the destination store itself")
-        with Store(src_path, readonly=True) as source:
-            for name in source.studies():
-                spec = _canonical(source.study_spec(name))
-                seen = declared.setdefault(name, (spec, str(src_path)))
-                if seen[0] != spec:
-                    raise StoreError(
-                        f"study {name!r} is declared differently in {src_path} and in "
-                        f"{seen[1]} (its study file changed between the two): merging would mix "
-                        "runs that answer different questions. Nothing was written; merge them "
-                        "into separate stores, or re-run the study under one declaration"
-                    )
+        with Store(src_path, readonly=True) as store:
+            source = _Source.read(store, rekey)
+        for name, (runs, _) in source.declarations().items():
+            seen = declared.setdefault(name, (runs, source.path))
+            _same_runs(name, seen[0], runs, seen[1], source.path)
+        read.append(source)
     plans = []
-    for src_path in paths:
-        with Store(src_path, readonly=True) as source:
-            if dry_run:
-                if dest_path.is_file():
-                    with Store(dest_path, readonly=True) as here:
-                        plans.append(plan_merge(source, here, str(dest_path)))
-                else:
-                    plans.append(plan_merge(source, None, str(dest_path)))
-                continue
-            with Store(dest_path) as here:
-                plans.append(merge_into(source, here))
+    for source in read:
+        if dry_run:
+            if dest_path.is_file():
+                with Store(dest_path, readonly=True) as here:
+                    plans.append(plan_merge(source, here, str(dest_path)))
+            else:
+                plans.append(plan_merge(source, None, str(dest_path)))
+            continue
+        with Store(dest_path) as here:
+            plans.append(merge_into(source, here))
     return plans

@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from ..analysis.selection import best_runs, num_classes_of, select_best
 from ..models.complexity import complexity_of
-from ..results import RunRecord, Store
+from ..results import RunRecord, Store, StoreError
 from ..results.records import left_chance
 from ..results.store import Heartbeat, owner_id
 from ..training.config import ConfigError, RunConfig, from_dict
@@ -38,9 +38,46 @@ def run_key(cfg: RunConfig) -> str:
     path = Path(cfg.data)
     if not path.exists():
         return cfg.key()
+    return _with_data(cfg.key(), _data_digest(path))
+
+
+def _with_data(config_key: str, digest: str) -> str:
+    return hashlib.sha256(f"{config_key}:{digest}".encode()).hexdigest()[:16]
+
+
+def _data_digest(path: Path) -> str:
     st = path.stat()
-    digest = _data_hash(str(path.resolve()), st.st_mtime_ns, st.st_size)
-    return hashlib.sha256(f"{cfg.key()}:{digest}".encode()).hexdigest()[:16]
+    return _data_hash(str(path.resolve()), st.st_mtime_ns, st.st_size)
+
+
+def data_path_rekey(
+    paths: dict[str, str],
+) -> Callable[[str, dict[str, Any]], tuple[str, dict[str, Any]]]:
+    """For ``results merge --data-path THEIRS=OURS``: a run another store trained on data at
+    THEIRS gets the config and key it has on OURS here, once its own key proves that THEIRS
+    held OURS's content (the key hashes the data's content with the config, so a run on other
+    data is refused by name). Runs on other data sources keep their keys."""
+    digests = {}
+    for theirs, ours in paths.items():
+        if not Path(ours).exists():
+            raise ConfigError(f"--data-path {theirs}={ours}: no data at {ours} on this machine")
+        digests[theirs] = _data_digest(Path(ours))
+
+    def rekey(key: str, config: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        theirs = config.get("data")
+        if theirs not in digests:
+            return key, config
+        cfg = from_dict(config, f"stored run {key}")
+        if _with_data(cfg.key(), digests[theirs]) != key:
+            raise StoreError(
+                f"run {key} was trained on data at {theirs} whose content is not that of "
+                f"{paths[theirs]} here (its key does not match): --data-path maps only the "
+                "same data under another path; nothing was written"
+            )
+        here = cfg.replace(data=paths[theirs])
+        return run_key(here), here.to_dict()
+
+    return rekey
 
 
 @functools.lru_cache(maxsize=16)
