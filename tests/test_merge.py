@@ -37,7 +37,12 @@ def _history(acc: float) -> list[dict]:
 
 
 def _store(
-    path: Path, runs: dict[str, str], spec: dict = SPEC, acc: float = 50.0, study: str = "s"
+    path: Path,
+    runs: dict[str, str],
+    spec: dict = SPEC,
+    acc: float = 50.0,
+    study: str = "s",
+    precision: str = "fp32",
 ) -> Path:
     """A store holding ``study`` with runs ``{key: status}``; finished ones score ``acc``."""
     with Store(path) as store:
@@ -51,7 +56,7 @@ def _store(
                     "epochs": 2,
                     "diverged": status == "diverged",
                 }
-                store.finish_run(key, result, _history(acc), {"key": key})
+                store.finish_run(key, result, _history(acc), {"key": key, "precision": precision})
             elif status == "failed":
                 store.fail_run(key, "boom")
             elif status == "running":  # a trainer that died on the other machine
@@ -115,7 +120,9 @@ def test_a_study_split_across_two_stores_merges_into_the_single_store_result(
 def test_merge_keeps_what_the_destination_finished_and_fills_what_it_did_not(
     tmp_path: Path,
 ) -> None:
-    here = _store(tmp_path / "a.db", {"k1": "done", "k2": "failed", "k3": "done"}, acc=50.0)
+    here = _store(
+        tmp_path / "a.db", {"k1": "done", "k2": "failed", "k3": "done"}, acc=50.0, precision="bf16"
+    )
     there = _store(tmp_path / "b.db", {"k1": "done", "k2": "done", "k3": "diverged"}, acc=60.0)
     # A study this store lacks, part-way on the other machine.
     _store(there, {"k4": "running", "k5": "failed", "k6": "done"}, study="t", acc=60.0)
@@ -124,6 +131,8 @@ def test_merge_keeps_what_the_destination_finished_and_fills_what_it_did_not(
     assert plan.studies_added == ["t"]
     assert sorted(plan.conflicts) == ["k1", "k3"]  # finished in both, apart: ours kept
     assert "different results; this store's kept: k1, k3" in plan.summary()
+    # Study s now holds two bf16 runs (here) and one fp32 run (there): said; t is all fp32.
+    assert plan.mixed_precision == ["s: bf16 x 2, fp32 x 1"]
     with Store(here, readonly=True) as store:
         runs = {r.key: r for r in store.runs(role=None)}
         assert store.statuses("t") == {"k4": "pending", "k5": "failed", "k6": "done"}

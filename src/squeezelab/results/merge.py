@@ -29,6 +29,7 @@ compared.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,6 +78,8 @@ class MergePlan:
     # studies whose text differs outside their runs (description, claims, report, the data
     # path): this store's declaration kept
     declarations_kept: list[str] = field(default_factory=list)
+    # studies whose finished runs, merged, were computed at more than one precision
+    mixed_precision: list[str] = field(default_factory=list)
     memberships: int = 0  # (study, run) pairs new to dest
 
     def to_dict(self) -> dict[str, Any]:
@@ -90,6 +93,7 @@ class MergePlan:
             "conflicts": self.conflicts,
             "left_live": self.live,
             "declarations_kept": self.declarations_kept,
+            "mixed_precision": self.mixed_precision,
             "memberships_added": self.memberships,
         }
 
@@ -111,6 +115,12 @@ class MergePlan:
             text += (
                 "\n  studies whose stored declaration differs outside their runs (this store's "
                 f"kept): {'; '.join(self.declarations_kept)}"
+            )
+        if self.mixed_precision:
+            text += (
+                "\n  studies whose finished runs were computed at more than one precision (the "
+                "same run at bf16 and at fp32 ends apart; read their tables with that in mind): "
+                + "; ".join(self.mixed_precision)
             )
         if self.live:
             text += (
@@ -215,7 +225,31 @@ def plan_merge(source: _Source, dest: Store | None, dest_name: str) -> MergePlan
         elif here is None:
             plan.registered.append(key)
     plan.memberships = sum((s, k) not in here_members for s, k, _ in source.members)
+    plan.mixed_precision = _mixed_precision(
+        here_members | {(s, k) for s, k, _ in source.members},
+        {
+            **{k: r for k, r in here_runs.items() if r["status"] in FINISHED},
+            **{k: source.runs[k] for k in plan.taken},
+        },
+    )
     return plan
+
+
+def _mixed_precision(members: set[tuple[str, str]], finished: dict[str, dict]) -> list[str]:
+    """Studies whose finished runs, once merged, were computed at more than one precision (a
+    run asks for ``auto``; a GPU or an AMX CPU resolves it to bf16, an AVX2 CPU to fp32), as
+    'study: bf16 x 12, fp32 x 8'. The same key at two precisions is two numerically different
+    runs: a table that mixes them should say so, and a comparison should not confound them."""
+    by_study: dict[str, Counter] = {}
+    for study, key in members:
+        if key in finished:
+            recipe = json.loads(finished[key]["recipe"] or "{}")
+            by_study.setdefault(study, Counter())[recipe.get("precision", "unknown")] += 1
+    return [
+        f"{study}: " + ", ".join(f"{p} x {n}" for p, n in sorted(counts.items()))
+        for study, counts in sorted(by_study.items())
+        if len(counts) > 1
+    ]
 
 
 def _same_runs(name: str, a: frozenset, b: frozenset, where_a: str, where_b: str) -> None:
