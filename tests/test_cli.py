@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from squeezelab import cli
+from squeezelab.results import Store
 
 from .conftest import run_cli
 from .test_studies import STUDY
@@ -31,6 +32,27 @@ def test_help_imports_no_torch_and_lists_every_command() -> None:
     for name in list(cli.COMMANDS):
         assert name in proc.stdout
     assert "squeezelab reproduce --out reproduction" in proc.stdout  # a user-facing start
+
+
+@pytest.mark.parametrize(
+    "args", [["study", "status"], ["results", "export"], ["results", "merge", "other.db"]]
+)
+def test_store_commands_answer_without_torch(tmp_path: Path, args: list[str]) -> None:
+    """Reading or merging a store needs no torch (3 s to import on a slow CPU)."""
+    db = tmp_path / "s.db"
+    with Store(db) as store:
+        store.add_study("s", {}, [("k", {"seed": 0}, "run")])
+    if args[-1] == "other.db":
+        args = [*args[:-1], str(db)]
+        db = tmp_path / "merged.db"
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "squeezelab", *args, "--db", str(db)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    imported = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines()}
+    assert "torch" not in imported, args
 
 
 def test_every_flag_is_documented() -> None:

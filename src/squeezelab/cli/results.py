@@ -61,12 +61,15 @@ def results(args: argparse.Namespace) -> int:
     if args.action == "merge":
         from ..errors import ConfigError
         from ..results.merge import merge_stores
-        from ..studies.runner import data_path_rekey
 
         pairs = [item.partition("=") for item in args.data_path]
         if any(not theirs or not ours for theirs, _, ours in pairs):
             raise ConfigError(f"--data-path expects THEIRS=OURS, got {args.data_path}")
-        rekey = data_path_rekey({t: o for t, _, o in pairs}) if pairs else None
+        rekey = None
+        if pairs:  # keys are computed as the runner does (torch is imported only then)
+            from ..studies.runner import data_path_rekey
+
+            rekey = data_path_rekey({t: o for t, _, o in pairs})
         plans = merge_stores(args.sources, args.db, dry_run=args.dry_run, rekey=rekey)
         if args.json:
             print_json({"dry_run": args.dry_run, "merges": [p.to_dict() for p in plans]})

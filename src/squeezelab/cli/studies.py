@@ -93,6 +93,8 @@ def _study_args(p: argparse.ArgumentParser) -> None:
 @command("study", _study_args, STUDY_EXAMPLE)
 def study(args: argparse.Namespace) -> int:
     """Run, inspect and list declarative studies."""
+    if args.action == "status":  # reads the store alone: no torch to import
+        return _print_status(args.db, args.json)
     from ..studies import builtin_studies, load_study, parse_overrides, run_study
     from ..studies.spec import parse_filters
 
@@ -103,8 +105,6 @@ def study(args: argparse.Namespace) -> int:
             spec = load_study(name)
             print(f"{name:{width}s} {len(spec.expand()):4d} runs  {spec.description}")
         return 0
-    if args.action == "status":
-        return _print_status(args.db, args.json)
     overrides = parse_overrides(args.set)
     if args.data and "data" not in overrides:  # --set data=... is the more specific
         overrides["data"] = args.data
