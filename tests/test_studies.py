@@ -475,10 +475,8 @@ def _quick_runs(study: str) -> list:
     return next(s for s in resolve("quick") if s.name == study).expand()
 
 
-@pytest.mark.parametrize(
-    ("model", "lr"),
-    [("squeezenet1_0", 0.001), pytest.param("alexnet", 0.03, marks=pytest.mark.slow)],
-)
+@pytest.mark.slow
+@pytest.mark.parametrize(("model", "lr"), [("squeezenet1_0", 0.001), ("alexnet", 0.03)])
 def test_quick_preset_learns_on_its_default_data(tmp_path: Path, model: str, lr: float) -> None:
     """The quick preset's grid has, for each model, a point that leaves chance."""
     from squeezelab.training import train
@@ -489,6 +487,7 @@ def test_quick_preset_learns_on_its_default_data(tmp_path: Path, model: str, lr:
     assert not result.diverged and result.val_acc > 20.0  # chance: 10%
 
 
+@pytest.mark.slow
 def test_quick_transfer_source_learns(tmp_path: Path) -> None:
     from squeezelab.reproduce import resolve
     from squeezelab.training import from_dict, train
