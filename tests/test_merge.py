@@ -254,3 +254,18 @@ def test_data_path_maps_the_same_data_under_another_path_and_refuses_other_data(
     assert runs[key].result == theirs.result and runs[key].history == theirs.history
     assert runs[key].config.data == str(jpeg_archive)  # as if trained here
     assert runs[key].recipe == theirs.recipe  # where it really read its data, kept
+
+
+def test_a_run_held_under_two_paths_merges_once(tmp_path: Path) -> None:
+    """A source that trained one run on the data under both paths holds it twice; mapped to one
+    key, it lands once, with one run's epochs."""
+    there = _store(tmp_path / "b.db", {"ka": "done", "kb": "done"})
+
+    def rekey(key: str, config: dict) -> tuple[str, dict]:
+        return ("kb", {**config, "data": "ours"}) if key == "ka" else (key, config)
+
+    [plan] = merge_stores([there], tmp_path / "a.db", rekey=rekey)
+    assert plan.taken == ["kb"]
+    with Store(tmp_path / "a.db", readonly=True) as store:
+        [run] = store.runs("s")
+        assert run.key == "kb" and [m["epoch"] for m in run.history] == [1, 2]

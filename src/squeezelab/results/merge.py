@@ -155,11 +155,15 @@ class _Source:
                     row["config"] = json.dumps(new_config, sort_keys=True)
                 key = new_key
             keys[row["key"]] = key
-            runs[key] = {**row, "key": key}
+            if key in runs and runs[key]["status"] in FINISHED:
+                continue  # the store held the run under both paths: its finished one counts
+            runs[key] = {**row, "key": key, "origin": row["key"]}
         cols = ", ".join(("key", "epoch", *METRICS))
         metrics: dict[str, list[tuple]] = {}
+        kept = {row["origin"] for row in runs.values()}
         for m in store.conn.execute(f"SELECT {cols} FROM metrics ORDER BY key, epoch"):
-            metrics.setdefault(keys.get(m[0], m[0]), []).append((keys.get(m[0], m[0]), *m[1:]))
+            if m[0] in kept:  # each run's own epochs, under the key it has here
+                metrics.setdefault(keys[m[0]], []).append((keys[m[0]], *m[1:]))
         return cls(
             str(store.path),
             {r["name"]: r for r in _rows(store, "SELECT name, spec, created FROM studies")},
