@@ -301,7 +301,7 @@ def evaluate_claim(
     caveat: str = "",
 ) -> list[ClaimResult]:
     """Decide ``claim`` from ``runs`` under divergence ``rule``; one result per ``by`` stratum."""
-    runs = [r for r in runs if r.status in ("done", "diverged") and matches(r.config, claim.where)]
+    runs = [r for r in runs if r.finished_ok and matches(r.config, claim.where)]
     strata: dict[str, list[RunRecord]] = {}
     for r in runs:
         label = ", ".join(f"{b}={r.config.get(b)}" for b in claim.by)
@@ -337,7 +337,7 @@ def evaluate_claim(
 
 
 def _dead_source(sources: list[RunRecord], chance: float) -> str:
-    accs = [s.result.val_acc for s in sources if s.status in ("done", "diverged")]
+    accs = [s.result.val_acc for s in sources if s.finished_ok]
     if not accs:
         return ""
     if all(s.status == "diverged" or _at_chance(a, chance) for s, a in zip(sources, accs)):

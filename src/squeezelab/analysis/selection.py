@@ -35,7 +35,7 @@ def _ranked(
     """Every cell of each group as (score, cell, runs), best first; ties in sorted order."""
     cells: dict[tuple, list[RunRecord]] = {}
     for r in runs:
-        if r.status not in ("done", "diverged"):
+        if not r.finished_ok:
             continue
         cells.setdefault(tuple(r.config[k] for k in (*group_by, *fields)), []).append(r)
     ranked: dict[tuple, list[tuple[float, tuple, list[RunRecord]]]] = {}

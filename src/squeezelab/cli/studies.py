@@ -128,7 +128,8 @@ def _dry_run(spec: StudySpec, only: dict[str, tuple[Any, ...]], db: str) -> int:
     """Print each run's store key, its status in ``db`` (``new`` where the store has no such
     run, or there is no store yet) and the fields that differ between the study's runs."""
     from ..results import Store
-    from ..studies.runner import FINISHED, run_key
+    from ..results.records import FINISHED
+    from ..studies.runner import run_key
     from ..studies.spec import select_runs
 
     runs = spec.expand()

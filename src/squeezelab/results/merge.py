@@ -35,9 +35,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .records import FINISHED
 from .store import METRICS, Store, StoreError, _alive
 
-FINISHED = ("done", "diverged")
 _COPIED = (
     "config",
     "status",
@@ -197,11 +197,7 @@ def plan_merge(source: _Source, dest: Store | None, dest_name: str) -> MergePlan
     plan = MergePlan(source.path, dest_name)
     here_runs = {r["key"]: r for r in _rows(dest, "SELECT * FROM runs")} if dest else {}
     here_studies = _declarations(dest) if dest else {}
-    here_members = (
-        {(r["study"], r["key"]) for r in _rows(dest, "SELECT study, key FROM study_runs")}
-        if dest
-        else set()
-    )
+    here_members = {(name, key) for name, (runs, _) in here_studies.items() for key, _ in runs}
     for name, (runs, spec) in source.declarations().items():
         if name not in here_studies:
             plan.studies_added.append(name)

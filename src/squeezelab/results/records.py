@@ -13,6 +13,7 @@ from typing import Any
 
 CHANCE_BAND = 1.0  # accuracy points around chance that count as "learned nothing"
 RESULT_FIELDS = ("val_acc", "val_loss", "test_acc", "test_loss", "train_loss", "epochs", "train_s")
+FINISHED = ("done", "diverged")  # the statuses of a run with an outcome analysis can count
 
 
 def left_chance(acc: float, chance: float) -> bool:
@@ -98,7 +99,7 @@ class RunRecord:
     @property
     def finished_ok(self) -> bool:
         """Done or diverged: the run has an outcome that analysis can count."""
-        return self.status in ("done", "diverged")
+        return self.status in FINISHED
 
     def replace(self, **changes: Any) -> RunRecord:
         return dataclasses.replace(self, **changes)

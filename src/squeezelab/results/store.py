@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import SqueezelabError
-from .records import RESULT_FIELDS, Fields, RunRecord, RunScore
+from .records import FINISHED, RESULT_FIELDS, Fields, RunRecord, RunScore
 
 SCHEMA_VERSION = 2  # 2: runs.owner and runs.heartbeat (claims by concurrent studies)
 STATUSES = ("pending", "running", "done", "diverged", "failed")
@@ -261,7 +261,7 @@ class Store:
             row = c.execute(
                 "SELECT status, owner, heartbeat FROM runs WHERE key=?", (key,)
             ).fetchone()
-            if row is None or row["status"] in ("done", "diverged"):
+            if row is None or row["status"] in FINISHED:
                 return False
             if row["status"] == "running" and row["owner"] != owner and _alive(row):
                 return False

@@ -21,7 +21,8 @@ from tqdm import tqdm
 from ..analysis.selection import best_runs, num_classes_of, select_best
 from ..models.complexity import complexity_of
 from ..results import RunRecord, Store, StoreError
-from ..results.records import left_chance
+from ..results.merge import Rekey
+from ..results.records import FINISHED, left_chance
 from ..results.store import Heartbeat, owner_id
 from ..training.config import ConfigError, RunConfig, from_dict
 from ..training.layout import MODEL
@@ -50,9 +51,7 @@ def _data_digest(path: Path) -> str:
     return _data_hash(str(path.resolve()), st.st_mtime_ns, st.st_size)
 
 
-def data_path_rekey(
-    paths: dict[str, str],
-) -> Callable[[str, dict[str, Any]], tuple[str, dict[str, Any]]]:
+def data_path_rekey(paths: dict[str, str]) -> Rekey:
     """For ``results merge --data-path THEIRS=OURS``: a run another store trained on data at
     THEIRS gets the config and key it has on OURS here, once its own key proves that THEIRS
     held OURS's content (the key hashes the data's content with the config, so a run on other
@@ -237,9 +236,6 @@ def run_study(
         if not keep_weights:
             _drop_weights(store, spec.name, runs_root)
         return store.status_counts(spec.name)
-
-
-FINISHED = ("done", "diverged")
 
 
 @dataclasses.dataclass
