@@ -269,3 +269,16 @@ def test_a_run_held_under_two_paths_merges_once(tmp_path: Path) -> None:
     with Store(tmp_path / "a.db", readonly=True) as store:
         [run] = store.runs("s")
         assert run.key == "kb" and [m["epoch"] for m in run.history] == [1, 2]
+
+
+def test_a_malformed_or_missing_data_path_is_a_clear_error(tmp_path: Path) -> None:
+    there = _store(tmp_path / "b.db", {"k1": "done"})
+    here = tmp_path / "a.db"
+    for value, says in (
+        ("no-equals-sign", "--data-path expects THEIRS=OURS"),
+        (f".data/x.tar.gz={tmp_path / 'missing.tar.gz'}", "no data at"),
+    ):
+        bad = run_cli("results", "merge", str(there), "--db", str(here), "--data-path", value,
+                      check=False)  # fmt: skip
+        assert bad.returncode == 2 and says in bad.stderr and "Traceback" not in bad.stderr
+    assert not here.exists()  # nothing was created
