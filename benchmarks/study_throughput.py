@@ -25,7 +25,6 @@ import argparse
 import json
 import multiprocessing as mp
 import os
-import platform
 import time
 from typing import Any
 
@@ -133,7 +132,9 @@ def epoch_s(rates: dict[str, float]) -> float:
 def device_name(device: str) -> str:
     if device.startswith("cuda"):
         return torch.cuda.get_device_name(torch.device(device))
-    return f"{platform.processor() or platform.machine()} CPU, {os.cpu_count()} cores"
+    from squeezelab.training.runtime import cpu_name
+
+    return f"{cpu_name()}, {os.cpu_count()} cores"
 
 
 def _images(cfg: Any) -> tuple[int, int]:

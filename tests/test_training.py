@@ -23,6 +23,7 @@ from squeezelab.training import (
     train,
 )
 from squeezelab.training import loop as loop_module
+from squeezelab.training.runtime import cpu_name
 from squeezelab.training.schedules import lr_curve
 from squeezelab.training.step import sgd
 
@@ -98,6 +99,8 @@ def test_recipe_is_stored_with_the_run(tmp_path: Path) -> None:
     assert {"squeezelab", "torch", "git_commit", "device", "precision", "num_classes"} <= set(
         recipe
     )
+    # The CPU by name: a store merged from two CPUs tells an AMX Xeon from an AVX2 EPYC
+    assert recipe["device_name"] == cpu_name() and recipe["device_name"] not in ("", "cpu")
 
 
 def test_finished_runs_keep_no_resume_checkpoint(tmp_path: Path) -> None:
@@ -398,14 +401,29 @@ def test_sgd_is_fused_and_matches_the_per_operation_update() -> None:
 
 def test_a_run_at_chance_for_three_epochs_gets_one_note() -> None:
     at = [{"epoch": i + 1, "val_acc": 10.4} for i in range(3)]
-    note = loop_module.stall_note(at, 10.0)
-    assert note.startswith("note: validation accuracy is still at chance (10%) after 3 epochs")
-    assert loop_module.stall_note(at[:2], 10.0) == ""  # too early to say
-    assert loop_module.stall_note([*at, {"epoch": 4, "val_acc": 10.1}], 10.0) == ""  # once
+    plain = RunConfig(model="squeezenet1_0", lr=0.05)
+    note = loop_module.stall_note(at, 10.0, plain)
+    assert note.startswith(
+        "note: validation accuracy is still at chance (10%) after 3 epochs at lr 0.05"
+    )
+    assert "plain SqueezeNet" in note and "--batch-norm" in note
+    assert loop_module.stall_note(at[:2], 10.0, plain) == ""  # too early to say
+    assert loop_module.stall_note([*at, {"epoch": 4, "val_acc": 10.1}], 10.0, plain) == ""
     learned = [*at[:2], {"epoch": 3, "val_acc": 14.0}]
-    assert loop_module.stall_note(learned, 10.0) == ""
+    assert loop_module.stall_note(learned, 10.0, plain) == ""
     died = [*at[:2], {"epoch": 3, "val_acc": 10.0, "diverged": True}]
-    assert loop_module.stall_note(died, 10.0) == ""  # a diverged run is said so already
+    assert loop_module.stall_note(died, 10.0, plain) == ""  # a diverged run is said so already
+
+
+@pytest.mark.parametrize(
+    "cfg", [RunConfig(model="alexnet", lr=0.001), RunConfig(batch_norm=True, lr=0.001)]
+)
+def test_the_stall_note_blames_plain_squeezenet_only_for_its_runs(cfg: RunConfig) -> None:
+    # AlexNet at 0.001 sat at chance in the quick preset: the note named plain SqueezeNet
+    note = loop_module.stall_note([{"epoch": i + 1, "val_acc": 10.0} for i in range(3)], 10.0, cfg)
+    assert "may have stalled" in note and "lr 0.001" in note
+    assert "plain SqueezeNet" not in note and "--batch-norm" not in note
+    assert "too high or too low" in note
 
 
 def test_the_stall_note_is_printed_with_the_epoch_lines(

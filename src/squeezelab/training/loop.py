@@ -191,7 +191,7 @@ def _train_locked(
             history.append(row)
             diverged = _save_epoch(out, parts, history, row, board)
             _log(_format_row(row, cfg.epochs), verbose)
-            stalled = stall_note(history, 100.0 / parts.num_classes)
+            stalled = stall_note(history, 100.0 / parts.num_classes, cfg)
             if stalled:
                 _log(stalled, verbose)
     finally:
@@ -465,18 +465,28 @@ def _kept(out: Path, keep_checkpoint: bool, diverged: bool) -> str:
 STALL_EPOCHS = 3  # epochs at chance after which a run is called stalled, once
 
 
-def stall_note(history: list[dict[str, Any]], chance: float) -> str:
+def stall_note(history: list[dict[str, Any]], chance: float, cfg: RunConfig) -> str:
     """A one-time note when validation accuracy has sat at chance for the first
-    ``STALL_EPOCHS`` epochs (plain SqueezeNet at a high learning rate can: the study saw
-    many such cells, and modern-compare has seeds that stalled and never caught up)."""
+    ``STALL_EPOCHS`` epochs, with the likely cause for this run's model: plain SqueezeNet at a
+    high learning rate can stall (the study saw many such cells, and modern-compare has seeds
+    that stalled and never caught up); another model at chance more often has a rate too low
+    for the budget, or too high."""
     if len(history) != STALL_EPOCHS or any(row.get("diverged") for row in history):
         return ""
     if any(left_chance(row.get("val_acc") or 0.0, chance) for row in history):
         return ""
-    return (
+    head = (
         f"note: validation accuracy is still at chance ({chance:g}%) after {STALL_EPOCHS} "
-        "epochs: this run may have stalled (plain SqueezeNet at a high learning rate can). "
-        "Watch the next epochs; a lower --lr or --batch-norm trains more reliably."
+        f"epochs at lr {cfg.lr:g}: this run may have stalled"
+    )
+    if cfg.model.startswith("squeezenet") and not cfg.batch_norm:
+        return (
+            f"{head} (plain SqueezeNet at a high learning rate can). Watch the next epochs; "
+            "a lower --lr or --batch-norm trains more reliably."
+        )
+    return (
+        f"{head} ({cfg.model} with a learning rate too high or too low for it, or too few "
+        "epochs, can). Watch the next epochs; another --lr may train."
     )
 
 

@@ -18,6 +18,7 @@ from ..errors import SqueezelabError
 from .checkpoint import TrainingState, load_checkpoint
 from .config import RunConfig, field_info
 from .layout import CHECKPOINT, CONFIG, METRICS, MODEL, RESULT  # noqa: F401  (re-exported)
+from .runtime import cpu_name
 
 
 class RunDirError(SqueezelabError, RuntimeError):
@@ -98,7 +99,7 @@ def recipe(
         "torch": torch.__version__,
         "git_commit": _git_commit(),
         "device": str(dev),
-        "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
+        "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else cpu_name(),
         "precision": precision,
         "threads": torch.get_num_threads(),
     }
