@@ -108,6 +108,8 @@ def _add(
     role: str = "run",
     diverged: bool = False,
     curve: list[float] | None = None,
+    precision: str = "fp32",
+    machine: dict | None = None,
 ) -> None:
     store.add_study(study, _spec(study), [(cfg.key(), cfg.to_dict(), role)])
     curve = curve or [acc]
@@ -137,10 +139,11 @@ def _add(
         "config": cfg.to_dict(),
         "device": "cpu",
         "device_name": "cpu",
-        "precision": "fp32",
+        "precision": precision,
         "torch": "x",
         "squeezelab": "0.1.0",
         "num_classes": 10,
+        **(machine or {}),
     }
     store.finish_run(cfg.key(), result, history, recipe)
 
@@ -362,6 +365,37 @@ def test_model_size_table_reports_the_best_cell_over_its_seeds_not_the_luckiest_
     assert row["n (seeds)"] == "2" and row["Plain runs"] == "4"
     low, high = row["95% CI"].split(" to ")  # 65 +- 63.5 over two seeds: cut at 100
     assert float(low) < 65.0 and high == "100.00‡"
+
+
+def test_a_study_computed_at_two_precisions_says_so(tmp_path: Path) -> None:
+    """`auto` is bf16 on a GPU or an AMX CPU and fp32 on an AVX2 CPU: a store that merged runs
+    from both says so beside the study's table, and the claims comparing them say it too."""
+    with Store(tmp_path / "p.db") as s:
+        for seed in (0, 1):
+            _add(s, "x", RunConfig(seed=seed), 60.0 + seed, precision="bf16")
+            _add(s, "x", RunConfig(seed=seed, lr=0.1), 50.0 + seed, precision="fp32")
+            _add(s, "y", RunConfig(seed=seed, lr=0.2), 40.0 + seed, precision="bf16")
+    build_report(tmp_path / "p.db", tmp_path / "r")
+    md = (tmp_path / "r" / "report.md").read_text()
+    assert md.count("Computed at more than one precision (bf16 x 2, fp32 x 2)") == 1
+
+
+def test_table_1_times_each_machine_apart(tmp_path: Path) -> None:
+    """A store merged from a GPU and a CPU holds epoch times one median must not pool."""
+    cpu = {"device": "cpu", "device_name": "AMD EPYC", "threads": 1}
+    gpu = {"device": "cuda:0", "device_name": "NVIDIA H100", "threads": 16}
+    with Store(tmp_path / "t.db") as s:
+        _add(s, "x", RunConfig(seed=0), 60.0, machine=cpu)
+        _add(s, "x", RunConfig(seed=1), 61.0, machine=cpu)
+        _add(s, "x", RunConfig(seed=2), 62.0, precision="bf16", machine=gpu)
+    build_report(tmp_path / "t.db", tmp_path / "r")
+    md = (tmp_path / "r" / "report.md").read_text()
+    assert "Computed on: AMD EPYC, fp32, 1 thread (2 runs); NVIDIA H100, bf16 (1 runs)." in md
+    rows = _csv(tmp_path / "r" / "table_1_time.csv")
+    assert [(r["Device"], r["Epochs timed"]) for r in rows] == [
+        ("AMD EPYC, fp32, 1 thread", "2"),
+        ("NVIDIA H100, bf16", "1"),
+    ]
 
 
 def test_a_table_interval_past_100_percent_is_cut_and_marked(tmp_path: Path) -> None:

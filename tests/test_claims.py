@@ -199,6 +199,33 @@ def test_a_rank_test_stands_beside_welch_where_one_seed_skews_the_spread() -> No
     assert f"Mann-Whitney U = 12, p = {1 / 35:.4g}" in res.details
 
 
+def test_an_unpaired_group_pooling_several_conditions_is_named() -> None:
+    """Welch reads a group's runs as replicates: runs at three learning rates are not."""
+    claim = ClaimSpec("bn", "bn helps", "welch", field="batch_norm", treatment=True,
+                      control=False)  # fmt: skip
+    runs = [_run(80 + i, seed=i, batch_norm=True) for i in range(3)]
+    runs += [_run(70 + i, seed=i % 2, lr=lr) for i, lr in enumerate((0.1, 0.1, 0.05, 0.05))]
+    (res,) = evaluate_claim(claim, runs, "chance")
+    assert res.n == 7 and res.note.startswith("the control group's runs differ in lr, not only")
+    assert "treatment group" not in res.note
+    one = [r for r in runs if r.config["lr"] != 0.05]
+    (res,) = evaluate_claim(claim, one, "chance")
+    assert res.note == ""  # one condition per group: seeds are the replicates
+
+
+def test_a_claim_over_runs_computed_at_two_precisions_says_so() -> None:
+    claim = ClaimSpec("bn", "bn helps", "welch", field="batch_norm", treatment=True,
+                      control=False)  # fmt: skip
+    runs = [_run(80 + i, seed=i, batch_norm=True) for i in range(3)]
+    runs += [_run(70 + i, seed=i) for i in range(3)]
+    (res,) = evaluate_claim(claim, runs, "chance")
+    assert "precision" not in res.note  # no recipe recorded: nothing to say
+    runs = [r.replace(recipe={"precision": "bf16" if r.config["batch_norm"] else "fp32"})
+            for r in runs]  # fmt: skip
+    (res,) = evaluate_claim(claim, runs, "chance")
+    assert "more than one precision (bf16 x 3, fp32 x 3" in res.note
+
+
 def test_seeds_at_chance_beside_seeds_that_learned_are_named() -> None:
     """A seed that died (plain SqueezeNet can) stays in the data, and the verdict says so."""
     claim = ClaimSpec("ni", "sq ~ alex", "noninferiority", field="model",

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import SqueezelabError
-from ..results.records import CHANCE_BAND, RunRecord
+from ..results.records import CHANCE_BAND, RunRecord, precision_mix
 from .stats import (
     ALPHA,
     correlation_n_needed,
@@ -332,6 +332,13 @@ def evaluate_claim(
             _paired(claim, members, rule, chance, res)
         else:
             _unpaired(claim, members, rule, chance, res)
+        mix = precision_mix(r.precision for r in members)
+        if mix:
+            mixed = (
+                f"its runs were computed at more than one precision ({mix}: `auto` resolves per "
+                "machine), so a difference between groups may include the arithmetic's"
+            )
+            res.note = f"{res.note}; {mixed}" if res.note else mixed
         results.append(res)
     return results
 
@@ -409,6 +416,7 @@ def _paired(claim: ClaimSpec, runs: list, rule: str, chance: float, res: ClaimRe
 
 def _unpaired(claim: ClaimSpec, runs: list, rule: str, chance: float, res: ClaimResult) -> None:
     a, b = [], []
+    members: tuple[list[RunRecord], list[RunRecord]] = ([], [])
     for r in runs:
         v = run_value(r, claim.metric, rule, chance)
         if v is None:
@@ -416,8 +424,10 @@ def _unpaired(claim: ClaimSpec, runs: list, rule: str, chance: float, res: Claim
         value = r.config.get(claim.field)
         if value == claim.control:
             b.append(v)
+            members[1].append(r)
         elif in_group(value, claim.treatment, claim.control):
             a.append(v)
+            members[0].append(r)
     res.n = len(a) + len(b)
     res.statistic = "Welch t"
     if len(a) < 2 or len(b) < 2:
@@ -462,6 +472,9 @@ def _unpaired(claim: ClaimSpec, runs: list, rule: str, chance: float, res: Claim
         )
     )
     res.mixed, res.note = _stragglers(a, b, chance)
+    pooled = _pooled_conditions(members)
+    if pooled:
+        res.note = f"{res.note}; {pooled}" if res.note else pooled
     if claim.test != "noninferiority":
         _opposite(res, alt, lambda other: welch_test(a, b, other, margin).p)
 
@@ -545,6 +558,24 @@ def _stragglers(a: Sequence[float], b: Sequence[float], chance: float) -> tuple[
 
 
 NAMES = ("treatment", "control")
+
+
+def _pooled_conditions(groups: Sequence[list[RunRecord]]) -> str:
+    """A note naming the run fields besides the seed that vary within a group: an unpaired
+    test reads a group's runs as replicates of one condition."""
+    parts = []
+    for name, runs in zip(NAMES, groups):
+        fields = {k for r in runs for k in r.config} - {"seed"}
+        varying = sorted(k for k in fields if len({json.dumps(r.config.get(k)) for r in runs}) > 1)
+        if varying:
+            parts.append(f"the {name} group's runs differ in {', '.join(varying)}")
+    if not parts:
+        return ""
+    return (
+        f"{' and '.join(parts)}, not only in seed: the test reads them as replicates of one "
+        "condition, so it compares the groups' averages over those conditions and counts "
+        "their differences as noise (a paired test over matched conditions asks it sharper)"
+    )
 
 
 def _all_at_chance(values: Sequence[float], chance: float) -> bool:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..results import RunRecord, Store, StoreError
-from ..results.records import left_chance
+from ..results.records import left_chance, machine_of, precision_mix
 from . import figures
 from .claims import (
     RULES,
@@ -149,6 +149,13 @@ class ReportBuilder:
             + (", ".join(f"{k:,}" for k in sorted(images)) if images else "not recorded")
             + f". {len(runs)} finished runs; chance accuracy {self.chance:g}%."
         )
+        machines = Counter(machine_of(self.recipes.get(r.key)) for r in runs)
+        if machines:
+            s.text(
+                "Computed on: "
+                + "; ".join(f"{m} ({n} runs)" for m, n in sorted(machines.items()))
+                + "."
+            )
         synthetic = any(str(d).startswith("synthetic") for d in data)
         limits = []
         if epochs:
@@ -277,6 +284,13 @@ class ReportBuilder:
         common = _common_training_fields(runs)
         if common:
             s.text("Every run here: " + ", ".join(f"{k} {v}" for k, v in common.items()) + ".")
+        mix = precision_mix(r.precision for r in runs)
+        if mix:
+            s.text(
+                f"Computed at more than one precision ({mix}): `auto` resolves to bf16 on a GPU "
+                "or a CPU with AMX and to fp32 elsewhere, so these runs come from machines that "
+                "computed differently; the same run at the two differs numerically."
+            )
         if setting:
             s.text(
                 f"This store holds {name} run at several settings; this section is the runs "
@@ -739,7 +753,12 @@ class ReportBuilder:
         recipes = self.recipes
         theirs = {r["model"]: r["epoch_s"] for r in table_1() if r["dataset"] == "CIFAR-10"}
         rows = []
-        for (model,), members in group(runs, ("model",)).items():
+        # One row per model and machine setting: a store merged from a GPU and a CPU (or runs
+        # at one and two threads) holds epoch times that one median must not pool.
+        by_setting: dict[tuple[str, str], list[RunRecord]] = {}
+        for r in runs:
+            by_setting.setdefault((r.config["model"], machine_of(recipes.get(r.key))), []).append(r)
+        for (model, machine), members in sorted(by_setting.items()):
             times, per_image = [], []
             for r in members:
                 images = recipes.get(r.key, {}).get("train_images") or r.config.get("train_subset")
@@ -750,12 +769,11 @@ class ReportBuilder:
                             per_image.append(m["epoch_s"] / images)
             if not times:
                 continue
-            devices = sorted({recipes.get(r.key, {}).get("device_name", "?") for r in members})
             scaled = statistics.median(per_image) * PLAIN_IMAGES if per_image else None
             rows.append(
                 [
                     label(model),
-                    ", ".join(devices),
+                    machine,
                     len(times),
                     statistics.median(times),
                     scaled,

@@ -29,13 +29,12 @@ compared.
 from __future__ import annotations
 
 import json
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .records import FINISHED
+from .records import FINISHED, precision_mix
 from .store import METRICS, Store, StoreError, _alive
 
 _COPIED = (
@@ -236,20 +235,15 @@ def plan_merge(source: _Source, dest: Store | None, dest_name: str) -> MergePlan
 
 
 def _mixed_precision(members: set[tuple[str, str]], finished: dict[str, dict]) -> list[str]:
-    """Studies whose finished runs, once merged, were computed at more than one precision (a
-    run asks for ``auto``; a GPU or an AMX CPU resolves it to bf16, an AVX2 CPU to fp32), as
-    'study: bf16 x 12, fp32 x 8'. The same key at two precisions is two numerically different
-    runs: a table that mixes them should say so, and a comparison should not confound them."""
-    by_study: dict[str, Counter] = {}
+    """Studies whose finished runs, once merged, were computed at more than one precision, as
+    'study: bf16 x 12, fp32 x 8' (see :func:`precision_mix`)."""
+    by_study: dict[str, list[str | None]] = {}
     for study, key in members:
         if key in finished:
             recipe = json.loads(finished[key]["recipe"] or "{}")
-            by_study.setdefault(study, Counter())[recipe.get("precision", "unknown")] += 1
-    return [
-        f"{study}: " + ", ".join(f"{p} x {n}" for p, n in sorted(counts.items()))
-        for study, counts in sorted(by_study.items())
-        if len(counts) > 1
-    ]
+            by_study.setdefault(study, []).append(recipe.get("precision"))
+    mixes = {study: precision_mix(precisions) for study, precisions in by_study.items()}
+    return [f"{study}: {mix}" for study, mix in sorted(mixes.items()) if mix]
 
 
 def _same_runs(name: str, a: frozenset, b: frozenset, where_a: str, where_b: str) -> None:

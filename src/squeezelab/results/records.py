@@ -7,13 +7,38 @@ out, analysis reads them, and nothing downstream parses JSON or indexes raw rows
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator, Mapping
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 CHANCE_BAND = 1.0  # accuracy points around chance that count as "learned nothing"
 RESULT_FIELDS = ("val_acc", "val_loss", "test_acc", "test_loss", "train_loss", "epochs", "train_s")
 FINISHED = ("done", "diverged")  # the statuses of a run with an outcome analysis can count
+
+
+def precision_mix(precisions: Iterable[str | None]) -> str:
+    """``'bf16 x 12, fp32 x 8'`` when runs were computed at more than one known precision,
+    else ``''``. A run asks for ``auto``, which a GPU or an AMX CPU resolves to bf16 and an
+    AVX2 CPU to fp32: the same run at the two is two numerically different runs, so a table
+    or a comparison that mixes them should say so."""
+    counts = Counter(p for p in precisions if p)
+    if len(counts) < 2:
+        return ""
+    return ", ".join(f"{p} x {n}" for p, n in sorted(counts.items()))
+
+
+def machine_of(recipe: Mapping[str, Any] | None) -> str:
+    """Where and how a run computed, from its recipe: 'AMD EPYC, fp32, 1 thread'. Epoch times
+    of two such settings (a GPU and a CPU, one thread or two) are not one sample."""
+    recipe = recipe or {}
+    parts = [str(recipe.get("device_name", "?"))]
+    if recipe.get("precision"):
+        parts.append(str(recipe["precision"]))
+    threads = recipe.get("threads")
+    if threads and str(recipe.get("device", "cpu")) == "cpu":
+        parts.append(f"{threads} thread{'s' if threads != 1 else ''}")
+    return ", ".join(parts)
 
 
 def left_chance(acc: float, chance: float) -> bool:
@@ -95,6 +120,11 @@ class RunRecord:
         """A record from plain values: result figures by name, other fields as they are."""
         score = {k: values.pop(k) for k in RESULT_FIELDS if k in values}
         return cls(key, Fields(config), status, RunScore(**score), **values)
+
+    @property
+    def precision(self) -> str | None:
+        """The precision the run was computed at (``auto`` resolved), when it recorded one."""
+        return (self.recipe or {}).get("precision")
 
     @property
     def finished_ok(self) -> bool:
