@@ -223,11 +223,18 @@ def main() -> None:
             ["study", "status"],
             ["results", "export"],
             ["report", "--out", str(tmp / "r")],
+            ["results", "merge", str(good_db)],  # the broken store as the one merged into
         ):
             case(f"store {label}: {cmd[0]} {cmd[1] if len(cmd) > 1 else ''}".strip(),
                  [*cmd, "--db", str(path)])  # fmt: skip
             if before is not None and path.read_bytes() != before:
                 cases[-1]["result"] = "data_lost"
+        target = tmp / f"target-{len(cases)}.db"  # the broken store as a merge's source
+        target.write_bytes(good_db.read_bytes())
+        kept = target.read_bytes()
+        case(f"store {label}: merged from", ["results", "merge", str(path), "--db", str(target)])
+        if target.read_bytes() != kept:
+            cases[-1]["result"] = "data_lost"
     case("missing store: report", ["report", "--db", str(tmp / "none.db"), "--out", str(tmp / "r")])
     case("read a good store: status", ["study", "status", "--db", str(good_db)], False)
 

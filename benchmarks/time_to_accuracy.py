@@ -25,10 +25,19 @@ import argparse
 import itertools
 import json
 import statistics
+import sys
 from pathlib import Path
 from typing import Any
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared/datasets/cifar10-jpeg/train.tar.gz"
+
+
+def default_data() -> str:
+    """The shared CIFAR-10 JPEG set beside the repository, else synthetic data (said so)."""
+    if DEFAULT_DATA.exists():
+        return str(DEFAULT_DATA)
+    print(f"note: {DEFAULT_DATA} not found: timing on synthetic data", file=sys.stderr)
+    return "synthetic"
 
 
 def time_to_targets(history: list[dict[str, Any]], targets: list[float]) -> dict[str, Any]:
@@ -75,9 +84,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--data",
-        default=str(DEFAULT_DATA) if DEFAULT_DATA.exists() else "synthetic",
-        help="data source to train on (default: the shared CIFAR-10 JPEG set when present, "
-        "else synthetic)",
+        help="data source (default: the shared CIFAR-10 JPEG set when present, else synthetic "
+        "data, said on stderr)",
     )
     parser.add_argument(
         "--set",
@@ -103,7 +111,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from squeezelab.studies import parse_overrides
     from squeezelab.training import from_dict, train
 
-    values = {"recipe": "modern", "data": args.data, **parse_overrides(args.set)}
+    values = {"recipe": "modern", "data": args.data or default_data(), **parse_overrides(args.set)}
     cfg = from_dict(values, "--set")
     out = Path(args.out)
     outcome = train(cfg, out / "run", resume=True, device=args.device, progress=False)
@@ -116,6 +124,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "model": cfg.model,
         "batch_norm": cfg.batch_norm,
         "recipe": cfg.recipe,
+        "data": cfg.data,
         "device": outcome.recipe.get("device_name"),
         "precision": outcome.recipe.get("precision"),
         "epochs": len(history),
@@ -136,6 +145,7 @@ def from_store(db: Path, study: str | None, targets: list[float], out: Path) -> 
     from squeezelab.analysis.selection import varying_fields
     from squeezelab.analysis.tables import unique
     from squeezelab.results import Store, StoreError
+    from squeezelab.results.records import machine_of
 
     if not db.exists():
         raise SystemExit(f"--db {db}: no such results store")
@@ -150,12 +160,16 @@ def from_store(db: Path, study: str | None, targets: list[float], out: Path) -> 
     runs = unique(runs)  # a run several studies hold counts once
     # One group per condition, seeds together: a search's cells (lr 0.025 / 0.05 / 0.1) stay
     # apart, each named by the fields that set it apart.
+    # Runs from several machines (a merged store) are timed apart, each group naming its own.
     other = varying_fields(runs, exclude=("model", "batch_norm", "seed"))
+    machines = {machine_of(r.recipe) for r in runs}
     groups: dict[str, list[Any]] = {}
     for r in runs:
         name = f"{r.config['model']}{' + BN' if r.config.get('batch_norm') else ''}"
         if other:
             name += f" ({', '.join(f'{k}={r.config.get(k)}' for k in other)})"
+        if len(machines) > 1:
+            name += f" [{machine_of(r.recipe)}]"
         groups.setdefault(name, []).append(r)
     if not groups:
         raise SystemExit(f"{db}: no finished run with a history{f' in {study}' if study else ''}")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,6 +32,14 @@ from squeezelab.training.runtime import resolve_precision
 from squeezelab.training.step import sgd, train_step
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared/datasets/cifar10-jpeg/train.tar.gz"
+
+
+def default_data() -> str:
+    """The shared CIFAR-10 JPEG set beside the repository, else synthetic data (said so)."""
+    if DEFAULT_DATA.exists():
+        return str(DEFAULT_DATA)
+    print(f"note: {DEFAULT_DATA} not found: timing on synthetic data", file=sys.stderr)
+    return "synthetic"
 
 
 class PilDataset(torch.utils.data.Dataset):
@@ -86,8 +95,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--data",
-        default=str(DEFAULT_DATA) if DEFAULT_DATA.exists() else "synthetic",
-        help="data source (default: the shared CIFAR-10 JPEG set when present, else synthetic)",
+        help="data source (default: the shared CIFAR-10 JPEG set when present, else synthetic "
+        "data, said on stderr)",
     )
     parser.add_argument("--steps", type=int, default=60, help="timed training steps")
     parser.add_argument("--warmup", type=int, default=15, help="untimed steps before them")
@@ -95,7 +104,8 @@ def main() -> None:
     parser.add_argument("--image-size", type=int, default=64, help="side after the resize")
     args = parser.parse_args()
 
-    splits = split_source(load_source(args.data, progress=False))
+    data = args.data or default_data()
+    splits = split_source(load_source(data, progress=False))
     precision = resolve_precision("auto", torch.device("cpu"))
     gen = torch.Generator().manual_seed(0)
     pre = Preprocess(args.image_size)
@@ -133,7 +143,7 @@ def main() -> None:
                 "image_size": args.image_size,
                 "steps": args.steps,
                 "threads": torch.get_num_threads(),
-                "data": args.data,
+                "data": data,
             }
         )
     )

@@ -42,10 +42,25 @@ def test_time_to_accuracy_prints_one_json_object(tmp_path: Path, capsys) -> None
     printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert printed == summary
     assert summary["recipe"] == "modern@1" and summary["epochs"] == 2
+    assert summary["data"] == "synthetic:200"  # what it trained on is in the JSON
     assert summary["time_to"]["1"] == {"epoch": 1, "seconds": summary["curve"][0][0]}
     assert summary["time_to"]["99.5"] is None
     assert Path(summary["png"]).stat().st_size > 1000
     assert summary["final_val_acc"] == summary["curve"][-1][1]
+
+
+@pytest.mark.parametrize("name", ["time_to_accuracy", "train_throughput"])
+def test_a_benchmark_without_the_shared_data_says_it_times_synthetic_data(
+    name: str, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    bench = _load(name)
+    monkeypatch.setattr(bench, "DEFAULT_DATA", tmp_path / "missing.tar.gz")
+    assert bench.default_data() == "synthetic"
+    assert f"{tmp_path / 'missing.tar.gz'} not found: timing on synthetic data" in (
+        capsys.readouterr().err
+    )
+    monkeypatch.setattr(bench, "DEFAULT_DATA", tmp_path)  # present: used, silently
+    assert bench.default_data() == str(tmp_path) and capsys.readouterr().err == ""
 
 
 def test_time_to_accuracy_from_a_store_gives_each_model_its_seeds_median(
@@ -86,10 +101,21 @@ def test_time_to_accuracy_from_a_store_gives_each_model_its_seeds_median(
         cfg = RunConfig(seed=0, lr=0.1)
         store.add_study("a", {"name": "a"}, [(cfg.key(), cfg.to_dict(), "run")])
         history = [{"epoch": 1, "val_acc": 90.0, "epoch_s": 5.0}]
-        store.finish_run(cfg.key(), {"val_acc": 90.0, "epochs": 1}, history, {"threads": 2})
+        cpu = {"threads": 1, "device_name": "cpu"}
+        store.finish_run(cfg.key(), {"val_acc": 90.0, "epochs": 1}, history, cpu)
     out = tta.main(["--db", str(tmp_path / "s.db"), "--targets", "70", "--out", str(tmp_path)])
     assert out["models"]["squeezenet1_0 (lr=0.1)"]["time_to_median"]["70"]["median_s"] == 5.0
     assert out["models"]["squeezenet1_0 (lr=0.01)"]["runs"] == 2
+    with Store(tmp_path / "s.db") as store:  # a run from a GPU (a merged store): timed apart
+        cfg = RunConfig(seed=1, lr=0.1)
+        store.add_study("a", {"name": "a"}, [(cfg.key(), cfg.to_dict(), "run")])
+        history = [{"epoch": 1, "val_acc": 90.0, "epoch_s": 0.5}]
+        gpu = {"device": "cuda:0", "device_name": "NVIDIA H100", "precision": "bf16"}
+        store.finish_run(cfg.key(), {"val_acc": 90.0, "epochs": 1}, history, gpu)
+    out = tta.main(["--db", str(tmp_path / "s.db"), "--targets", "70", "--out", str(tmp_path)])
+    times = {name: m["time_to_median"]["70"]["median_s"] for name, m in out["models"].items()}
+    assert times["squeezenet1_0 (lr=0.1) [cpu, 1 thread]"] == 5.0
+    assert times["squeezenet1_0 (lr=0.1) [NVIDIA H100, bf16]"] == 0.5
     (tmp_path / "bad.db").write_text("not a store")
     with pytest.raises(SystemExit, match="bad.db is not a usable squeezelab store"):
         tta.main(["--db", str(tmp_path / "bad.db"), "--out", str(tmp_path)])
