@@ -91,13 +91,26 @@ def test_bad_store_files_are_one_line_errors(tmp_path: Path, kind: str) -> None:
         with sqlite3.connect(db) as conn:
             conn.execute("CREATE TABLE invoices (id INTEGER)")
     before = db.read_bytes() if db.is_file() else None
-    for args in (["study", "status"], ["results", "export"], ["report", "--out", "r"]):
-        proc = run_cli(*args, "--db", str(db), check=False)
+    good = tmp_path / "good.db"  # merged into the bad store, and the bad store merged into it
+    good.write_bytes(b"")
+    Store(good).close()
+    kept = good.read_bytes()
+    for args in (
+        ["study", "status", "--db", str(db)],
+        ["results", "export", "--db", str(db)],
+        ["report", "--out", "r", "--db", str(db)],
+        ["results", "merge", str(good), "--db", str(db)],
+        ["results", "merge", str(db), "--db", str(good)],
+    ):
+        proc = run_cli(*args, check=False)
         assert proc.returncode == 2, (args, proc.stderr)
         assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
         assert str(db) in proc.stderr
+        if kind == "directory":
+            assert "is a directory, not a squeezelab store file" in proc.stderr, args
     if before is not None:
         assert db.read_bytes() == before  # nothing stored is touched
+    assert good.read_bytes() == kept
     if kind == "foreign":
         with pytest.raises(StoreError, match="another program"):
             Store(db)

@@ -997,7 +997,7 @@ def build_report(
     ``protocols`` (preset name -> its ``[protocol]``) are described beside the one the runs
     followed, so a reader sees what the faithful and the sound protocol would have done.
     """
-    if not Path(db).is_file():
+    if not Path(db).exists():  # a directory or junk: the store names it
         raise StoreError(f"no store at {db}: run a study first (squeezelab study run ...)")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -319,7 +319,7 @@ def merge_stores(
             declared.update({n: (d[0], str(dest_path)) for n, d in _declarations(here).items()})
     for src in sources:
         src_path = Path(src)
-        if not src_path.is_file():
+        if not src_path.exists():  # a directory or junk: the store's own error names it
             raise StoreError(f"no store at {src_path}")
         if dest_path.exists() and src_path.resolve() == dest_path.resolve():
             raise StoreError(f"{src_path} is the destination store itself")
