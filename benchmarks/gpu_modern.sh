@@ -18,6 +18,12 @@
 # To join its runs to a store of this machine's (trained on ../shared/...):
 #   mkdir -p gpu && tar xzf modern.tgz -C gpu runs.db && squeezelab results merge gpu/runs.db --db STORE \
 #       --data-path .data/train.tar.gz=../shared/datasets/cifar10-jpeg/train.tar.gz
+# STORE=.data/runs.db goes on from an earlier call's store (carried in .data/): the runs it
+# finished are not trained again, and runs it cut off start over, so a study longer than one
+# call's BUDGET accumulates over calls. To go on from a store of this machine's instead, give
+# its runs this data path first:
+#   squeezelab results merge STORE --db .data/runs.db \
+#       --data-path ../shared/datasets/cifar10-jpeg/train.tar.gz=.data/train.tar.gz
 # No install step: the device has no package index, and its image already holds torch,
 # torchvision, scipy, matplotlib, safetensors and tqdm, so the sources run from src/.
 set -uo pipefail
@@ -34,6 +40,11 @@ PY="${PYTHON:-python3}"
 if [[ "$DATA" != synthetic* ]] && [ ! -e "$DATA" ]; then
     echo "gpu_modern.sh: no data at $DATA (copy the JPEG set there and carry .data)" >&2
     exit 2
+fi
+if [ -n "${STORE:-}" ]; then
+    [ -f "$STORE" ] || { echo "gpu_modern.sh: no store at $STORE (carry its folder)" >&2; exit 2; }
+    cp "$STORE" "$WORK/runs.db"
+    echo "going on from $STORE"
 fi
 command -v nvidia-smi > /dev/null && nvidia-smi --query-gpu=name,memory.total --format=csv
 start=$(date +%s)

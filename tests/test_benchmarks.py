@@ -187,3 +187,19 @@ def test_gpu_modern_script_runs_every_study_into_one_archive(tmp_path: Path) -> 
             assert len(compare & {r.key for r in store.runs(stage)}) == shared
     claims = json.loads((out / "claims.json").read_text())
     assert claims
+    # A second call going on from the first's store (STORE) trains nothing it finished
+    again = {**env, "OUT": str(tmp_path / "again"), "STORE": str(tmp_path / "x" / "runs.db")}
+    proc = subprocess.run(
+        ["bash", str(ROOT / "benchmarks" / "gpu_modern.sh")],
+        cwd=ROOT, env=again, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "going on from" in proc.stdout and "epoch 1/1" not in proc.stdout + proc.stderr
+    for study in studies:
+        assert re.search(rf"{study}: \d+ runs, (\d+) already finished, 0 to run", proc.stdout)
+    missing = {**env, "OUT": str(tmp_path / "m"), "STORE": str(tmp_path / "none.db")}
+    proc = subprocess.run(
+        ["bash", str(ROOT / "benchmarks" / "gpu_modern.sh")],
+        cwd=ROOT, env=missing, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 2 and "no store at" in proc.stderr
