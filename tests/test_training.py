@@ -426,6 +426,15 @@ def test_the_stall_note_blames_plain_squeezenet_only_for_its_runs(cfg: RunConfig
     assert "too high or too low" in note
 
 
+def test_a_run_says_first_what_it_trains_and_where(tmp_path: Path, capsys) -> None:
+    train(tiny(epochs=2), tmp_path / "r")
+    first = capsys.readouterr().err.splitlines()[0]
+    assert first.startswith("training squeezenet1_0 + BN on synthetic:400 (")
+    assert "train / val / test images), 2 epochs, on " in first and cpu_name() in first
+    # auto precision: fp32 only on a CPU without bf16 units, and then the line says why
+    assert ("(auto: this CPU has no bf16 matrix units)" in first) == (", fp32," in first)
+
+
 def test_the_stall_note_is_printed_with_the_epoch_lines(
     tmp_path: Path, monkeypatch, capsys
 ) -> None:

@@ -25,7 +25,7 @@ from tqdm import tqdm
 from ..data import Batches, Preprocess, Source, Splits, load_source, split_source
 from ..models import get_model
 from ..models.complexity import check_input_size
-from ..results.records import left_chance
+from ..results.records import left_chance, machine_of
 from .checkpoint import CheckpointError, TrainingState, save_atomic, save_checkpoint
 from .config import RunConfig
 from .rundir import (
@@ -181,6 +181,8 @@ def _train_locked(
         _log(f"resuming {out} after epoch {start}/{cfg.epochs}", verbose)
     run_recipe = recipe(cfg, dev, precision, parts.num_classes, len(parts.train.labels))
     write_json(out / CONFIG, run_recipe)
+    if start == 0:
+        _log(_start_line(cfg, parts, run_recipe), verbose)
     diverged = any(row.get("diverged") for row in history)
     board = open_board(out, start, tensorboard) if start < cfg.epochs and not diverged else None
     try:
@@ -487,6 +489,24 @@ def stall_note(history: list[dict[str, Any]], chance: float, cfg: RunConfig) -> 
     return (
         f"{head} ({cfg.model} with a learning rate too high or too low for it, or too few "
         "epochs, can). Watch the next epochs; another --lr may train."
+    )
+
+
+def _start_line(cfg: RunConfig, parts: _Parts, run_recipe: dict[str, Any]) -> str:
+    """What a run trains, on what, and where it computes (a CPU without bf16 units computes
+    in fp32 under ``auto``, several times slower than one with them)."""
+    sizes = " / ".join(f"{len(b.labels):,}" for b in (parts.train, parts.val, parts.test))
+    why = ""
+    if (
+        cfg.precision == "auto"
+        and run_recipe["precision"] == "fp32"
+        and run_recipe["device"] == "cpu"
+    ):
+        why = " (auto: this CPU has no bf16 matrix units)"
+    return (
+        f"training {cfg.model}{' + BN' if cfg.batch_norm else ''} on {cfg.data} "
+        f"({sizes} train / val / test images), {cfg.epochs} epoch{'s' * (cfg.epochs != 1)}, on "
+        f"{machine_of(run_recipe)}{why}"
     )
 
 
