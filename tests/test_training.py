@@ -159,6 +159,35 @@ def test_interrupted_then_resumed_equals_uninterrupted(
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_a_run_resumed_at_another_precision_records_both(
+    tmp_path: Path, monkeypatch, capsys
+) -> None:
+    """`auto` resolves per machine: a run cut on a bf16 machine and resumed on an fp32 one (or
+    the reverse) is no exact resume; its recipe records both precisions, and its log says so."""
+    cfg = tiny(epochs=2)
+    real = loop_module._run_epoch
+
+    def interrupt_at_2(cfg_, parts, dev, precision, epoch, show):
+        if epoch == 2:
+            raise KeyboardInterrupt
+        return real(cfg_, parts, dev, precision, epoch, show)
+
+    monkeypatch.setattr(loop_module, "_run_epoch", interrupt_at_2)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, tmp_path / "r", verbose=False)
+    monkeypatch.setattr(loop_module, "_run_epoch", real)
+    config = tmp_path / "r" / "config.json"
+    recipe = json.loads(config.read_text())
+    here = recipe["precision"]
+    other = "fp32" if here == "bf16" else "bf16"
+    config.write_text(json.dumps({**recipe, "precision": other}))  # cut on the other kind
+    outcome = train(cfg, tmp_path / "r", resume=True)
+    assert outcome.recipe["precision"] == f"{other}, then {here}"
+    assert f"epochs 1-1 of this run were computed at {other}" in capsys.readouterr().err
+    again = train(cfg, tmp_path / "r", resume=True)  # read back: nothing new to say
+    assert again.recipe["precision"] == f"{other}, then {here}"
+
+
 @pytest.mark.parametrize("scheduler", ["plateau", "step"])
 def test_resume_restores_epoch_schedulers(tmp_path: Path, monkeypatch, scheduler: str) -> None:
     cfg = tiny(epochs=3, scheduler=scheduler, step_size=1)

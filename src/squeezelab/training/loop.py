@@ -180,6 +180,8 @@ def _train_locked(
         write_lines(out / METRICS, history)
         _log(f"resuming {out} after epoch {start}/{cfg.epochs}", verbose)
     run_recipe = recipe(cfg, dev, precision, parts.num_classes, len(parts.train.labels))
+    if state is not None:
+        run_recipe["precision"] = _resumed_precision(out, precision, start, verbose)
     write_json(out / CONFIG, run_recipe)
     if start == 0:
         _log(_start_line(cfg, parts, run_recipe), verbose)
@@ -490,6 +492,25 @@ def stall_note(history: list[dict[str, Any]], chance: float, cfg: RunConfig) -> 
         f"{head} ({cfg.model} with a learning rate too high or too low for it, or too few "
         "epochs, can). Watch the next epochs; another --lr may train."
     )
+
+
+def _resumed_precision(out: Path, precision: str, start: int, verbose: bool) -> str:
+    """The precision a resumed run records. ``auto`` resolves per machine (bf16 on a GPU or an
+    AMX CPU, fp32 on an AVX2 CPU): a run resumed on another kind computed its epochs at both,
+    which is no exact resume, so it records both ('bf16, then fp32') and says so."""
+    try:
+        before = json.loads((out / CONFIG).read_text()).get("precision")
+    except (OSError, ValueError):
+        return precision
+    if not before or before.rsplit(", then ", 1)[-1] == precision:
+        return before or precision
+    _log(
+        f"note: epochs 1-{start} of this run were computed at {before}, and this machine goes "
+        f"on at {precision}: its result mixes the two (recorded as precision "
+        f"'{before}, then {precision}')",
+        verbose,
+    )
+    return f"{before}, then {precision}"
 
 
 def _start_line(cfg: RunConfig, parts: _Parts, run_recipe: dict[str, Any]) -> str:
