@@ -182,10 +182,10 @@ def test_a_run_resumed_at_another_precision_records_both(
     other = "fp32" if here == "bf16" else "bf16"
     config.write_text(json.dumps({**recipe, "precision": other}))  # cut on the other kind
     outcome = train(cfg, tmp_path / "r", resume=True)
-    assert outcome.recipe["precision"] == f"{other}, then {here}"
+    assert outcome.recipe["precision"] == f"{other} then {here}"
     assert f"epochs 1-1 of this run were computed at {other}" in capsys.readouterr().err
     again = train(cfg, tmp_path / "r", resume=True)  # read back: nothing new to say
-    assert again.recipe["precision"] == f"{other}, then {here}"
+    assert again.recipe["precision"] == f"{other} then {here}"
 
 
 @pytest.mark.parametrize("scheduler", ["plateau", "step"])

@@ -497,20 +497,20 @@ def stall_note(history: list[dict[str, Any]], chance: float, cfg: RunConfig) -> 
 def _resumed_precision(out: Path, precision: str, start: int, verbose: bool) -> str:
     """The precision a resumed run records. ``auto`` resolves per machine (bf16 on a GPU or an
     AMX CPU, fp32 on an AVX2 CPU): a run resumed on another kind computed its epochs at both,
-    which is no exact resume, so it records both ('bf16, then fp32') and says so."""
+    which is no exact resume, so it records both ('bf16 then fp32') and says so."""
     try:
         before = json.loads((out / CONFIG).read_text()).get("precision")
     except (OSError, ValueError):
         return precision
-    if not before or before.rsplit(", then ", 1)[-1] == precision:
+    if not before or before.rsplit(" then ", 1)[-1] == precision:
         return before or precision
     _log(
         f"note: epochs 1-{start} of this run were computed at {before}, and this machine goes "
         f"on at {precision}: its result mixes the two (recorded as precision "
-        f"'{before}, then {precision}')",
+        f"'{before} then {precision}')",
         verbose,
     )
-    return f"{before}, then {precision}"
+    return f"{before} then {precision}"
 
 
 def _start_line(cfg: RunConfig, parts: _Parts, run_recipe: dict[str, Any]) -> str:
