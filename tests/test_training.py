@@ -130,24 +130,29 @@ def test_divergence_is_detected_and_recorded(tmp_path: Path) -> None:
     assert json.loads((tmp_path / "d" / "result.json").read_text())["diverged"] is True
 
 
+def cut_at(cfg: RunConfig, out: Path, epoch: int, monkeypatch) -> None:
+    """Train ``cfg`` into ``out`` as a Ctrl-C at the start of ``epoch`` leaves it."""
+    real = loop_module._run_epoch
+
+    def interrupt(cfg_, parts, dev, precision, at, show):
+        if at == epoch:
+            raise KeyboardInterrupt
+        return real(cfg_, parts, dev, precision, at, show)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(loop_module, "_run_epoch", interrupt)
+        with pytest.raises(KeyboardInterrupt):
+            train(cfg, out, verbose=False)
+
+
 @pytest.mark.parametrize("extra", [{}, {"ema_decay": 0.9, "tta_flip": True}])
 def test_interrupted_then_resumed_equals_uninterrupted(
     tmp_path: Path, monkeypatch, extra: dict
 ) -> None:
     cfg = tiny(epochs=4, scheduler="onecycle", **extra)
     train(cfg, tmp_path / "full", verbose=False)
-    real = loop_module._run_epoch
-
-    def interrupt_at_3(cfg_, parts, dev, precision, epoch, show):
-        if epoch == 3:
-            raise KeyboardInterrupt
-        return real(cfg_, parts, dev, precision, epoch, show)
-
-    monkeypatch.setattr(loop_module, "_run_epoch", interrupt_at_3)
-    with pytest.raises(KeyboardInterrupt):
-        train(cfg, tmp_path / "cut", verbose=False)
+    cut_at(cfg, tmp_path / "cut", 3, monkeypatch)
     assert load_checkpoint(tmp_path / "cut" / "checkpoint.safetensors").epoch == 2
-    monkeypatch.setattr(loop_module, "_run_epoch", real)
     with pytest.raises(RunDirError, match="--resume"):
         train(cfg, tmp_path / "cut", verbose=False)
     train(cfg, tmp_path / "cut", resume=True, verbose=False)
@@ -165,17 +170,7 @@ def test_a_run_resumed_at_another_precision_records_both(
     """`auto` resolves per machine: a run cut on a bf16 machine and resumed on an fp32 one (or
     the reverse) is no exact resume; its recipe records both precisions, and its log says so."""
     cfg = tiny(epochs=2)
-    real = loop_module._run_epoch
-
-    def interrupt_at_2(cfg_, parts, dev, precision, epoch, show):
-        if epoch == 2:
-            raise KeyboardInterrupt
-        return real(cfg_, parts, dev, precision, epoch, show)
-
-    monkeypatch.setattr(loop_module, "_run_epoch", interrupt_at_2)
-    with pytest.raises(KeyboardInterrupt):
-        train(cfg, tmp_path / "r", verbose=False)
-    monkeypatch.setattr(loop_module, "_run_epoch", real)
+    cut_at(cfg, tmp_path / "r", 2, monkeypatch)
     config = tmp_path / "r" / "config.json"
     recipe = json.loads(config.read_text())
     here = recipe["precision"]
