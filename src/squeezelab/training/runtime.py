@@ -39,26 +39,27 @@ def pick_device(requested: str | None = None) -> torch.device:
 
 
 @functools.cache
+def _cpuinfo() -> str:
+    """``/proc/cpuinfo``, read once per process ('' where there is none)."""
+    try:
+        return Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return ""
+
+
 def cpu_has_bf16_units() -> bool:
     """Whether the CPU has bf16 matrix instructions (AMX or AVX-512 BF16)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
+    flags = _cpuinfo()
     return "amx_bf16" in flags or "avx512_bf16" in flags
 
 
-@functools.cache
 def cpu_name() -> str:
     """The CPU's model name ('AMD EPYC', 'Intel(R) Xeon(R) ...'), as a run records it: two
     CPUs of one store can differ in speed by 5x and in what ``auto`` precision means."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            name, _, value = line.partition(":")
-            if name.strip() == "model name" and value.strip():
-                return value.strip()
-    except OSError:
-        pass
+    for line in _cpuinfo().splitlines():
+        name, _, value = line.partition(":")
+        if name.strip() == "model name" and value.strip():
+            return value.strip()
     return platform.processor() or platform.machine() or "cpu"
 
 
