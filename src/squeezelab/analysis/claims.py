@@ -28,6 +28,7 @@ import numpy as np
 
 from ..errors import SqueezelabError
 from ..results.records import CHANCE_BAND, RunRecord, precision_mix
+from .selection import varying_fields
 from .stats import (
     ALPHA,
     correlation_n_needed,
@@ -332,7 +333,7 @@ def evaluate_claim(
             _paired(claim, members, rule, chance, res)
         else:
             _unpaired(claim, members, rule, chance, res)
-        mix = precision_mix(r.precision for r in members)
+        mix = precision_mix(r.precision for r in _compared(claim, members))
         if mix:
             mixed = (
                 f"its runs were computed at more than one precision ({mix}: `auto` resolves per "
@@ -341,6 +342,18 @@ def evaluate_claim(
             res.note = f"{res.note}; {mixed}" if res.note else mixed
         results.append(res)
     return results
+
+
+def _compared(claim: ClaimSpec, runs: list[RunRecord]) -> list[RunRecord]:
+    """The runs a claim's test reads: a correlation's every run, else its two groups' runs."""
+    if claim.test == "correlation":
+        return runs
+    return [
+        r
+        for r in runs
+        if (v := r.config.get(claim.field)) == claim.control
+        or in_group(v, claim.treatment, claim.control)
+    ]
 
 
 def _dead_source(sources: list[RunRecord], chance: float) -> str:
@@ -565,8 +578,7 @@ def _pooled_conditions(groups: Sequence[list[RunRecord]]) -> str:
     test reads a group's runs as replicates of one condition."""
     parts = []
     for name, runs in zip(NAMES, groups):
-        fields = {k for r in runs for k in r.config} - {"seed"}
-        varying = sorted(k for k in fields if len({json.dumps(r.config.get(k)) for r in runs}) > 1)
+        varying = varying_fields(runs, exclude=("seed",))
         if varying:
             parts.append(f"the {name} group's runs differ in {', '.join(varying)}")
     if not parts:
