@@ -25,6 +25,7 @@ import argparse
 import json
 import multiprocessing as mp
 import os
+import sys
 import time
 from typing import Any
 
@@ -222,6 +223,8 @@ def main() -> None:
                 "epoch_s": round(epoch_s(alone), 1),
                 "packed_epoch_s_aggregate": round(epoch_s(pack), 1),
             }
+            # Progress on stderr, so a run cut short still shows what it measured.
+            print(f"{name} {precision}: {json.dumps(models[name][precision])}", file=sys.stderr)
     rates_packed = {
         f: {p: {"train_img_s": r["packed_train_img_s"], "eval_img_s": r["packed_eval_img_s"]}
             for p, r in per.items()} for f, per in models.items()

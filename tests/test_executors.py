@@ -116,8 +116,16 @@ def test_packed_runs_on_one_gpu_equal_runs_alone(tmp_path: Path) -> None:
 def test_a_cuda_run_trains_in_mixed_precision(tmp_path: Path) -> None:
     from squeezelab.training import from_dict, train
 
-    cfg = from_dict({"data": "synthetic:400", "image_size": 32, "epochs": 2, "batch_norm": True})
+    # The CPU's "it learns" check (tests/test_training.py): the training loss over 320 images
+    # falls below chance's ln(10); 40 validation images are too few to show it (the first GPU
+    # run ended at 7.5% validation after 2 epochs, as this config does on a CPU in fp32: 10%).
+    cfg = from_dict(
+        {"data": "synthetic:400", "image_size": 32, "batch_size": 32, "epochs": 3, "lr": 0.01}
+        | {"batch_norm": True}
+    )
     outcome = train(cfg, tmp_path / "g", device="cuda", verbose=False)
     assert outcome.recipe["device"].startswith("cuda")
     assert outcome.recipe["precision"] in ("bf16", "fp16")
-    assert not outcome.result.diverged and outcome.result.val_acc > 10.0
+    losses = [row["train_loss"] for row in outcome.history]
+    assert not outcome.result.diverged
+    assert losses[-1] < losses[0] - 0.1 and losses[-1] < 2.2
