@@ -22,13 +22,12 @@ from ..results.records import left_chance, machine_of, precision_mix
 from . import figures
 from .claims import (
     RULES,
-    ClaimResult,
     ClaimSpec,
     ReportSpec,
     claim_from_dict,
-    evaluate_claims,
     report_from_dict,
 )
+from .evaluate import ClaimResult, evaluate_claims
 from .metrics import METRICS
 from .published import analyze_published, published_runs, published_value, table_1
 from .render import render_html, render_markdown
@@ -97,6 +96,54 @@ def complexity_of(config: Mapping[str, Any], num_classes: int = 10) -> tuple[int
 
 def _fmt(x: float | None, spec: str = "{:.2f}") -> str:
     return "n/a" if x is None or not math.isfinite(x) else spec.format(x)
+
+
+VERDICT_RULE = (
+    "Each claim is read at its Holm step's level (alpha / m, alpha / (m - 1), ... in order of "
+    "p within its family and rule), so its interval and its verdict agree. Supported: the "
+    "bound in the claimed direction clears 0 (a non-inferiority claim: the margin). "
+    "Contradicted: the other bound falls short of the smallest effect of interest (absent), "
+    "or of 0 (reversed); a non-inferiority claim's upper bound below the margin (inferior). "
+    "Inconclusive: neither, with what would decide it. One-sided claims show both one-sided "
+    "bounds as one two-sided interval. n counts conditions (seeds averaged) for paired tests "
+    "and correlations, runs for unpaired ones. Power is at the declared smallest effect, for "
+    "the design as run; the bootstrap resamples conditions, then seeds within them (2,000 "
+    "seeded replicates, percentile interval)."
+)
+
+
+def _bound(x: float | None) -> str:
+    if x is None or not math.isfinite(x):
+        return "-inf" if x is not None and x < 0 else "+inf"
+    return f"{x:+.2f}"
+
+
+def estimate_text(r: ClaimResult) -> str:
+    """'+3.14 pts [+0.20, +6.10] (90% two-sided (each bound one-sided 95%))'."""
+    if r.estimate is None:
+        return ""
+    unit = "" if r.test == "correlation" else " pts"
+    level = f" ({r.confidence})" if r.confidence else ""
+    return f"{r.estimate:+.2f}{unit} [{_bound(r.ci_low)}, {_bound(r.ci_high)}]{level}"
+
+
+def bootstrap_text(r: ClaimResult) -> str:
+    if not r.boot_reps or r.boot_low is None or r.boot_high is None:
+        return ""
+    return f"[{r.boot_low:+.2f}, {r.boot_high:+.2f}] ({r.boot_reps:,} replicates)"
+
+
+def verdict_text(r: ClaimResult) -> str:
+    """The verdict with its qualifier and the rule it rests on."""
+    text = r.verdict + (f", {r.qualifier}" if r.qualifier else "")
+    return f"{text} ({r.rule})"
+
+
+def decide_text(r: ClaimResult) -> str:
+    power = "" if r.power is None or not math.isfinite(r.power) else f"power {r.power:.2f}"
+    if r.advice:
+        return f"{power}; {r.advice}" if power else r.advice
+    return power
 
 
 class ReportBuilder:
@@ -623,12 +670,12 @@ class ReportBuilder:
                     r.label,
                     f"{r.test}: {r.hypothesis}",
                     r.n,
-                    self._estimate(r),
-                    _fmt(r.p, "{:.4g}") if r.p is not None else "",
+                    estimate_text(r),
                     _fmt(r.p_holm, "{:.4g}") if r.p_holm is not None else "",
-                    self._power(r),
-                    f"{r.verdict} ({r.rule})",
-                    f"{alt.verdict} ({alt.rule})" if alt else "",
+                    bootstrap_text(r),
+                    verdict_text(r),
+                    verdict_text(alt) if alt else "",
+                    decide_text(r),
                     r.published,
                 ]
             )
@@ -636,52 +683,52 @@ class ReportBuilder:
             s,
             Table(
                 "claims",
-                "Verdicts: Holm-corrected within each family, at each claim's alpha",
+                "Verdicts from intervals at each claim's Holm level: supported, contradicted "
+                "or inconclusive",
                 [
                     "Claim",
                     "Test",
                     "n",
-                    "Estimate [95% CI]",
-                    "p",
+                    "Estimate [interval at the Holm level]",
                     "p (Holm)",
-                    "Power / n for 80%",
+                    "Bootstrap 95%",
                     "Verdict (declared rule)",
                     "Verdict (other rule)",
+                    "Power / what would decide it",
                     "The study",
                 ],
                 rows,
-                "n counts conditions (seeds averaged) for paired tests and correlations, runs for "
-                "unpaired ones. One-sided tests give one-sided bounds. Power: at the claim's "
-                "smallest effect of interest (else the observed effect).",
+                VERDICT_RULE,
             ),
         )
         for r in (r for r in self.results if r.rule == rule_of[r.id]):
-            s.text(self._claim_text(r))
+            alt = by_key.get((r.id, r.stratum, other[r.rule]))
+            s.text(self._claim_text(r, alt))
         self.sections.insert(1, s)
 
-    def _estimate(self, r: ClaimResult) -> str:
-        if r.estimate is None:
-            return ""
-        unit = "" if r.test == "correlation" else " pts"
-        lo = "-inf" if r.ci_low is None or not math.isfinite(r.ci_low) else f"{r.ci_low:+.2f}"
-        hi = "+inf" if r.ci_high is None or not math.isfinite(r.ci_high) else f"{r.ci_high:+.2f}"
-        return f"{r.estimate:+.2f}{unit} [{lo}, {hi}]"
-
-    def _power(self, r: ClaimResult) -> str:
-        if r.power is None or not math.isfinite(r.power):
-            return ""
-        return f"{r.power:.2f} / {r.n_needed if r.n_needed else 'n/a'}"
-
-    def _claim_text(self, r: ClaimResult) -> str:
-        head = f"**{r.verdict.capitalize()}**: {r.label}."
+    def _claim_text(self, r: ClaimResult, alt: ClaimResult | None = None) -> str:
+        head = f"**{r.verdict.capitalize()}**: {r.label} (rests on the '{r.rule}' rule)."
+        if r.qualifier:
+            head = head[:-1] + f"; {r.qualifier}."
         if r.reason and r.p is None:
-            return f"{head} Inconclusive because {r.reason}."
-        if r.reason:
-            head += f" Inconclusive because {r.reason}."
-        text = (
-            f"{head} {r.statistic} = {_fmt(r.value, '{:.3f}')} (df {_fmt(r.df, '{:.1f}')}), "
-            f"p = {r.p:.4g}, Holm p = {_fmt(r.p_holm, '{:.4g}')}, n = {r.n}; {r.details}."
-        )
+            text = f"{head} Inconclusive because {r.reason}."
+        else:
+            if r.reason:
+                head += f" Inconclusive because {r.reason}."
+            text = (
+                f"{head} Estimate {estimate_text(r)}; {r.statistic} = {_fmt(r.value, '{:.3f}')} "
+                f"(df {_fmt(r.df, '{:.1f}')}), p = {r.p:.4g}, Holm p = {_fmt(r.p_holm, '{:.4g}')}, "
+                f"n = {r.n}; {r.details}."
+            )
+            if r.boot_reps:
+                text += f" Hierarchical bootstrap: {bootstrap_text(r)}."
+            if r.spread:
+                text += f" Spread: {r.spread}."
+            if r.advice:
+                text += f" What would decide it: {r.advice}."
+        if alt is not None:
+            text += f" Under the '{alt.rule}' rule: {verdict_text(alt)}"
+            text += f" ({estimate_text(alt)})." if alt.estimate is not None else "."
         if r.note:
             text += f" Note: {r.note}."
         if r.caveat:
@@ -717,7 +764,8 @@ class ReportBuilder:
                 _fmt(r.p_two_sided, "{:.4g}") if r.p is not None else "",
                 _fmt(r.p, "{:.4g}") if r.p is not None else "",
                 _fmt(r.p_holm, "{:.4g}") if r.p_holm is not None else "",
-                r.verdict + "".join(f"; {x}" for x in (r.reason, r.note) if x),
+                estimate_text(r),
+                verdict_text(r) + "".join(f"; {x}" for x in (r.reason, r.note) if x),
                 r.published,
             ]
             for r in results
@@ -735,14 +783,24 @@ class ReportBuilder:
                     "p (two-sided)",
                     "p (declared)",
                     "p (Holm)",
+                    "Estimate [interval at the Holm level]",
                     "Verdict",
                     "The study printed",
                 ],
                 rows,
                 "Rule 'chance' counts each 'nan' as 10% (it recovers the study's r and t exactly); "
-                "'exclude' drops those cells and their pairs.",
+                "'exclude' drops those cells, the cells at chance on the study's 10,000 test "
+                f"images (binomial test), and their pairs. {VERDICT_RULE}",
             ),
         )
+        for rule in RULES:
+            lines = [
+                f"{r.label}: **{verdict_text(r)}**"
+                + (f" ({estimate_text(r)})" if r.estimate is not None else "")
+                for r in results
+                if r.rule == rule
+            ]
+            s.text(f"Under the '{rule}' rule: " + "; ".join(lines) + ".")
         self.sections.append(s)
 
     # --- whole-store tables ---------------------------------------------------------------

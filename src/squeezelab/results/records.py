@@ -41,10 +41,33 @@ def machine_of(recipe: Mapping[str, Any] | None) -> str:
     return ", ".join(parts)
 
 
-def left_chance(acc: float, chance: float) -> bool:
-    """Whether an accuracy is above chance by more than ``CHANCE_BAND``: one within it learned
+CHANCE_ALPHA = 0.05  # the one-sided binomial test that tells "learned" from "at chance"
+
+
+def at_chance(acc: float | None, chance: float, images: int | None = None) -> bool:
+    """Whether an accuracy (percent) is no better than guessing, on ``images`` evaluated.
+
+    With the count known, a run is at chance when its number of correct images is not above
+    ``chance`` by a one-sided binomial test at ``CHANCE_ALPHA``: on 60 validation images 20%
+    can be luck, on 10,000 test images 10.6% is not. Without a count (runs stored before
+    counts were, the study's tables without theirs), within ``CHANCE_BAND`` points of chance.
+    ``None`` (a run with no accuracy) is at chance.
+    """
+    if acc is None:
+        return True
+    if not images:
+        return abs(acc - chance) <= CHANCE_BAND
+    from scipy.stats import binom  # here: the store's readers must not pay for scipy
+
+    correct = round(acc / 100.0 * images)
+    # P(X >= correct) when every image is a guess: small means the run learned something.
+    return bool(binom.sf(correct - 1, images, chance / 100.0) >= CHANCE_ALPHA)
+
+
+def left_chance(acc: float, chance: float, images: int | None = None) -> bool:
+    """Whether an accuracy is above chance (``at_chance``'s complement): one at chance learned
     nothing (a best cell there is no winner; a run there after a few epochs may have stalled)."""
-    return acc > chance + CHANCE_BAND
+    return not at_chance(acc, chance, images)
 
 
 class Fields(Mapping[str, Any]):
@@ -125,6 +148,19 @@ class RunRecord:
     def precision(self) -> str | None:
         """The precision the run was computed at (``auto`` resolved), when it recorded one."""
         return (self.recipe or {}).get("precision")
+
+    def images(self, metric: str) -> int | None:
+        """How many images ``metric`` (``val_acc`` / ``test_acc``) was measured on, when the
+        run recorded it."""
+        split = {"val_acc": "val_images", "test_acc": "test_images"}.get(metric)
+        value = (self.recipe or {}).get(split) if split else None
+        return int(value) if value else None
+
+    def stalled(self, metric: str, chance: float) -> bool:
+        """Finished without diverging, yet at chance on ``metric`` (it learned nothing)."""
+        if self.status != "done":
+            return False
+        return at_chance(getattr(self.result, metric), chance, self.images(metric))
 
     @property
     def finished_ok(self) -> bool:

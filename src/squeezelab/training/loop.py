@@ -179,7 +179,14 @@ def _train_locked(
         # (even after the last epoch) loses nothing.
         write_lines(out / METRICS, history)
         _log(f"resuming {out} after epoch {start}/{cfg.epochs}", verbose)
-    run_recipe = recipe(cfg, dev, precision, parts.num_classes, len(parts.train.labels))
+    run_recipe = recipe(
+        cfg,
+        dev,
+        precision,
+        parts.num_classes,
+        len(parts.train.labels),
+        (len(parts.val.labels), len(parts.test.labels)),
+    )
     if state is not None:
         run_recipe["precision"] = _resumed_precision(out, precision, start, verbose)
     write_json(out / CONFIG, run_recipe)
@@ -195,7 +202,8 @@ def _train_locked(
             history.append(row)
             diverged = _save_epoch(out, parts, history, row, board)
             _log(_format_row(row, cfg.epochs), verbose)
-            stalled = stall_note(history, 100.0 / parts.num_classes, cfg)
+            chance = 100.0 / parts.num_classes
+            stalled = stall_note(history, chance, cfg, len(parts.val.labels))
             if stalled:
                 _log(stalled, verbose)
     finally:
@@ -469,15 +477,17 @@ def _kept(out: Path, keep_checkpoint: bool, diverged: bool) -> str:
 STALL_EPOCHS = 3  # epochs at chance after which a run is called stalled, once
 
 
-def stall_note(history: list[dict[str, Any]], chance: float, cfg: RunConfig) -> str:
-    """A one-time note when validation accuracy has sat at chance for the first
-    ``STALL_EPOCHS`` epochs, with the likely cause for this run's model: plain SqueezeNet at a
-    high learning rate can stall (the study saw many such cells, and modern-compare has seeds
-    that stalled and never caught up); another model at chance more often has a rate too low
-    for the budget, or too high."""
+def stall_note(
+    history: list[dict[str, Any]], chance: float, cfg: RunConfig, images: int | None = None
+) -> str:
+    """A one-time note when validation accuracy has sat at chance (``at_chance`` on ``images``
+    validation images) for the first ``STALL_EPOCHS`` epochs, with the likely cause for this
+    run's model: plain SqueezeNet at a high learning rate can stall (the study saw many such
+    cells, and modern-compare has seeds that stalled and never caught up); another model at
+    chance more often has a rate too low for the budget, or too high."""
     if len(history) != STALL_EPOCHS or any(row.get("diverged") for row in history):
         return ""
-    if any(left_chance(row.get("val_acc") or 0.0, chance) for row in history):
+    if any(left_chance(row.get("val_acc") or 0.0, chance, images) for row in history):
         return ""
     head = (
         f"note: validation accuracy is still at chance ({chance:g}%) after {STALL_EPOCHS} "

@@ -88,13 +88,19 @@ def recipe(
     precision: str,
     num_classes: int,
     train_images: int | None = None,
+    eval_images: tuple[int, int] | None = None,
 ) -> dict[str, Any]:
-    """The resolved config with what produced it (package, torch, git commit, device)."""
+    """The resolved config with what produced it (package, torch, git commit, device), and
+    the images each split holds: whether an accuracy is above chance depends on how many
+    images it was measured on (``results.records.at_chance``)."""
+    val_images, test_images = eval_images or (None, None)
     return {
         "config": cfg.to_dict(),
         "key": cfg.key(),
         "num_classes": num_classes,
         "train_images": train_images,
+        "val_images": val_images,
+        "test_images": test_images,
         "squeezelab": __version__,
         "torch": torch.__version__,
         "git_commit": _git_commit(),

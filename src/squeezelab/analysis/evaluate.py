@@ -1,0 +1,748 @@
+"""Deciding declared claims from a study's runs: supported, contradicted or inconclusive.
+
+:func:`evaluate_claim` decides one claim (:class:`~squeezelab.analysis.claims.ClaimSpec`)
+from a study's runs under one divergence rule:
+
+- ``chance``: a diverged run counts at chance accuracy (the study's rule: "nan" = 10%);
+- ``exclude``: diverged runs **and stalled ones** (finished at chance by a binomial test at
+  their own evaluation count, ``results.records.at_chance``) are dropped, and with them the
+  pairs they belong to.
+
+Seeds are replicates, not conditions: paired tests and correlations first average the seeds
+of each condition, so n counts conditions. Unpaired tests (Welch, non-inferiority) compare
+the runs of two groups, whose seeds are the independent units.
+
+Each test type is one entry of :data:`TEST_TYPES`: a function that fills a result's
+statistics and returns a :class:`Design` (the pivot its verdict is read from, and how its
+power depends on seeds). Everything else (Holm levels, the three verdicts, intervals, the
+advice on what would decide an open claim, the bootstrap) is shared. A claim whose runs cannot
+be tested at all (too few units, every run at chance, no spread, a source model that learned
+nothing) is *inconclusive* with the reason, never ``nan``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Hashable, Iterable, Sequence
+from dataclasses import asdict, dataclass
+from dataclasses import field as dc_field
+from typing import Any
+
+import numpy as np
+
+from ..results.records import RunRecord, precision_mix
+from .claims import ANY, RULES, ClaimSpec
+from .selection import varying_fields
+from .stats import ALPHA, holm, paired_test, pearson, welch_test
+from .variance import (
+    Bootstrap,
+    Cluster,
+    Components,
+    components,
+    correlation_statistic,
+    hierarchical_bootstrap,
+    paired_statistic,
+    welch_statistic,
+)
+from .verdicts import (
+    CONTRADICTED,
+    INCONCLUSIVE,
+    SUPPORTED,
+    Pivot,
+    confidence_label,
+    correlation_points,
+    holm_levels,
+    paired_power,
+    qualify,
+    read,
+    smallest,
+    welch_power,
+)
+
+POWER = 0.8
+NAMES = ("treatment", "control")
+
+
+@dataclass
+class Design:
+    """What a test's verdict is read from, and what more data would change."""
+
+    pivot: Pivot
+    null: float  # 0, or -margin (non-inferiority)
+    effect: float | None  # the effect power is computed for (min_effect; a margin)
+    advise: Callable[[float], tuple[float | None, int | None, str, str]]
+    bootstrap: Callable[[], Bootstrap | None] = lambda: None
+
+
+@dataclass
+class ClaimResult:
+    """The outcome of one claim (one stratum of it) under one divergence rule."""
+
+    id: str
+    statement: str
+    rule: str
+    test: str
+    hypothesis: str
+    direction: str = "greater"
+    stratum: str = ""
+    n: int = 0
+    n_excluded: int = 0  # diverged and stalled runs dropped under the "exclude" rule
+    estimate: float | None = None  # mean difference (points) or Pearson r
+    ci_low: float | None = None  # the interval at the claim's Holm level (see `confidence`)
+    ci_high: float | None = None
+    confidence: str = ""  # the interval's level in words
+    level: float | None = None  # the one-sided level of the claim's Holm step
+    statistic: str = ""
+    value: float | None = None
+    df: float | None = None
+    p: float | None = None
+    p_two_sided: float | None = None
+    p_holm: float | None = None
+    outcome: str = ""  # supported / contradicted / inconclusive, once decided
+    qualifier: str = ""  # a supported effect's size; a contradicted one absent or reversed
+    min_effect: float | None = None
+    power: float | None = None  # at the declared effect, the design as run, at the level
+    n_needed: int | None = None  # of the lever below, for 80% power
+    lever: str = ""  # the unit a user can add: "seeds per condition", "runs per group", ...
+    advice: str = ""  # what would decide an inconclusive claim
+    spread: str = ""  # seed-to-seed and condition-to-condition spread
+    boot_low: float | None = None  # hierarchical bootstrap percentile interval (95%)
+    boot_high: float | None = None
+    boot_reps: int = 0
+    alpha: float = ALPHA
+    family: str = "claims"
+    reason: str = ""  # why the claim is inconclusive
+    note: str = ""
+    caveat: str = ""  # why the claim was not tested as the study did
+    interim: str = ""  # the study's declared runs that have not finished, if any
+    published: str = ""
+    details: str = ""
+    mixed: str = ""  # runs at chance beside runs that learned, if any
+    design: Design | None = dc_field(default=None, repr=False, compare=False)
+
+    @property
+    def label(self) -> str:
+        return f"{self.statement} [{self.stratum}]" if self.stratum else self.statement
+
+    @property
+    def verdict(self) -> str:
+        word = INCONCLUSIVE if self.reason else (self.outcome or INCONCLUSIVE)
+        if self.caveat and word != INCONCLUSIVE:
+            word += " (not tested as the study did)"
+        # Read on part of the declared runs: the declared test is the full study's.
+        return f"{word} (interim)" if self.interim else word
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {k: v for k, v in asdict(self).items() if k != "design"}
+        out["verdict"] = self.verdict
+        return {k: _json_safe(v) for k, v in out.items()}
+
+
+def _json_safe(v: Any) -> Any:
+    return None if isinstance(v, float) and not math.isfinite(v) else v
+
+
+def matches(config: dict[str, Any], where: dict[str, list[Any]]) -> bool:
+    """Whether a run config passes a claim's ``where`` filter."""
+    return all(_same(config.get(k), allowed) for k, allowed in where.items())
+
+
+def _same(value: Any, allowed: Iterable[Any]) -> bool:
+    return any(
+        value == a or (isinstance(value, float) and isinstance(a, float) and math.isclose(value, a))
+        for a in allowed
+    )
+
+
+def in_group(value: Any, wanted: Any, control: Any) -> bool:
+    """Whether a run's field value belongs to a group (``*``: anything but the control)."""
+    if wanted == ANY:
+        return value != control
+    return value == wanted
+
+
+def _condition(config: Any, drop: Iterable[str]) -> str:
+    drop = {*drop, "seed"}
+    return json.dumps({k: v for k, v in config.items() if k not in drop}, sort_keys=True)
+
+
+def at_chance_run(run: RunRecord, metric: str, chance: float) -> bool:
+    """Diverged, or finished at chance on ``metric`` (binomial, at its evaluation count)."""
+    return run.status == "diverged" or run.stalled(metric, chance)
+
+
+def run_value(run: RunRecord, metric: str, rule: str, chance: float) -> float | None:
+    """A run's metric under a divergence rule; ``None`` when the run does not count."""
+    if run.status == "diverged":
+        return chance if rule == "chance" else None
+    if rule == "exclude" and run.stalled(metric, chance):
+        return None
+    value = getattr(run.result, metric)
+    return None if value is None or not math.isfinite(value) else float(value)
+
+
+def _hashable(v: Any) -> Any:
+    return json.dumps(v) if isinstance(v, (list, dict)) else v
+
+
+def _clusters(
+    runs: list[RunRecord], claim: ClaimSpec, rule: str, chance: float, key_field: str
+) -> dict[str, Cluster]:
+    """Per condition (every field but ``key_field`` and the seed), the per-seed values of each
+    value of ``key_field``; runs that do not count under ``rule`` left out."""
+    out: dict[str, Cluster] = {}
+    for r in runs:
+        v = run_value(r, claim.metric, rule, chance)
+        if v is None:
+            continue
+        cond = _condition(r.config, (key_field,))
+        out.setdefault(cond, {}).setdefault(_hashable(r.config.get(key_field)), []).append(v)
+    return out
+
+
+# --- the test types ----------------------------------------------------------------------
+
+
+def _paired(claim: ClaimSpec, runs: list[RunRecord], rule: str, chance: float,
+            res: ClaimResult) -> Design | None:  # fmt: skip
+    clusters = _clusters(runs, claim, rule, chance, claim.field or "")
+
+    def treated(g: Hashable) -> bool:
+        return in_group(g, claim.treatment, claim.control)
+
+    a, b, matched = [], [], []
+    for cluster in clusters.values():
+        t = [v for g, vs in cluster.items() if treated(g) for v in vs]
+        c = cluster.get(claim.control)
+        if t and c:
+            a.append(float(np.mean(t)))
+            b.append(float(np.mean(c)))
+            matched.append({"t": t, "c": list(c)})  # the cells whose seeds give the within spread
+    res.n = len(a)
+    res.statistic = "t"
+    if len(a) < 2:
+        res.reason = f"only {len(a)} matched condition(s) with both groups; a paired test needs 2"
+        return None
+    if _all_at_chance(_compared(claim, runs), claim.metric, chance):
+        res.reason = f"every run is at chance ({chance:g}%): nothing was learned"
+        return None
+    d = np.subtract(a, b)
+    if np.all(d == d[0]):
+        res.reason = f"every pair differs by exactly {d[0]:+.2f} points: no spread to test"
+        return None
+    alt = claim.direction
+    t = paired_test(a, b, alternative=alt)
+    n = len(d)
+    pivot = Pivot(float(d.mean()), float(d.std(ddof=1)) / math.sqrt(n), n - 1.0)
+    res.estimate, res.value, res.df = t.mean_diff, t.t, float(n - 1)
+    res.p, res.p_two_sided = pivot.p(0.0, alt), pivot.p(0.0, "two-sided")
+    res.details = (
+        f"Wilcoxon W = {t.wilcoxon_w:.1f}, p = {t.wilcoxon_p:.4g}; Cohen's d_z = {t.cohen_dz:.2f}; "
+        f"treatment mean {np.mean(a):.2f}%, control mean {np.mean(b):.2f}%"
+    )
+    parts = components(matched, list(d))
+    res.spread = parts.describe()
+    seeds = int(np.median([min(len(m["t"]), len(m["c"])) for m in matched]))
+
+    def advise(level: float) -> tuple[float | None, int | None, str, str]:
+        return _paired_advice(claim, parts, float(d.var(ddof=1)), n, seeds, level)
+
+    def boot() -> Bootstrap | None:
+        return hierarchical_bootstrap(
+            list(clusters.values()), paired_statistic(treated, claim.control)
+        )
+
+    return Design(pivot, 0.0, claim.min_effect, advise, boot)
+
+
+def _paired_advice(claim: ClaimSpec, parts: Components, var_d: float, n: int, seeds: int,
+                   level: float) -> tuple[float | None, int | None, str, str]:  # fmt: skip
+    """Power at min_effect as run, and the seeds per condition (the lever) that reach 80%."""
+    effect = claim.min_effect
+    two = claim.direction == "two-sided"
+    if effect is None:
+        return None, None, "", _no_effect_declared()
+    seed_var = None if parts.seed_sd is None else parts.seed_sd**2
+    if seed_var is None:
+        more = smallest(lambda m: paired_power(effect, var_d, 0.0, 1, m, level, two), limit=100_000)
+        return (
+            paired_power(effect, var_d, 0.0, 1, n, level, two),
+            None,
+            "seeds per condition",
+            "one seed per condition: the seed-to-seed spread is unmeasured, so how many seeds "
+            "would decide it cannot be said; run a second seed of every condition first"
+            + (
+                f" (at one seed each, about {more} matched conditions would give {POWER:.0%} "
+                f"power for the smallest effect of interest, {effect:g})"
+                if more
+                else ""
+            ),
+        )
+    cond_var = (parts.cond_sd or 0.0) ** 2
+    power = paired_power(effect, cond_var, seed_var, seeds, n, level, two)
+    needed = smallest(lambda s: paired_power(effect, cond_var, seed_var, s, n, level, two))
+    if needed is not None:
+        return (
+            power,
+            needed,
+            "seeds per condition",
+            (
+                f"about {needed} seeds per condition (now {seeds}) would give {POWER:.0%} power "
+                f"for the smallest effect of interest ({effect:g}) over these {n} conditions"
+            ),
+        )
+    ceiling = paired_power(effect, cond_var, 0.0, 1, n, level, two)
+    more = smallest(
+        lambda m: paired_power(effect, cond_var, seed_var, seeds, m, level, two), limit=100_000
+    )
+    return (
+        power,
+        None,
+        "conditions",
+        (
+            f"no number of seeds decides it: the spread is between conditions (condition-to-"
+            f"condition SD {parts.cond_sd:.2f}; with infinite seeds the power over these {n} "
+            f"conditions is {ceiling:.2f}); "
+            + (
+                f"about {more} matched conditions at {seeds} seed(s) each would"
+                if more
+                else "no feasible number of conditions would"
+            )
+            + " (the study's design fixes its conditions: a wider grid would add them)"
+        ),
+    )
+
+
+def _no_effect_declared() -> str:
+    return (
+        "no smallest effect of interest is declared (min_effect), so neither 'contradicted' "
+        "nor a power analysis is available; declare one to learn what would decide it"
+    )
+
+
+def _unpaired(claim: ClaimSpec, runs: list[RunRecord], rule: str, chance: float,
+              res: ClaimResult) -> Design | None:  # fmt: skip
+    a: list[float] = []
+    b: list[float] = []
+    members: tuple[list[RunRecord], list[RunRecord]] = ([], [])
+    cells: dict[tuple[str, str], list[float]] = {}
+    for r in runs:
+        v = run_value(r, claim.metric, rule, chance)
+        if v is None:
+            continue
+        value = r.config.get(claim.field or "")
+        if value == claim.control:
+            group = "control"
+        elif in_group(value, claim.treatment, claim.control):
+            group = "treatment"
+        else:
+            continue
+        (a if group == "treatment" else b).append(v)
+        members[0 if group == "treatment" else 1].append(r)
+        cells.setdefault((group, _condition(r.config, ())), []).append(v)
+    res.n = len(a) + len(b)
+    res.statistic = "Welch t"
+    if len(a) < 2 or len(b) < 2:
+        res.reason = (
+            f"{len(a)} treatment and {len(b)} control run(s): an unpaired test needs at least 2 "
+            "seeds per group"
+        )
+        return None
+    if _all_at_chance([*members[0], *members[1]], claim.metric, chance):
+        res.reason = f"every run is at chance ({chance:g}%): nothing was learned"
+        return None
+    if np.std(a) == 0 and np.std(b) == 0:
+        res.reason = "both groups are constant across seeds: no spread to test"
+        return None
+    margin = claim.margin or 0.0
+    noninferiority = claim.test == "noninferiority"
+    alt = "greater" if noninferiority else claim.direction
+    w = welch_test(a, b, alt, margin)
+    se = math.sqrt(np.var(a, ddof=1) / len(a) + np.var(b, ddof=1) / len(b))
+    pivot = Pivot(w.mean_diff, se, w.df)
+    res.estimate, res.value, res.df = w.mean_diff, w.t, w.df
+    res.p, res.p_two_sided = pivot.p(-margin, alt), pivot.p(-margin, "two-sided")
+    res.details = (
+        f"treatment {np.mean(a):.2f}% (n={len(a)}), control {np.mean(b):.2f}% (n={len(b)}); "
+        f"df = {w.df:.1f}; Mann-Whitney U = {w.mann_whitney_u:g}, p = {w.mann_whitney_p:.4g} "
+        "(ranks: no normal spread assumed; uncorrected, not the declared test)"
+        + (f"; margin -{margin:g} ({claim.margin_reason})" if noninferiority else "")
+    )
+    res.mixed, res.note = _stragglers(members, claim.metric, chance, unpaired=True)
+    pooled = _pooled_conditions(members)
+    if pooled:
+        res.note = f"{res.note}; {pooled}" if res.note else pooled
+    clusters = [{group: values} for (group, _), values in cells.items()]
+    strata = [group for group, _ in cells]
+    parts = components(clusters)
+    res.spread = parts.describe()
+    sd = math.sqrt((np.var(a, ddof=1) + np.var(b, ddof=1)) / 2)
+    per_group = min(len(a), len(b))
+    # Non-inferiority's power is to show it when the true difference is zero: the margin away.
+    effect = margin if noninferiority else claim.min_effect
+
+    def advise(level: float) -> tuple[float | None, int | None, str, str]:
+        two = alt == "two-sided"
+        if effect is None:
+            return None, None, "", _no_effect_declared()
+        power = welch_power(effect, sd, per_group, level, two)
+        needed = smallest(lambda k: welch_power(effect, sd, k, level, two))
+        text = (
+            f"about {needed} runs (seeds) per group (now {per_group}) would give {POWER:.0%} "
+            f"power for {'the margin' if noninferiority else 'the smallest effect of interest'} "
+            f"({effect:g})"
+            if needed
+            else "no feasible number of seeds would: the spread is too wide for this effect"
+        )
+        return power, needed, "runs per group", text
+
+    def boot() -> Bootstrap | None:
+        return hierarchical_bootstrap(
+            clusters, welch_statistic("treatment", "control"), strata=strata
+        )
+
+    return Design(pivot, -margin, effect, advise, boot)
+
+
+def _correlation(claim: ClaimSpec, runs: list[RunRecord], rule: str, chance: float,
+                 res: ClaimResult) -> Design | None:  # fmt: skip
+    clusters = _clusters(runs, claim, rule, chance, claim.x or "")
+    xs, ys = [], []
+    for groups in clusters.values():
+        base = 0.0
+        if claim.relative_to is not None:
+            if claim.relative_to not in groups:
+                continue
+            base = float(np.mean(groups[claim.relative_to]))
+        for x, vs in groups.items():
+            if claim.relative_to is not None and x == claim.relative_to:
+                continue
+            if not isinstance(x, (int, float)) or isinstance(x, bool):
+                continue
+            xs.append(float(x))
+            ys.append(float(np.mean(vs)) - base)
+    res.n = len(xs)
+    res.statistic = "r"
+    if len(xs) < 3:
+        res.reason = f"only {len(xs)} point(s) with a baseline under the same condition; need 3"
+        return None
+    if _all_at_chance(runs, claim.metric, chance):
+        res.reason = f"every run is at chance ({chance:g}%): nothing was learned"
+        return None
+    if len(set(xs)) < 2 or len(set(ys)) < 2:
+        res.reason = f"{'x' if len(set(xs)) < 2 else 'y'} is constant: r is undefined"
+        return None
+    if len(xs) < 4:
+        res.reason = "3 points: Fisher's interval for r needs at least 4"
+        return None
+    alt = claim.direction
+    c = pearson(xs, ys, alternative=alt)
+    r = max(-0.999999, min(0.999999, c.r))
+    pivot = Pivot(r, 1 / math.sqrt(c.n - 3), None, fisher=True)
+    res.estimate = res.value = c.r
+    res.df = float(c.n - 2)
+    res.p = pivot.p(0.0, alt)
+    res.p_two_sided = pearson(xs, ys).p  # the exact t-test p, as the study printed it
+    res.details = (
+        f"mean y {np.mean(ys):+.2f} points over {len(set(xs))} values of {claim.x}; the exact "
+        f"t-test p (declared direction) {c.p:.4g}, Fisher's z p {res.p:.4g} (the verdict's)"
+    )
+    parts = components(list(clusters.values()))
+    res.spread = parts.describe()
+    points = len(xs)
+
+    def advise(level: float) -> tuple[float | None, int | None, str, str]:
+        effect = claim.min_effect
+        if effect is None:
+            return None, None, "", _no_effect_declared()
+        two = alt == "two-sided"
+        z = math.atanh(min(abs(effect), 0.999999)) * math.sqrt(points - 3)
+        from scipy import stats
+
+        power = float(stats.norm.sf(stats.norm.isf(level / 2 if two else level) - z))
+        needed = correlation_points(effect, level, two)
+        return (
+            power,
+            needed,
+            "points",
+            (
+                f"about {needed} points (x values x conditions; now {points}) would give "
+                f"{POWER:.0%} power for r = {effect:g}; seeds do not add points (each point "
+                "averages its seeds), so the lever is the design's axes"
+            ),
+        )
+
+    def boot() -> Bootstrap | None:
+        return hierarchical_bootstrap(
+            list(clusters.values()), correlation_statistic(claim.relative_to)
+        )
+
+    return Design(pivot, 0.0, claim.min_effect, advise, boot)
+
+
+TestFunction = Callable[[ClaimSpec, list[RunRecord], str, float, ClaimResult], Design | None]
+# One place per test type: its statistics and its Design. Parsing (claims.TESTS) names them.
+TEST_TYPES: dict[str, TestFunction] = {
+    "paired": _paired,
+    "welch": _unpaired,
+    "noninferiority": _unpaired,
+    "correlation": _correlation,
+}
+
+
+# --- one claim, every stratum ---------------------------------------------------------------
+
+
+def evaluate_claim(
+    claim: ClaimSpec,
+    runs: list[RunRecord],
+    rule: str,
+    chance: float = 10.0,
+    sources: list[RunRecord] | None = None,
+    caveat: str = "",
+) -> list[ClaimResult]:
+    """Decide ``claim`` from ``runs`` under divergence ``rule``; one result per ``by`` stratum,
+    each read at the claim's own alpha (:func:`apply_holm` re-reads a family at Holm's levels).
+    """
+    runs = [r for r in runs if r.finished_ok and matches(r.config, claim.where)]
+    strata: dict[str, list[RunRecord]] = {}
+    for r in runs:
+        label = ", ".join(f"{b}={r.config.get(b)}" for b in claim.by)
+        strata.setdefault(label, []).append(r)
+    if not strata:
+        strata[""] = []
+    dead = _dead_source(sources or [], chance)
+    results = []
+    for label, members in sorted(strata.items()):
+        res = ClaimResult(
+            claim.id,
+            claim.statement,
+            rule,
+            claim.test,
+            claim.hypothesis,
+            direction="greater" if claim.test == "noninferiority" else claim.direction,
+            stratum=label,
+            alpha=claim.alpha,
+            family=claim.family,
+            published=claim.published,
+            caveat=caveat,
+            min_effect=claim.min_effect,
+        )
+        compared = _compared(claim, members)
+        if rule == "exclude":
+            res.n_excluded = sum(at_chance_run(r, claim.metric, chance) for r in compared)
+        if dead:
+            res.reason = dead
+        else:
+            res.design = TEST_TYPES[claim.test](claim, members, rule, chance, res)
+        if claim.test != "noninferiority" and claim.test != "welch":
+            tested = _matched_runs(claim, compared)
+            mixed, stalled = _stragglers(_by_group(claim, tested), claim.metric, chance)
+            res.mixed = res.mixed or mixed
+            _add_note(res, stalled)
+        mix = precision_mix(r.precision for r in compared)
+        if mix:
+            _add_note(
+                res,
+                f"its runs were computed at more than one precision ({mix}: `auto` resolves per "
+                "machine), so a difference between groups may include the arithmetic's",
+            )
+        if res.design is not None:
+            _opposite(res)
+            finalize(res, res.alpha)
+        results.append(res)
+    return results
+
+
+def _add_note(res: ClaimResult, text: str) -> None:
+    if text:
+        res.note = f"{res.note}; {text}" if res.note else text
+
+
+def finalize(res: ClaimResult, level: float) -> None:
+    """Read a tested claim's verdict, interval and advice at ``level`` (its Holm step)."""
+    design = res.design
+    if design is None:
+        return
+    claim_effect = None if res.test == "noninferiority" else res.min_effect
+    outcome, low, high = read(design.pivot, level, res.direction, design.null, claim_effect)
+    res.level, res.ci_low, res.ci_high = level, low, high
+    res.confidence = confidence_label(level, res.direction)
+    res.qualifier = qualify(outcome, low, high, res.direction, design.null, claim_effect)
+    if outcome == CONTRADICTED and res.test == "noninferiority":
+        res.qualifier = f"inferior: the upper bound {high:+.2f} lies below the margin"
+    if outcome != SUPPORTED and res.mixed and res.test in ("welch", "noninferiority"):
+        # "no effect" and "some seeds died" look alike to a t test over few seeds
+        res.reason = (
+            f"{'contradicted' if outcome == CONTRADICTED else 'not supported'} at its level "
+            f"while {res.mixed}: a t test over so few seeds cannot tell no effect from runs "
+            "that died"
+        )
+    res.outcome = outcome
+    power, needed, lever, advice = design.advise(level)
+    res.power, res.n_needed, res.lever = power, needed, lever
+    res.advice = advice if res.verdict.startswith(INCONCLUSIVE) else ""
+
+
+def bootstrap_all(results: Iterable[ClaimResult]) -> None:
+    """Attach each tested claim's hierarchical bootstrap interval (seeded; a few hundred ms
+    each, so the report asks for it and the simulations do not)."""
+    for res in results:
+        if res.design is None:
+            continue
+        boot = res.design.bootstrap()
+        if boot is not None:
+            res.boot_low, res.boot_high, res.boot_reps = boot.low, boot.high, boot.reps
+
+
+def _by_group(claim: ClaimSpec, runs: list[RunRecord]) -> tuple[list[RunRecord], ...]:
+    if claim.test == "correlation":
+        return (runs,)
+    treated = [r for r in runs if in_group(r.config.get(claim.field), claim.treatment,
+                                            claim.control)]  # fmt: skip
+    control = [r for r in runs if r.config.get(claim.field) == claim.control]
+    return treated, control
+
+
+def _matched_runs(claim: ClaimSpec, runs: list[RunRecord]) -> list[RunRecord]:
+    """The runs of the conditions a paired test or a correlation can use, whatever their
+    status: a paired condition holding both groups, a correlation's holding its baseline."""
+    key = (claim.x if claim.test == "correlation" else claim.field) or ""
+    by_condition: dict[str, list[RunRecord]] = {}
+    for r in runs:
+        by_condition.setdefault(_condition(r.config, (key,)), []).append(r)
+    out = []
+    for members in by_condition.values():
+        values = [r.config.get(key) for r in members]
+        if claim.test == "correlation":
+            others = [v for v in values if v != claim.relative_to]
+            usable = bool(others) and (claim.relative_to is None or claim.relative_to in values)
+        else:
+            usable = claim.control in values and any(
+                in_group(v, claim.treatment, claim.control) for v in values
+            )
+        if usable:
+            out += members
+    return out
+
+
+def _compared(claim: ClaimSpec, runs: list[RunRecord]) -> list[RunRecord]:
+    """The runs a claim's test reads: a correlation's every run, else its two groups' runs."""
+    if claim.test == "correlation":
+        return runs
+    return [
+        r
+        for r in runs
+        if (v := r.config.get(claim.field)) == claim.control
+        or in_group(v, claim.treatment, claim.control)
+    ]
+
+
+def _dead_source(sources: list[RunRecord], chance: float) -> str:
+    done = [s for s in sources if s.finished_ok]
+    if not done:
+        return ""
+    if all(at_chance_run(s, "val_acc", chance) for s in done):
+        shown = ", ".join(
+            "diverged" if s.result.val_acc is None else f"{s.result.val_acc:.1f}%" for s in done
+        )
+        return f"the source model learned nothing (validation accuracy {shown}, chance {chance:g}%)"
+    return ""
+
+
+def _all_at_chance(runs: Sequence[RunRecord], metric: str, chance: float) -> bool:
+    return bool(runs) and all(at_chance_run(r, metric, chance) for r in runs)
+
+
+def _opposite(res: ClaimResult) -> None:
+    """Name a significant effect against the claimed direction (at the claim's alpha)."""
+    if res.design is None or res.direction == "two-sided":
+        return
+    other = "less" if res.direction == "greater" else "greater"
+    p = res.design.pivot.p(res.design.null, other)
+    if p < res.alpha:
+        _add_note(res, f"the opposite effect is significant (one-sided p = {p:.4g})")
+
+
+def _stragglers(
+    groups: Sequence[list[RunRecord]], metric: str, chance: float, unpaired: bool = False
+) -> tuple[str, str]:
+    """(summary, note) naming the runs that ended at chance beside runs that learned."""
+    at = [sum(at_chance_run(r, metric, chance) for r in g) for g in groups]
+    total = sum(len(g) for g in groups)
+    if not any(at) or sum(at) == total:
+        return "", ""
+    names = NAMES if len(groups) == 2 else ("",)
+    parts = [
+        f"{k} of {len(g)} {name + ' ' if name else ''}run(s)"
+        for k, g, name in zip(at, groups, names)
+        if k
+    ]
+    summary = f"{' and '.join(parts)} ended at chance beside runs that learned"
+    if unpaired:
+        return summary, (
+            f"{' and '.join(parts)} ended at chance (never learned, died or diverged) while "
+            "other seeds learned: the means and the t interval include them, and a spread with "
+            "two modes is not what the t test assumes; more seeds (or a recipe that trains "
+            "every seed) would decide it better"
+        )
+    return summary, (
+        f"{' and '.join(parts)} ended at chance (stalled or diverged; judged by a binomial "
+        "test at each run's evaluation count) while others learned: the cell means include "
+        "them under 'chance', and 'exclude' drops them"
+    )
+
+
+def _pooled_conditions(groups: Sequence[list[RunRecord]]) -> str:
+    """A note naming the run fields besides the seed that vary within a group: an unpaired
+    test reads a group's runs as replicates of one condition."""
+    parts = []
+    for name, runs in zip(NAMES, groups):
+        varying = varying_fields(runs, exclude=("seed",))
+        if varying:
+            parts.append(f"the {name} group's runs differ in {', '.join(varying)}")
+    if not parts:
+        return ""
+    return (
+        f"{' and '.join(parts)}, not only in seed: the test reads them as replicates of one "
+        "condition, so it compares the groups' averages over those conditions and counts "
+        "their differences as noise (a paired test over matched conditions asks it sharper)"
+    )
+
+
+# --- families ------------------------------------------------------------------------------
+
+
+def apply_holm(results: list[ClaimResult]) -> None:
+    """Holm within each (family, rule): the adjusted p, and each tested claim re-read at its
+    Holm step's level (so its interval and its verdict agree). Untested claims take no part."""
+    families: dict[tuple[str, str], list[ClaimResult]] = {}
+    for r in results:
+        if r.design is not None and r.p is not None:
+            families.setdefault((r.family, r.rule), []).append(r)
+    for members in families.values():
+        ps = [m.p for m in members]
+        alpha = min(m.alpha for m in members)
+        levels = holm_levels(ps, alpha)[0]
+        for r, p, level in zip(members, holm(ps), levels):
+            r.p_holm = p
+            finalize(r, float(level))
+
+
+def evaluate_claims(
+    claims: list[tuple[ClaimSpec, list[RunRecord], list[RunRecord], str]],
+    chance: float = 10.0,
+    bootstrap: bool = True,
+) -> list[ClaimResult]:
+    """Evaluate (claim, runs, sources, caveat) under both rules, Holm-adjusted per family."""
+    results = [
+        res
+        for rule in RULES
+        for claim, runs, sources, caveat in claims
+        for res in evaluate_claim(claim, runs, rule, chance, sources, caveat)
+    ]
+    apply_holm(results)
+    if bootstrap:
+        bootstrap_all(results)
+    return results

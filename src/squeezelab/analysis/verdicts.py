@@ -1,0 +1,247 @@
+"""Three verdicts from intervals: supported, contradicted or inconclusive.
+
+Every test a claim can run reduces to a *pivot*: an estimate, its standard error and the
+distribution of ``(estimate - true effect) / se`` (Student's t with the test's degrees of
+freedom, or the normal on Fisher's z for a correlation). The p-value, both confidence bounds
+and the verdict are read from that one pivot, so they cannot disagree.
+
+The level is the claim's Holm step (:func:`holm_levels`): a family of m claims is tested at
+alpha / m, alpha / (m - 1), ... in order of p, and once a step fails, every later claim is read
+at the failed step's level. A bound that clears zero at that level is then the same event as
+Holm's rejection.
+
+For a claim in the direction "greater" (its effect positive; "less" mirrors it) at level a,
+with ``low`` and ``high`` the one-sided (1 - a) bounds (together a two-sided 1 - 2a interval):
+
+- **supported**: ``low`` clears the null (0; ``-margin`` for non-inferiority);
+- **contradicted**: ``high`` falls below the smallest effect of interest (an equivalence, or
+  non-superiority, test at the same level): the claimed effect is absent, or reversed when
+  ``high`` is below 0. Without a declared ``min_effect`` only a reversal contradicts. A
+  non-inferiority claim is contradicted when ``high`` falls below ``-margin``.
+- **inconclusive**: neither.
+
+A two-sided claim's interval is the two-sided (1 - a) one; it is supported when the interval
+excludes 0 and contradicted when it lies inside ``(-min_effect, +min_effect)``. Under a true
+effect of 0 a claim is wrongly supported with probability at most a; under a true effect of
+exactly ``min_effect`` it is wrongly contradicted with probability at most a. The benchmark
+``benchmarks/verdict_calibration.py`` measures both by simulation.
+
+The functions take numpy arrays as well as floats, so the benchmark runs this very code over
+thousands of simulated studies at once.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+SUPPORTED, CONTRADICTED, INCONCLUSIVE = "supported", "contradicted", "inconclusive"
+OUTCOMES = (SUPPORTED, CONTRADICTED, INCONCLUSIVE)
+
+
+@dataclass(frozen=True)
+class Pivot:
+    """An estimate, its standard error, and the distribution its standardized error follows.
+
+    ``df`` is Student's t degrees of freedom (``None``: the normal). ``fisher``: the estimate
+    is a correlation r and ``se`` is the standard error of atanh(r), ``1 / sqrt(n - 3)``.
+    """
+
+    estimate: float
+    se: float
+    df: float | None = None
+    fisher: bool = False
+
+    def _q(self, a: Any) -> Any:
+        """The upper ``a`` quantile of the pivot's distribution."""
+        if self.df is None:
+            return stats.norm.isf(a)
+        return stats.t.isf(a, self.df)
+
+    def _scale(self, x: Any) -> Any:
+        return np.arctanh(np.clip(x, -0.999999, 0.999999)) if self.fisher else x
+
+    def _unscale(self, z: Any) -> Any:
+        return np.tanh(z) if self.fisher else z
+
+    def bounds(self, a: float) -> tuple[float, float]:
+        """The one-sided (1 - a) lower and upper bounds (a two-sided 1 - 2a interval)."""
+        centre, half = self._scale(self.estimate), self._q(a) * self.se
+        return float(self._unscale(centre - half)), float(self._unscale(centre + half))
+
+    def p(self, null: float = 0.0, alternative: str = "greater") -> float:
+        """The p-value of H0: effect = ``null`` against ``alternative``."""
+        z = (self._scale(self.estimate) - self._scale(null)) / self.se
+        dist = stats.norm if self.df is None else stats.t(self.df)
+        if alternative == "greater":
+            return float(dist.sf(z))
+        if alternative == "less":
+            return float(dist.cdf(z))
+        return float(min(1.0, 2 * dist.sf(abs(z))))
+
+
+def holm_levels(p: Any, alpha: float) -> np.ndarray:
+    """The level each claim of a Holm family is read at (rows: independent families).
+
+    Step k (0-based, p ascending) of m is tested at ``alpha / (m - k)``; the first step whose
+    p is not below its level stops the procedure, and it and every later claim are read at the
+    stopping step's level. So ``p < level`` exactly when Holm rejects.
+    """
+    p = np.atleast_2d(np.asarray(p, float))
+    m = p.shape[-1]
+    order = np.argsort(p, axis=-1, kind="stable")
+    sorted_p = np.take_along_axis(p, order, axis=-1)
+    thresholds = alpha / (m - np.arange(m))
+    passed = np.cumprod(sorted_p < thresholds, axis=-1).astype(bool)
+    stop = passed.sum(axis=-1, keepdims=True)  # the first failed step (m: none failed)
+    steps = np.minimum(np.arange(m), stop)
+    levels_sorted = thresholds[np.minimum(steps, m - 1)]
+    levels = np.empty_like(levels_sorted)
+    np.put_along_axis(levels, order, levels_sorted, axis=-1)
+    return levels
+
+
+def decide(
+    low: Any,
+    high: Any,
+    direction: str,
+    null: float = 0.0,
+    min_effect: float | None = None,
+) -> Any:
+    """The verdict from the bounds at the claim's level (arrays give arrays of verdicts).
+
+    ``low`` / ``high``: one-sided bounds in a one-sided claim, the two-sided interval in a
+    two-sided one. ``null``: 0, or ``-margin`` for a non-inferiority claim (whose
+    ``min_effect`` is then ``None``: it is contradicted when ``high`` falls below the margin).
+    """
+    low, high = np.asarray(low, float), np.asarray(high, float)
+    m = 0.0 if min_effect is None else float(min_effect)
+    if direction == "greater":
+        supported, contradicted = low > null, high < null + m
+    elif direction == "less":
+        supported, contradicted = high < null, low > null - m
+    else:
+        supported = (low > null) | (high < null)
+        contradicted = (low > null - m) & (high < null + m) & (m > 0)
+    out = np.where(supported, SUPPORTED, np.where(contradicted, CONTRADICTED, INCONCLUSIVE))
+    return str(out) if out.ndim == 0 else out
+
+
+def qualify(
+    verdict: str,
+    low: float,
+    high: float,
+    direction: str,
+    null: float = 0.0,
+    min_effect: float | None = None,
+) -> str:
+    """What a verdict says beyond its word: a supported effect's size against the smallest
+    effect of interest, and whether a contradicted one is absent or reversed."""
+    sign = -1.0 if direction == "less" else 1.0
+    near, far = (low, high) if sign > 0 else (-high, -low)  # bounds in the claimed direction
+    null = sign * null
+    if verdict == SUPPORTED:
+        if direction == "two-sided":
+            side = "positive" if low > null else "negative"
+            if min_effect is None:
+                return f"the effect is {side}"
+            big = min(abs(low), abs(high)) >= min_effect
+            return f"the effect is {side}" + (
+                f" and at least the smallest effect of interest ({min_effect:g})" if big else ""
+            )
+        if min_effect is None:
+            return ""
+        if near >= null + min_effect:
+            return f"at least the smallest effect of interest ({min_effect:g})"
+        if far < null + min_effect:
+            return f"smaller than the smallest effect of interest ({min_effect:g})"
+        return f"whether it reaches the smallest effect of interest ({min_effect:g}) is open"
+    if verdict == CONTRADICTED:
+        if direction == "two-sided":
+            return f"the effect lies within +-{min_effect:g}, the smallest effect of interest"
+        if far < null:
+            return "reversed: the effect goes the other way"
+        return f"absent: smaller than the smallest effect of interest ({min_effect:g})"
+    return ""
+
+
+def read(
+    pivot: Pivot,
+    level: float,
+    direction: str,
+    null: float = 0.0,
+    min_effect: float | None = None,
+) -> tuple[str, float, float]:
+    """(verdict, low, high) of one claim at its level: the bounds as :func:`decide` reads them
+    (one-sided (1 - level) bounds, or the two-sided (1 - level) interval)."""
+    a = level / 2 if direction == "two-sided" else level
+    low, high = pivot.bounds(a)
+    return decide(low, high, direction, null, min_effect), low, high
+
+
+def confidence_label(level: float, direction: str) -> str:
+    """'90% (each bound one-sided 95%)' for a one-sided claim at level 0.05."""
+    if direction == "two-sided":
+        return f"{_pct(1 - level)} two-sided"
+    return f"{_pct(1 - 2 * level)} two-sided (each bound one-sided {_pct(1 - level)})"
+
+
+def _pct(x: float) -> str:
+    text = f"{100 * x:.2f}".rstrip("0").rstrip(".")
+    return f"{text}%"
+
+
+# --- power: what would decide an open claim -------------------------------------------------
+
+
+def t_power(effect: float, sd: float, n: float, df: float, level: float, two: bool) -> float:
+    """Power of a t test whose estimate has sd ``sd / sqrt(n)`` at ``level``, true ``effect``."""
+    if sd <= 0 or df < 1:
+        return math.nan
+    nc = abs(effect) / (sd / math.sqrt(n))
+    if two:
+        q = stats.t.isf(level / 2, df)
+        return float(stats.nct.sf(q, df, nc) + stats.nct.cdf(-q, df, nc))
+    return float(stats.nct.sf(stats.t.isf(level, df), df, nc))
+
+
+def paired_power(
+    effect: float, cond_var: float, seed_var: float, seeds: int, n: int, level: float, two: bool
+) -> float:
+    """Power of the paired test over ``n`` conditions with ``seeds`` seeds per group each: a
+    condition's difference varies as ``cond_var + 2 seed_var / seeds``."""
+    sd = math.sqrt(cond_var + 2 * seed_var / seeds)
+    return t_power(effect, sd, n, n - 1, level, two)
+
+
+def welch_power(effect: float, sd: float, per_group: int, level: float, two: bool) -> float:
+    """Power of the two-sample t test with ``per_group`` runs a group (df = 2n - 2)."""
+    if per_group < 2:
+        return math.nan
+    return t_power(effect, sd * math.sqrt(2), per_group, 2 * per_group - 2, level, two)
+
+
+def smallest(power_at: Any, target: float = 0.8, limit: int = 1000) -> int | None:
+    """The smallest n in 2..limit with ``power_at(n) >= target`` (None: none up to limit)."""
+    if not power_at(limit) >= target:
+        return None
+    lo, hi = 2, limit
+    while lo < hi:  # power rises with n: bisect
+        mid = (lo + hi) // 2
+        if power_at(mid) >= target:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+def correlation_points(r: float, level: float, two: bool, target: float = 0.8) -> int | None:
+    """Points needed for ``target`` power to detect correlation ``r`` (Fisher z)."""
+    if not math.isfinite(r) or r == 0 or abs(r) >= 1:
+        return None
+    za = stats.norm.isf(level / 2 if two else level)
+    return math.ceil(((za + stats.norm.ppf(target)) / math.atanh(abs(r))) ** 2 + 3)
