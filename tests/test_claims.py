@@ -53,8 +53,12 @@ def test_published_statistics_recovered_to_the_printed_digits() -> None:
     assert got["alexnet-level", "chance"]["verdict"] == "inconclusive"
     # Decisive: r = -0.197 whose one-sided upper bound (+0.086) lies below the declared 0.3 is
     # contradicted (absent), and r = -0.51 under 'exclude' is contradicted (reversed).
-    assert macro["verdict"] == "contradicted" and macro["qualifier"].startswith("absent")
-    assert round(macro["ci_high"], 3) == 0.086
+    # Under 'chance', 11 of the 45 runs sit at chance beside runs that learned: counted at
+    # 10% they can contradict the claim by themselves (the calibration benchmark measured a
+    # 40% false-contradiction rate without this guard), so it stays inconclusive, and says so.
+    assert macro["verdict"] == "inconclusive"
+    assert macro["reason"].startswith("contradicted at its level while 11 of 45 run(s)")
+    assert macro["ci_high"] < 0.3
     assert ex_macro["verdict"] == "contradicted" and ex_macro["qualifier"].startswith("reversed")
     # One seed per condition: no seed count can be named, but the conditions that would can.
     assert ex_bn["verdict"] == "inconclusive" and "one seed per condition" in ex_bn["advice"]
@@ -267,7 +271,7 @@ def test_seeds_at_chance_beside_seeds_that_learned_are_named() -> None:
     assert "control run" not in res.note
     # Not significant beside a dead seed: the runs cannot decide it (not "not supported").
     apply_holm([res])
-    assert res.verdict == "inconclusive" and "cannot tell no effect from runs that died" in (
+    assert res.verdict == "inconclusive" and "no effect cannot be told from runs that died" in (
         res.reason
     )
     learned = [r for r in runs if r.result.test_acc != 10.0]

@@ -51,7 +51,9 @@ from .verdicts import (
     SUPPORTED,
     Pivot,
     confidence_label,
+    contradiction_p,
     correlation_points,
+    guard,
     holm_levels,
     paired_power,
     qualify,
@@ -92,7 +94,9 @@ class ClaimResult:
     ci_low: float | None = None  # the interval at the claim's Holm level (see `confidence`)
     ci_high: float | None = None
     confidence: str = ""  # the interval's level in words
-    level: float | None = None  # the one-sided level of the claim's Holm step
+    level: float | None = None  # the level of the claim's Holm step (support)
+    p_contra: float | None = None  # the contradiction test's p (effect reaches min_effect)
+    contra_level: float | None = None  # its Holm step's level
     statistic: str = ""
     value: float | None = None
     df: float | None = None
@@ -236,7 +240,7 @@ def _paired(claim: ClaimSpec, runs: list[RunRecord], rule: str, chance: float,
     n = len(d)
     pivot = Pivot(float(d.mean()), float(d.std(ddof=1)) / math.sqrt(n), n - 1.0)
     res.estimate, res.value, res.df = t.mean_diff, t.t, float(n - 1)
-    res.p, res.p_two_sided = pivot.p(0.0, alt), pivot.p(0.0, "two-sided")
+    res.p, res.p_two_sided = float(pivot.p(0.0, alt)), float(pivot.p(0.0, "two-sided"))
     res.details = (
         f"Wilcoxon W = {t.wilcoxon_w:.1f}, p = {t.wilcoxon_p:.4g}; Cohen's d_z = {t.cohen_dz:.2f}; "
         f"treatment mean {np.mean(a):.2f}%, control mean {np.mean(b):.2f}%"
@@ -362,7 +366,8 @@ def _unpaired(claim: ClaimSpec, runs: list[RunRecord], rule: str, chance: float,
     se = math.sqrt(np.var(a, ddof=1) / len(a) + np.var(b, ddof=1) / len(b))
     pivot = Pivot(w.mean_diff, se, w.df)
     res.estimate, res.value, res.df = w.mean_diff, w.t, w.df
-    res.p, res.p_two_sided = pivot.p(-margin, alt), pivot.p(-margin, "two-sided")
+    res.p = float(pivot.p(-margin, alt))
+    res.p_two_sided = float(pivot.p(-margin, "two-sided"))
     res.details = (
         f"treatment {np.mean(a):.2f}% (n={len(a)}), control {np.mean(b):.2f}% (n={len(b)}); "
         f"df = {w.df:.1f}; Mann-Whitney U = {w.mann_whitney_u:g}, p = {w.mann_whitney_p:.4g} "
@@ -442,7 +447,7 @@ def _correlation(claim: ClaimSpec, runs: list[RunRecord], rule: str, chance: flo
     pivot = Pivot(r, 1 / math.sqrt(c.n - 3), None, fisher=True)
     res.estimate = res.value = c.r
     res.df = float(c.n - 2)
-    res.p = pivot.p(0.0, alt)
+    res.p = float(pivot.p(0.0, alt))
     res.p_two_sided = pearson(xs, ys).p  # the exact t-test p, as the study printed it
     res.details = (
         f"mean y {np.mean(ys):+.2f} points over {len(set(xs))} values of {claim.x}; the exact "
@@ -530,6 +535,8 @@ def evaluate_claim(
             min_effect=claim.min_effect,
         )
         compared = _compared(claim, members)
+        if claim.test in ("paired", "correlation"):
+            compared = _matched_runs(claim, compared)
         if rule == "exclude":
             res.n_excluded = sum(at_chance_run(r, claim.metric, chance) for r in compared)
         if dead:
@@ -537,8 +544,7 @@ def evaluate_claim(
         else:
             res.design = TEST_TYPES[claim.test](claim, members, rule, chance, res)
         if claim.test != "noninferiority" and claim.test != "welch":
-            tested = _matched_runs(claim, compared)
-            mixed, stalled = _stragglers(_by_group(claim, tested), claim.metric, chance)
+            mixed, stalled = _stragglers(_by_group(claim, compared), claim.metric, chance)
             res.mixed = res.mixed or mixed
             _add_note(res, stalled)
         mix = precision_mix(r.precision for r in compared)
@@ -550,6 +556,11 @@ def evaluate_claim(
             )
         if res.design is not None:
             _opposite(res)
+            res.p_contra = float(
+                contradiction_p(
+                    res.design.pivot, res.direction, res.design.null, _claim_effect(res)
+                )
+            )
             finalize(res, res.alpha)
         results.append(res)
     return results
@@ -560,25 +571,33 @@ def _add_note(res: ClaimResult, text: str) -> None:
         res.note = f"{res.note}; {text}" if res.note else text
 
 
-def finalize(res: ClaimResult, level: float) -> None:
-    """Read a tested claim's verdict, interval and advice at ``level`` (its Holm step)."""
+def _claim_effect(res: ClaimResult) -> float | None:
+    """The smallest effect a contradiction is measured against (none: only a reversal)."""
+    return None if res.test == "noninferiority" else res.min_effect
+
+
+def finalize(res: ClaimResult, level: float, contra: float | None = None) -> None:
+    """Read a tested claim's verdict, interval and advice at its Holm levels: ``level`` for
+    support (the bound in the claimed direction), ``contra`` for contradiction (the other)."""
     design = res.design
     if design is None:
         return
-    claim_effect = None if res.test == "noninferiority" else res.min_effect
-    outcome, low, high = read(design.pivot, level, res.direction, design.null, claim_effect)
-    res.level, res.ci_low, res.ci_high = level, low, high
-    res.confidence = confidence_label(level, res.direction)
+    contra = level if contra is None else contra
+    claim_effect = _claim_effect(res)
+    outcome, low, high = read(design.pivot, level, contra, res.direction, design.null, claim_effect)
+    res.level, res.contra_level, res.ci_low, res.ci_high = level, contra, low, high
+    res.confidence = confidence_label(level, contra, res.direction)
+    if outcome != SUPPORTED and res.mixed and res.rule == "chance":
+        # "no effect" and "some seeds died" look alike to a test over few seeds
+        res.reason = (
+            f"{'contradicted' if outcome == CONTRADICTED else 'not supported'} at its level "
+            f"while {res.mixed}: counted at chance they can decide it by themselves, and no "
+            "effect cannot be told from runs that died (the 'exclude' rule drops them)"
+        )
+        outcome = guard(outcome, True, res.rule)
     res.qualifier = qualify(outcome, low, high, res.direction, design.null, claim_effect)
     if outcome == CONTRADICTED and res.test == "noninferiority":
         res.qualifier = f"inferior: the upper bound {high:+.2f} lies below the margin"
-    if outcome != SUPPORTED and res.mixed and res.test in ("welch", "noninferiority"):
-        # "no effect" and "some seeds died" look alike to a t test over few seeds
-        res.reason = (
-            f"{'contradicted' if outcome == CONTRADICTED else 'not supported'} at its level "
-            f"while {res.mixed}: a t test over so few seeds cannot tell no effect from runs "
-            "that died"
-        )
     res.outcome = outcome
     power, needed, lever, advice = design.advise(level)
     res.power, res.n_needed, res.lever = power, needed, lever
@@ -660,7 +679,7 @@ def _opposite(res: ClaimResult) -> None:
     if res.design is None or res.direction == "two-sided":
         return
     other = "less" if res.direction == "greater" else "greater"
-    p = res.design.pivot.p(res.design.null, other)
+    p = float(res.design.pivot.p(res.design.null, other))
     if p < res.alpha:
         _add_note(res, f"the opposite effect is significant (one-sided p = {p:.4g})")
 
@@ -715,8 +734,9 @@ def _pooled_conditions(groups: Sequence[list[RunRecord]]) -> str:
 
 
 def apply_holm(results: list[ClaimResult]) -> None:
-    """Holm within each (family, rule): the adjusted p, and each tested claim re-read at its
-    Holm step's level (so its interval and its verdict agree). Untested claims take no part."""
+    """Holm within each (family, rule), twice: over the support p-values and over the
+    contradiction p-values; each tested claim is re-read at its two steps' levels (its
+    interval and its verdict agree). Untested claims take no part."""
     families: dict[tuple[str, str], list[ClaimResult]] = {}
     for r in results:
         if r.design is not None and r.p is not None:
@@ -725,9 +745,10 @@ def apply_holm(results: list[ClaimResult]) -> None:
         ps = [m.p for m in members]
         alpha = min(m.alpha for m in members)
         levels = holm_levels(ps, alpha)[0]
-        for r, p, level in zip(members, holm(ps), levels):
+        contra = holm_levels([m.p_contra for m in members], alpha)[0]
+        for r, p, level, con in zip(members, holm(ps), levels, contra):
             r.p_holm = p
-            finalize(r, float(level))
+            finalize(r, float(level), float(con))
 
 
 def evaluate_claims(

@@ -5,13 +5,15 @@ distribution of ``(estimate - true effect) / se`` (Student's t with the test's d
 freedom, or the normal on Fisher's z for a correlation). The p-value, both confidence bounds
 and the verdict are read from that one pivot, so they cannot disagree.
 
-The level is the claim's Holm step (:func:`holm_levels`): a family of m claims is tested at
-alpha / m, alpha / (m - 1), ... in order of p, and once a step fails, every later claim is read
-at the failed step's level. A bound that clears zero at that level is then the same event as
-Holm's rejection.
+Each bound has its level from a Holm step (:func:`holm_levels`): a family of m claims is
+tested at alpha / m, alpha / (m - 1), ... in order of p, and once a step fails, every later
+claim is read at the failed step's level, so a bound that clears its null at its level is the
+same event as Holm's rejection. Holm runs twice per family: over the support p-values (the
+bound in the claimed direction) and over the contradiction p-values (:func:`contradiction_p`,
+the other bound), so both kinds of error are held family-wise.
 
-For a claim in the direction "greater" (its effect positive; "less" mirrors it) at level a,
-with ``low`` and ``high`` the one-sided (1 - a) bounds (together a two-sided 1 - 2a interval):
+For a claim in the direction "greater" (its effect positive; "less" mirrors it), with ``low``
+at the support level and ``high`` at the contradiction level (one interval, both shown):
 
 - **supported**: ``low`` clears the null (0; ``-margin`` for non-inferiority);
 - **contradicted**: ``high`` falls below the smallest effect of interest (an equivalence, or
@@ -68,20 +70,21 @@ class Pivot:
     def _unscale(self, z: Any) -> Any:
         return np.tanh(z) if self.fisher else z
 
-    def bounds(self, a: float) -> tuple[float, float]:
-        """The one-sided (1 - a) lower and upper bounds (a two-sided 1 - 2a interval)."""
+    def bounds(self, a: Any) -> tuple[Any, Any]:
+        """The one-sided (1 - a) lower and upper bounds (a two-sided 1 - 2a interval); arrays
+        in any field give arrays."""
         centre, half = self._scale(self.estimate), self._q(a) * self.se
-        return float(self._unscale(centre - half)), float(self._unscale(centre + half))
+        return self._unscale(centre - half), self._unscale(centre + half)
 
-    def p(self, null: float = 0.0, alternative: str = "greater") -> float:
+    def p(self, null: float = 0.0, alternative: str = "greater") -> Any:
         """The p-value of H0: effect = ``null`` against ``alternative``."""
         z = (self._scale(self.estimate) - self._scale(null)) / self.se
         dist = stats.norm if self.df is None else stats.t(self.df)
         if alternative == "greater":
-            return float(dist.sf(z))
+            return dist.sf(z)
         if alternative == "less":
-            return float(dist.cdf(z))
-        return float(min(1.0, 2 * dist.sf(abs(z))))
+            return dist.cdf(z)
+        return np.minimum(1.0, 2 * dist.sf(np.abs(z)))
 
 
 def holm_levels(p: Any, alpha: float) -> np.ndarray:
@@ -111,11 +114,14 @@ def decide(
     direction: str,
     null: float = 0.0,
     min_effect: float | None = None,
+    tost: tuple[Any, Any] | None = None,
 ) -> Any:
-    """The verdict from the bounds at the claim's level (arrays give arrays of verdicts).
+    """The verdict from the bounds (arrays give arrays of verdicts).
 
-    ``low`` / ``high``: one-sided bounds in a one-sided claim, the two-sided interval in a
-    two-sided one. ``null``: 0, or ``-margin`` for a non-inferiority claim (whose
+    ``low`` / ``high``: a one-sided claim's bounds, each at its own level (the claimed
+    direction's at the support level, the other at the contradiction level); a two-sided
+    claim's interval at the support level, and ``tost``, its two one-sided bounds at the
+    contradiction level. ``null``: 0, or ``-margin`` for a non-inferiority claim (whose
     ``min_effect`` is then ``None``: it is contradicted when ``high`` falls below the margin).
     """
     low, high = np.asarray(low, float), np.asarray(high, float)
@@ -125,9 +131,37 @@ def decide(
     elif direction == "less":
         supported, contradicted = high < null, low > null - m
     else:
+        t_low, t_high = (low, high) if tost is None else (np.asarray(b, float) for b in tost)
         supported = (low > null) | (high < null)
-        contradicted = (low > null - m) & (high < null + m) & (m > 0)
+        contradicted = (t_low > null - m) & (t_high < null + m) & (m > 0)
     out = np.where(supported, SUPPORTED, np.where(contradicted, CONTRADICTED, INCONCLUSIVE))
+    return str(out) if out.ndim == 0 else out
+
+
+def contradiction_p(pivot: Pivot, direction: str, null: float = 0.0,
+                    min_effect: float | None = None) -> Any:  # fmt: skip
+    """The p-value of the test that contradicts a claim: H0 "the effect reaches min_effect"
+    (without one: "the effect is not reversed"); two-sided, the larger of the two one-sided
+    tests (TOST). Holm runs over these apart from the support p-values."""
+    m = 0.0 if min_effect is None else float(min_effect)
+    if direction == "greater":
+        return pivot.p(null + m, "less")
+    if direction == "less":
+        return pivot.p(null - m, "greater")
+    if m <= 0:
+        return np.ones_like(np.asarray(pivot.estimate, float))
+    return np.maximum(pivot.p(null - m, "greater"), pivot.p(null + m, "less"))
+
+
+def guard(outcome: Any, stalled_beside_learned: Any, rule: str) -> Any:
+    """Under the 'chance' rule, runs at chance beside runs that learned count as 10% and can
+    contradict a claim by themselves (a correlation over 36 points with 10% of them stalled
+    is wrongly contradicted 40% of the time at a true r of min_effect: the benchmark): such a
+    contradiction is inconclusive. The 'exclude' rule, which drops them, is not guarded."""
+    if rule != "chance":
+        return outcome
+    demote = np.asarray(stalled_beside_learned) & (np.asarray(outcome) == CONTRADICTED)
+    out = np.where(demote, INCONCLUSIVE, outcome)
     return str(out) if out.ndim == 0 else out
 
 
@@ -169,25 +203,43 @@ def qualify(
     return ""
 
 
+def bounds_at(pivot: Pivot, support: Any, contra: Any, direction: str) -> tuple[Any, ...]:
+    """(low, high, tost) as :func:`decide` reads them: a one-sided claim's bound in its
+    direction at the support level and the other at the contradiction level; a two-sided
+    claim's (1 - support) interval and its one-sided bounds at the contradiction level."""
+    if direction == "two-sided":
+        low, high = pivot.bounds(np.asarray(support) / 2)
+        return low, high, pivot.bounds(contra)
+    s_low, s_high = pivot.bounds(support)
+    c_low, c_high = pivot.bounds(contra)
+    if direction == "greater":
+        return s_low, c_high, None
+    return c_low, s_high, None
+
+
 def read(
     pivot: Pivot,
-    level: float,
+    support: float,
+    contra: float,
     direction: str,
     null: float = 0.0,
     min_effect: float | None = None,
 ) -> tuple[str, float, float]:
-    """(verdict, low, high) of one claim at its level: the bounds as :func:`decide` reads them
-    (one-sided (1 - level) bounds, or the two-sided (1 - level) interval)."""
-    a = level / 2 if direction == "two-sided" else level
-    low, high = pivot.bounds(a)
-    return decide(low, high, direction, null, min_effect), low, high
+    """(verdict, low, high) of one claim at its two Holm levels (support and contradiction)."""
+    low, high, tost = bounds_at(pivot, support, contra, direction)
+    verdict = decide(low, high, direction, null, min_effect, tost)
+    return verdict, float(low), float(high)
 
 
-def confidence_label(level: float, direction: str) -> str:
-    """'90% (each bound one-sided 95%)' for a one-sided claim at level 0.05."""
+def confidence_label(support: float, contra: float, direction: str) -> str:
+    """'90% two-sided (each bound one-sided 95%)' for a one-sided claim at 0.05 and 0.05;
+    'lower bound one-sided 98.33%, upper 97.5%' when its two Holm levels differ."""
     if direction == "two-sided":
-        return f"{_pct(1 - level)} two-sided"
-    return f"{_pct(1 - 2 * level)} two-sided (each bound one-sided {_pct(1 - level)})"
+        return f"{_pct(1 - support)} two-sided"
+    if math.isclose(support, contra):
+        return f"{_pct(1 - 2 * support)} two-sided (each bound one-sided {_pct(1 - support)})"
+    lower, upper = (support, contra) if direction == "greater" else (contra, support)
+    return f"lower bound one-sided {_pct(1 - lower)}, upper {_pct(1 - upper)}"
 
 
 def _pct(x: float) -> str:

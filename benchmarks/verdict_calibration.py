@@ -1,0 +1,292 @@
+"""Error rates of squeezelab's verdicts, measured by simulating whole studies.
+
+For each claim type (paired, Welch, non-inferiority, correlation, and a Holm family of three
+paired claims) it simulates studies with a known true effect and decides each with the very
+functions the report uses (``analysis.verdicts``: Holm over the support and the contradiction
+p-values, the pivot's bounds at those levels, ``decide``, ``guard``), and counts:
+
+  false_supported       "supported" when the true effect is 0 (non-inferiority: the true
+                        difference sits on -margin); for a family, any claim supported when
+                        every claim's effect is 0 (the family-wise rate)
+  false_contradicted    "contradicted" when the true effect is exactly min_effect
+                        (non-inferiority: exactly on -margin); a family: any claim
+  power                 "supported" when the true effect is 1.5 x min_effect (from the null)
+
+Per-seed outcomes: a condition effect (between conditions), seed noise within, and, with
+probability ``stall``, a run that ends at chance (it counts at 10% under the 'chance' rule and
+is dropped under 'exclude'). Setups: ``parametric`` (no stalls: the textbook null), and
+``store`` (the spreads and stall rate a store has recorded, with ``--db``; otherwise an assumed
+10% stall rate, said so in the JSON). Target: false_supported and false_contradicted at most
+alpha + 1 point for every type (the ``within_target`` field). Unpaired claims whose seeds
+straggle, and any claim whose runs at chance sit beside runs that learned under 'chance', are
+not contradicted (``verdicts.guard``, applied here as in the report).
+
+Prints one JSON object. Usage:
+  python benchmarks/verdict_calibration.py [--sims 10000] [--seed 0] [--db STORE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from squeezelab.analysis.verdicts import (
+    CONTRADICTED,
+    SUPPORTED,
+    Pivot,
+    bounds_at,
+    contradiction_p,
+    decide,
+    guard,
+    holm_levels,
+)
+
+ALPHA = 0.05
+CHANCE = 10.0
+BASE = 60.0  # a learned run's mean accuracy (points); only stalls' distance from it matters
+MIN_EFFECT = {"paired": 2.0, "welch": 2.0, "noninferiority": 2.0, "correlation": 0.3}
+MARGIN = 2.0
+
+
+def _accuracy(
+    rng: np.random.Generator,
+    shape: tuple[int, ...],
+    mean: np.ndarray | float,
+    seed_sd: float,
+    stall: float,
+    rule: str,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-seed accuracies (stalled runs at chance under 'chance', NaN, dropped, under
+    'exclude') and which runs stalled."""
+    values = mean + rng.normal(0.0, seed_sd, shape)
+    stalled = rng.random(shape) < stall
+    return np.where(stalled, CHANCE if rule == "chance" else np.nan, values), stalled
+
+
+def _mixed(*stalled: np.ndarray) -> np.ndarray:
+    """Per study (the leading axes): some runs stalled beside runs that learned."""
+    flat = np.concatenate([s.reshape(*s.shape[: s.ndim - 2], -1) if s.ndim > 2 else s
+                           for s in stalled], axis=-1)  # fmt: skip
+    return flat.any(-1) & ~flat.all(-1)
+
+
+def _mean_se_df(d: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per row: mean, standard error and df of the non-NaN values (n - 1)."""
+    n = np.sum(~np.isnan(d), axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a study left with 0 or 1 values
+        mean = np.nanmean(d, axis=-1)
+        sd = np.nanstd(d, axis=-1, ddof=1)
+        return mean, sd / np.sqrt(n), n - 1.0
+
+
+def paired_pivots(rng: np.random.Generator, sims: int, m: int, effect: float,
+                  setup: dict[str, float], rule: str) -> tuple[Pivot, Any]:  # fmt: skip
+    """``m`` independent paired claims per simulated study (9 conditions x 3 seeds)."""
+    conditions, seeds = 9, 3
+    cond = rng.normal(0.0, setup["cond_sd"], (sims, m, conditions, 1))
+    effect_c = effect + rng.normal(0.0, setup["effect_sd"], (sims, m, conditions, 1))
+    treat, st = _accuracy(rng, (sims, m, conditions, seeds), BASE + cond + effect_c,
+                          setup["seed_sd"], setup["stall"], rule)  # fmt: skip
+    ctrl, sc = _accuracy(rng, (sims, m, conditions, seeds), BASE + cond, setup["seed_sd"],
+                         setup["stall"], rule)  # fmt: skip
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a condition whose seeds all stalled
+        d = np.nanmean(treat, axis=-1) - np.nanmean(ctrl, axis=-1)
+    mean, se, df = _mean_se_df(d)
+    return Pivot(mean, se, np.maximum(df, 1.0)), _mixed(st, sc)
+
+
+def welch_pivot(rng: np.random.Generator, sims: int, effect: float, setup: dict[str, float],
+                rule: str) -> tuple[Pivot, Any]:  # fmt: skip
+    """Two groups of 5 seeds each, one condition."""
+    n = 5
+    a, sa_ = _accuracy(rng, (sims, n), BASE + effect, setup["seed_sd"], setup["stall"], rule)
+    b, sb_ = _accuracy(rng, (sims, n), BASE, setup["seed_sd"], setup["stall"], rule)
+    ma, sa, _ = _mean_se_df(a)
+    mb, sb, _ = _mean_se_df(b)
+    na, nb = np.sum(~np.isnan(a), -1), np.sum(~np.isnan(b), -1)
+    va, vb = sa**2, sb**2
+    with np.errstate(invalid="ignore", divide="ignore"):
+        df = (va + vb) ** 2 / (va**2 / (na - 1) + vb**2 / (nb - 1))
+    pivot = Pivot(ma - mb, np.sqrt(va + vb), np.maximum(np.nan_to_num(df, nan=1.0), 1.0))
+    return pivot, _mixed(sa_, sb_)
+
+
+def correlation_pivot(rng: np.random.Generator, sims: int, rho: float,
+                      setup: dict[str, float], rule: str) -> tuple[Pivot, Any]:  # fmt: skip
+    """36 points (9 conditions x fire_delta -1..3 but 0), y relative to each condition's
+    baseline, with a true correlation ``rho`` between x and the points' noise-free y."""
+    xs = np.tile(np.array([-1.0, 1.0, 2.0, 3.0]), 9)
+    noise_sd = math.sqrt(setup["cond_sd"] ** 2 + setup["seed_sd"] ** 2)
+    slope = rho * noise_sd / (xs.std() * math.sqrt(1 - rho**2))
+    y = slope * xs + rng.normal(0.0, noise_sd, (sims, xs.size))
+    stalled = rng.random((sims, xs.size)) < setup["stall"]
+    y = np.where(stalled, CHANCE - BASE if rule == "chance" else np.nan, y)
+    ok = ~np.isnan(y)
+    n = ok.sum(-1)
+    x = np.where(ok, xs, np.nan)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        xc = x - np.nanmean(x, -1, keepdims=True)
+        yc = y - np.nanmean(y, -1, keepdims=True)
+        r = np.nansum(xc * yc, -1) / np.sqrt(np.nansum(xc**2, -1) * np.nansum(yc**2, -1))
+    r = np.clip(np.nan_to_num(r), -0.999999, 0.999999)
+    return Pivot(r, 1 / np.sqrt(np.maximum(n - 3, 1)), None, fisher=True), _mixed(stalled)
+
+
+def verdicts(tested: tuple[Pivot, np.ndarray], direction: str, null: float,
+             min_effect: float | None, rule: str) -> np.ndarray:  # fmt: skip
+    """The report's rule, vectorized: Holm levels over the last axis (support and
+    contradiction apart), the bounds at them, decide, and the guard against contradictions
+    that stalled runs decide under 'chance'."""
+    pivot, mixed = tested
+    est = np.asarray(pivot.estimate)
+
+    def levels(p: np.ndarray) -> np.ndarray:
+        rows = p.reshape(-1, est.shape[-1]) if est.ndim > 1 else p[:, None]
+        return holm_levels(rows, ALPHA).reshape(est.shape)
+
+    support = levels(pivot.p(null, direction))
+    contra = levels(contradiction_p(pivot, direction, null, min_effect))
+    low, high, tost = bounds_at(pivot, support, contra, direction)
+    return np.asarray(guard(decide(low, high, direction, null, min_effect, tost), mixed, rule))
+
+
+def rate(outcomes: np.ndarray, word: str) -> float:
+    hit = outcomes == word
+    return float(hit.any(axis=-1).mean() if hit.ndim > 1 else hit.mean())
+
+
+# Per claim type: (simulate, null, min_effect used by decide, the true effects of the three
+# scenarios: no effect / exactly min_effect / 1.5 x min_effect from the null).
+Simulate = Callable[[np.random.Generator, int, float, dict[str, float], str], tuple[Pivot, Any]]
+
+
+def _paired_family(m: int) -> Simulate:
+    def simulate(rng: np.random.Generator, sims: int, effect: float, setup: dict[str, float],
+                 rule: str) -> tuple[Pivot, Any]:  # fmt: skip
+        return paired_pivots(rng, sims, m, effect, setup, rule)
+
+    return simulate
+
+
+def _types() -> dict[str, tuple[Simulate, float, float | None, tuple[float, float, float]]]:
+    me, mw, mc = MIN_EFFECT["paired"], MIN_EFFECT["welch"], MIN_EFFECT["correlation"]
+    return {
+        "paired": (_paired_family(1), 0.0, me, (0.0, me, 1.5 * me)),
+        "paired_holm_family_of_3": (_paired_family(3), 0.0, me, (0.0, me, 1.5 * me)),
+        "welch": (welch_pivot, 0.0, mw, (0.0, mw, 1.5 * mw)),
+        # Non-inferiority: both errors sit on the margin; power 1.5 margins above it.
+        "noninferiority": (welch_pivot, -MARGIN, None, (-MARGIN, -MARGIN, 0.5 * MARGIN)),
+        "correlation": (correlation_pivot, 0.0, mc, (0.0, mc, 1.5 * mc)),
+    }
+
+
+def calibrate(sims: int, seed: int, setup: dict[str, float]) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for rule in ("chance", "exclude"):
+        rng = np.random.default_rng(seed)
+        for name, (simulate, null, min_effect, (zero, edge, strong)) in _types().items():
+
+            def outcome(effect: float, simulate: Simulate = simulate, null: float = null,
+                        min_effect: float | None = min_effect, rule: str = rule,
+                        rng: np.random.Generator = rng) -> np.ndarray:  # fmt: skip
+                tested = simulate(rng, sims, effect, setup, rule)
+                return verdicts(tested, "greater", null, min_effect, rule)
+
+            figures: dict[str, Any] = {
+                "false_supported": rate(outcome(zero), SUPPORTED),
+                "false_contradicted": rate(outcome(edge), CONTRADICTED),
+                "power_at_1.5x": rate(outcome(strong), SUPPORTED),
+            }
+            figures["within_target"] = (
+                figures["false_supported"] <= ALPHA + 0.01
+                and figures["false_contradicted"] <= ALPHA + 0.01
+            )
+            out[f"{name} [{rule}]"] = figures
+    return out
+
+
+def store_setup(db: str) -> dict[str, Any]:
+    """Seed and condition spreads and the stall rate a store's finished runs recorded."""
+    from squeezelab.analysis.evaluate import at_chance_run
+    from squeezelab.analysis.variance import components
+    from squeezelab.results import Store
+
+    with Store(db) as store:
+        runs = [r for s in store.studies() for r in store.runs(s) if r.finished_ok]
+    if not runs:
+        raise SystemExit(f"verdict_calibration: {db} holds no finished runs")
+    stalls = sum(at_chance_run(r, "test_acc", CHANCE) for r in runs) / len(runs)
+    cells: dict[str, list[float]] = {}
+    for r in runs:
+        if not at_chance_run(r, "test_acc", CHANCE) and r.result.test_acc is not None:
+            key = json.dumps({k: v for k, v in r.config.items() if k != "seed"}, sort_keys=True,
+                             default=str)  # fmt: skip
+            cells.setdefault(key, []).append(r.result.test_acc)
+    parts = components([{0: v} for v in cells.values()])
+    means = [float(np.mean(v)) for v in cells.values()]
+    return {
+        "seed_sd": parts.seed_sd or 1.5,
+        "cond_sd": float(np.std(means, ddof=1)) if len(means) > 1 else 3.0,
+        "effect_sd": 2.0,  # how the effect varies between conditions: not in a store; assumed
+        "stall": stalls,
+        "source": f"{db}: {len(runs)} finished runs, {len(cells)} conditions",
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sims", type=int, default=10_000, help="simulated studies per cell")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--db", help="a store whose recorded spreads and stall rate to use")
+    args = parser.parse_args()
+    t0 = time.perf_counter()
+    setups: dict[str, dict[str, Any]] = {
+        "parametric": {
+            "seed_sd": 1.5,
+            "cond_sd": 3.0,
+            "effect_sd": 2.0,
+            "stall": 0.0,
+            "source": "assumed: no stalls (the textbook null)",
+        },
+        "store": store_setup(args.db)
+        if args.db
+        else {
+            "seed_sd": 1.5,
+            "cond_sd": 3.0,
+            "effect_sd": 2.0,
+            "stall": 0.1,
+            "source": "assumed (no --db): a 10% stall rate",
+        },
+    }
+    results = {}
+    for name, setup in setups.items():
+        numbers = {k: v for k, v in setup.items() if k != "source"}
+        results[name] = {"setup": setup, "claims": calibrate(args.sims, args.seed, numbers)}
+    within = all(c["within_target"] for r in results.values() for c in r["claims"].values())
+    print(
+        json.dumps(
+            {
+                "alpha": ALPHA,
+                "sims": args.sims,
+                "seed": args.seed,
+                "min_effect": MIN_EFFECT,
+                "margin": MARGIN,
+                "setups": results,
+                "all_within_target": within,
+                "wall_s": round(time.perf_counter() - t0, 1),
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
