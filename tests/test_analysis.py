@@ -367,6 +367,42 @@ def test_model_size_table_reports_the_best_cell_over_its_seeds_not_the_luckiest_
     assert float(low) < 65.0 and high == "100.00‡"
 
 
+def test_model_size_table_sets_best_cells_of_equal_seed_counts_side_by_side(
+    tmp_path: Path,
+) -> None:
+    """AlexNet has a cell of one seed (a lucky 90%) beside cells of three; SqueezeNet has
+    cells of one seed only. Every best cell then averages one seed: AlexNet's best is chosen
+    among its cells' lowest seeds, not the luckiest single seed against a mean of three."""
+    with Store(tmp_path / "e.db") as s:
+        for seed, acc in enumerate((70.0, 71.0, 72.0)):
+            _add(s, "x", RunConfig(model="alexnet", lr=0.01, seed=seed), acc)
+        _add(s, "x", RunConfig(model="alexnet", lr=0.05, seed=0), 65.0)
+        _add(s, "x", RunConfig(lr=0.01, seed=0), 60.0)
+        _add(s, "x", RunConfig(lr=0.05, seed=0), 62.0)
+    build_report(tmp_path / "e.db", tmp_path / "r")
+    rows = {r["Model"]: r for r in _csv(tmp_path / "r" / "model_size.csv")}
+    assert {r["n (seeds)"] for r in rows.values()} == {"1"}
+    assert float(rows["AlexNet"]["Test acc (%)"]) == 70.0  # lr 0.01's seed 0, not a mean of 3
+    assert float(rows["SqueezeNet 1.0"]["Test acc (%)"]) == 62.0
+    assert "cells of 1 seed(s) each for every model" in (tmp_path / "r" / "report.md").read_text()
+
+
+def test_one_statement_of_the_studys_figure_4_protocol() -> None:
+    """compare.toml, modern-compare.toml and the paper preset say the same of Figure 4."""
+    from importlib import resources
+
+    from squeezelab.analysis.published import FIGURE_4
+
+    folder = resources.files("squeezelab.studies")
+    texts = [
+        (folder / "builtin" / "compare.toml").read_text(),
+        (folder / "builtin" / "modern-compare.toml").read_text(),
+        (folder / "presets" / "paper.toml").read_text(),
+    ]
+    assert all(FIGURE_4 in t for t in texts)
+    assert not any("one run per model and scheduler" in t for t in texts)
+
+
 def test_a_study_computed_at_two_precisions_says_so(tmp_path: Path) -> None:
     """`auto` is bf16 on a GPU or an AMX CPU and fp32 on an AVX2 CPU: a store that merged runs
     from both says so beside the study's table, and the claims comparing them say it too."""

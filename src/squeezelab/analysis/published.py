@@ -18,6 +18,12 @@ from .evaluate import ClaimResult, evaluate_claims
 from .tables import condition_value
 
 RUN_TABLES = ("table_3", "table_a1", "table_a2", "table_a3", "table_a4")
+# The study's Figure 4, in one statement that the study files quoting it repeat word for word
+# (section 5.2: "the three plots on the left" at Table 3's parameters with the step schedule,
+# "the large plot on the right" one run with the adaptive scheduler; tested).
+FIGURE_4 = (
+    "three step-schedule runs per model at Table 3's points and one plateau-schedule run per model"
+)
 # "a test set (10,000 images)" (section 4): what each published accuracy was measured on, so
 # "at chance" is the binomial test at that count (10.59% is above chance there; 10.02% is not).
 TEST_IMAGES = 10_000

@@ -33,6 +33,7 @@ from .published import analyze_published, published_runs, published_value, table
 from .render import render_html, render_markdown
 from .selection import (
     best_runs,
+    equal_seeds,
     num_classes_of,
     select_best,
     selection_margins,
@@ -876,19 +877,28 @@ class ReportBuilder:
         if not runs:
             return
         size = Counter(r.config["image_size"] for r in runs).most_common(1)[0][0]
-        rows = []
-        for model in sorted({r.config["model"] for r in runs}):
-            params, macs = complexity_of({"model": model, "image_size": size}, self.num_classes)
-            plain = [
+        models = sorted({r.config["model"] for r in runs})
+        sizes = {
+            m: complexity_of({"model": m, "image_size": size}, self.num_classes) for m in models
+        }
+        plains = [
+            [
                 r
                 for r in runs
-                if r.config["model"] == model
+                if r.config["model"] == m
                 and r.config["image_size"] == size
-                and self.params_of(r.config) == params
+                and self.params_of(r.config) == sizes[m][0]
             ]
+            for m in models
+        ]
+        # Like with like: every model's best cell averages the same number of seeds.
+        kept, seeds = equal_seeds(plains)
+        rows = []
+        for model, plain, candidates in zip(models, plains, kept):
+            params, macs = sizes[model]
             accuracy: list[Any] = [None, None, None, 0, 0]
-            if plain:
-                ((_, _, members),) = select_best(plain, ["model"], varying_fields(plain))
+            if candidates:
+                ((_, _, members),) = select_best(candidates, ["model"], varying_fields(candidates))
                 mean, sd, ci, n = self._acc_cells(members)
                 accuracy = [mean, sd, ci, n, len(plain)]
             rows.append([label(model), params, params * 4 / 1e6, macs / 1e6, *accuracy])
@@ -919,7 +929,9 @@ class ReportBuilder:
                     else ""
                 )
                 + "Plain runs: every run of the plain architecture, whatever its training "
-                "point; the cell is chosen among them on validation accuracy only."
+                "point; the cell is chosen among them on validation accuracy only, among "
+                f"cells of {seeds} seed(s) each for every model (a cell's lowest seeds; cells "
+                "with fewer left out), so no model's best is the luckiest of fewer seeds."
                 + _cut_note(rows),
                 formats={"Parameters": "{:,}", "Size (MB)": "{:.2f}", "MACs (M)": "{:.1f}"},
             ),

@@ -128,6 +128,28 @@ def varying_fields(runs: list[RunRecord], exclude: Sequence[str] = ("model", "se
     )
 
 
+def equal_seeds(groups: Sequence[list[RunRecord]]) -> tuple[list[list[RunRecord]], int]:
+    """Each group's cells cut to the same number of seeds, so that best cells compare like
+    with like: the best of cells averaging one seed is the luckiest seed, and set beside a
+    best cell of three seeds it wins on luck. k is the smallest, over groups, of a group's
+    largest seed count; each cell keeps its k lowest seeds and cells with fewer are left out.
+    Returns (the groups' kept runs, k)."""
+    cells = []
+    for runs in groups:
+        fields = varying_fields(runs, exclude=("seed",))
+        by_cell: dict[tuple, list[RunRecord]] = {}
+        for r in runs:
+            by_cell.setdefault(tuple(repr(r.config.get(f)) for f in fields), []).append(r)
+        cells.append(list(by_cell.values()))
+    sizes = [max((len(c) for c in group), default=0) for group in cells]
+    k = min((n for n in sizes if n), default=0)
+    kept = [
+        [r for c in group if len(c) >= k for r in sorted(c, key=lambda r: r.config["seed"])[:k]]
+        for group in cells
+    ]
+    return kept, k
+
+
 def best_runs(runs: list[RunRecord]) -> list[RunRecord]:
     """Every run (each seed) of each model's best cell, chosen on validation accuracy."""
     return [
