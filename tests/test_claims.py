@@ -15,13 +15,13 @@ import pytest
 from scipy import stats
 
 from squeezelab.analysis import build_report
-from squeezelab.analysis.claims import ClaimSpec
 from squeezelab.analysis.evaluate import apply_holm, evaluate_claim
 from squeezelab.analysis.figures import mean_curve
 from squeezelab.analysis.published import published_runs
 from squeezelab.analysis.report import protocol_groups
 from squeezelab.analysis.selection import select_best, selection_margins
 from squeezelab.analysis.stats import least_significant_difference, welch_test
+from squeezelab.declared import ClaimSpec, DeclaredStudy
 from squeezelab.reproduce import plan_json, resolve
 from squeezelab.results import RunRecord, RunScore, Store
 from squeezelab.studies.spec import load_study, parse_study
@@ -545,9 +545,11 @@ def test_one_study_run_at_two_budgets_is_reported_apart(tmp_path: Path) -> None:
 def test_a_budget_the_study_varies_itself_is_not_split() -> None:
     """Epochs as the study's own axis (or a point's field) is a condition, not a setting."""
     runs = [_run(50.0, seed=s, epochs=e) for e in (1, 2) for s in (0, 1)]
-    assert list(protocol_groups(runs, {"axes": {"epochs": [1, 2]}})) == [""]
-    assert list(protocol_groups(runs, {"points": [{"epochs": 1}, {"epochs": 2}]})) == [""]
-    apart = protocol_groups(runs, {"axes": {"lr": [0.1]}})
+    declared = DeclaredStudy.from_stored
+    assert list(protocol_groups(runs, declared("s", {"axes": {"epochs": [1, 2]}}))) == [""]
+    points = {"points": [{"epochs": 1}, {"epochs": 2}]}
+    assert list(protocol_groups(runs, declared("s", points))) == [""]
+    apart = protocol_groups(runs, declared("s", {"axes": {"lr": [0.1]}}))
     assert {k: len(v) for k, v in apart.items()} == {"epochs=1": 2, "epochs=2": 2}
 
 

@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from squeezelab.analysis.claims import ClaimSpec
 from squeezelab.analysis.evaluate import ClaimResult, apply_holm, evaluate_claim
 from squeezelab.analysis.variance import components, hierarchical_bootstrap, paired_statistic
 from squeezelab.analysis.verdicts import Pivot, decide, holm_levels
+from squeezelab.declared import ClaimSpec
 from squeezelab.results import RunRecord
 from squeezelab.results.records import at_chance
 from squeezelab.training import RunConfig

@@ -31,8 +31,8 @@ from typing import Any
 
 import numpy as np
 
+from ..declared import ANY, RULES, ClaimSpec
 from ..results.records import RunRecord, precision_mix
-from .claims import ANY, RULES, ClaimSpec
 from .selection import varying_fields
 from .stats import ALPHA, holm, paired_test, pearson, welch_test
 from .variance import (

@@ -12,8 +12,8 @@ from collections.abc import Mapping
 from importlib import resources
 from typing import Any
 
+from ..declared import ClaimSpec
 from ..results.records import RunRecord
-from .claims import ClaimSpec
 from .evaluate import ClaimResult, evaluate_claims
 from .tables import condition_value
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 from scipy import stats
 
-ALPHA = 0.05
+from ..declared import ALPHA as ALPHA  # the default level, declared with the claims
 
 
 @dataclass(frozen=True)

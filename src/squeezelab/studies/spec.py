@@ -39,8 +39,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from ..analysis.claims import ClaimError, ClaimSpec, ReportSpec, parse_claim, parse_report
 from ..analysis.published import RUN_TABLES
+from ..declared import ClaimError, ClaimSpec, ReportSpec, parse_claim, parse_report
 from ..training.config import ConfigError, RunConfig, coerce, field_names, from_dict
 
 if sys.version_info >= (3, 11):

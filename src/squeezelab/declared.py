@@ -1,10 +1,13 @@
-"""Claims declared in study files, and the ``[report]`` section beside them.
+"""What a study declares before any run, typed: its claims, its ``[report]`` section, its
+protocol. Below both ``studies`` (which parses study files into it) and ``analysis`` (which
+reads it back from the store): one definition, parsed once.
 
 A study file states its hypotheses before any run (``[[claims]]``): the statement, the
 metric, the two groups (or a correlation's x), the test, its direction, alpha, the Holm
 family, how diverged runs count and the smallest effect of interest. This module parses and
 checks them; :mod:`squeezelab.analysis.evaluate` decides them (supported, contradicted or
-inconclusive, from intervals: :mod:`squeezelab.analysis.verdicts`).
+inconclusive, from intervals: :mod:`squeezelab.analysis.verdicts`). A stored study's spec
+(a plain dict in the store) comes back as one :class:`DeclaredStudy`.
 """
 
 from __future__ import annotations
@@ -15,8 +18,9 @@ from dataclasses import asdict, dataclass
 from dataclasses import field as dc_field
 from typing import Any
 
-from ..errors import SqueezelabError
-from .stats import ALPHA
+from .errors import SqueezelabError
+
+ALPHA = 0.05  # a claim's default significance level
 
 TESTS = ("paired", "welch", "noninferiority", "correlation")  # evaluate.TEST_TYPES decides each
 DIRECTIONS = ("greater", "less", "two-sided")
@@ -242,3 +246,34 @@ def report_from_dict(values: dict[str, Any] | None) -> ReportSpec:
             if k in ReportSpec.__dataclass_fields__
         }
     )
+
+
+@dataclass(frozen=True)
+class DeclaredStudy:
+    """A stored study's declaration, typed: read once from the store's spec dict."""
+
+    name: str
+    description: str = ""
+    claims: tuple[ClaimSpec, ...] = ()
+    report: ReportSpec = dc_field(default_factory=ReportSpec)
+    protocol: dict[str, Any] = dc_field(default_factory=dict)
+    notes: dict[str, Any] = dc_field(default_factory=dict)
+    axes: dict[str, Any] = dc_field(default_factory=dict)
+    points: tuple[dict[str, Any], ...] = ()
+    best_of: dict[str, Any] = dc_field(default_factory=dict)
+
+    @classmethod
+    def from_stored(cls, name: str, spec: dict[str, Any] | None) -> DeclaredStudy:
+        """Rebuild a study's declaration from the dict the store keeps (missing keys: empty)."""
+        spec = spec or {}
+        return cls(
+            name=spec.get("name") or name,
+            description=spec.get("description") or "",
+            claims=tuple(claim_from_dict(c) for c in spec.get("claims", [])),
+            report=report_from_dict(spec.get("report")),
+            protocol=dict(spec.get("protocol") or {}),
+            notes=dict(spec.get("notes") or {}),
+            axes=dict(spec.get("axes") or {}),
+            points=tuple(spec.get("points") or ()),
+            best_of=dict(spec.get("best_of") or {}),
+        )

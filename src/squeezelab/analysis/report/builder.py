@@ -9,29 +9,21 @@ both divergence rules, Holm-corrected within each family). Built-in and user stu
 from __future__ import annotations
 
 import dataclasses
-import math
 import statistics
 from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..results import RunRecord, Store, StoreError
-from ..results.records import left_chance, machine_of, precision_mix
-from . import figures
-from .claims import (
-    RULES,
-    ClaimSpec,
-    ReportSpec,
-    claim_from_dict,
-    report_from_dict,
-)
-from .evaluate import ClaimResult, evaluate_claims
-from .metrics import METRICS
-from .published import analyze_published, published_runs, published_value, table_1
-from .render import render_html, render_markdown
-from .selection import (
+from ...declared import ClaimSpec, DeclaredStudy, ReportSpec
+from ...results import RunRecord, Store, StoreError
+from ...results.records import left_chance, machine_of, precision_mix
+from .. import figures
+from ..evaluate import ClaimResult, evaluate_claims
+from ..metrics import METRICS
+from ..published import analyze_published, published_runs, published_value, table_1
+from ..render import render_html, render_markdown
+from ..selection import (
     best_runs,
     equal_seeds,
     num_classes_of,
@@ -39,8 +31,8 @@ from .selection import (
     selection_margins,
     varying_fields,
 )
-from .stats import summarize
-from .tables import (
+from ..stats import summarize
+from ..tables import (
     CUT,
     CUT_NOTE,
     DIVERGED,
@@ -53,6 +45,8 @@ from .tables import (
     unique,
     value_label,
 )
+from .section import Section
+from .verdicts import claims_section, published_section
 
 SEEDS_SHOWN = 6  # a study table lists each seed's accuracy when no row has more
 PLAIN_EPOCHS, PLAIN_IMAGES = 10, 45_000  # the study's grid: 10 epochs over 45,000 images
@@ -73,78 +67,11 @@ TRAINING_FIELDS = (
 )
 
 
-@dataclass
-class Section:
-    title: str
-    blocks: list[tuple] = field(default_factory=list)
-
-    def text(self, s: str) -> None:
-        self.blocks.append(("p", s))
-
-    def table(self, t: Table) -> None:
-        self.blocks.append(("table", t))
-
-    def figure(self, path: Path, caption: str) -> None:
-        self.blocks.append(("figure", path, caption))
-
-
 def complexity_of(config: Mapping[str, Any], num_classes: int = 10) -> tuple[int, int]:
     """(params, MACs) of the model a run config describes (torch is imported on first use)."""
-    from ..models.complexity import complexity_of as measure_config
+    from ...models.complexity import complexity_of as measure_config
 
     return measure_config(config, num_classes)
-
-
-def _fmt(x: float | None, spec: str = "{:.2f}") -> str:
-    return "n/a" if x is None or not math.isfinite(x) else spec.format(x)
-
-
-VERDICT_RULE = (
-    "Each claim is read at its Holm step's level (alpha / m, alpha / (m - 1), ... in order of "
-    "p within its family and rule), so its interval and its verdict agree. Supported: the "
-    "bound in the claimed direction clears 0 (a non-inferiority claim: the margin). "
-    "Contradicted: the other bound falls short of the smallest effect of interest (absent), "
-    "or of 0 (reversed); a non-inferiority claim's upper bound below the margin (inferior). "
-    "Inconclusive: neither, with what would decide it. One-sided claims show both one-sided "
-    "bounds as one two-sided interval. n counts conditions (seeds averaged) for paired tests "
-    "and correlations, runs for unpaired ones. Power is at the declared smallest effect, for "
-    "the design as run; the bootstrap resamples conditions, then seeds within them (2,000 "
-    "seeded replicates, percentile interval)."
-)
-
-
-def _bound(x: float | None) -> str:
-    if x is None or not math.isfinite(x):
-        return "-inf" if x is not None and x < 0 else "+inf"
-    return f"{x:+.2f}"
-
-
-def estimate_text(r: ClaimResult) -> str:
-    """'+3.14 pts [+0.20, +6.10] (90% two-sided (each bound one-sided 95%))'."""
-    if r.estimate is None:
-        return ""
-    unit = "" if r.test == "correlation" else " pts"
-    level = f" ({r.confidence})" if r.confidence else ""
-    return f"{r.estimate:+.2f}{unit} [{_bound(r.ci_low)}, {_bound(r.ci_high)}]{level}"
-
-
-def bootstrap_text(r: ClaimResult) -> str:
-    if not r.boot_reps or r.boot_low is None or r.boot_high is None:
-        return ""
-    return f"[{r.boot_low:+.2f}, {r.boot_high:+.2f}] ({r.boot_reps:,} replicates)"
-
-
-def verdict_text(r: ClaimResult) -> str:
-    """The verdict with its qualifier and the rule it rests on."""
-    text = r.verdict + (f", {r.qualifier}" if r.qualifier else "")
-    return f"{text} ({r.rule})"
-
-
-def decide_text(r: ClaimResult) -> str:
-    power = "" if r.power is None or not math.isfinite(r.power) else f"power {r.power:.2f}"
-    if r.advice:
-        return f"{power}; {r.advice}" if power else r.advice
-    return power
 
 
 class ReportBuilder:
@@ -164,7 +91,8 @@ class ReportBuilder:
         self.recipes = {r.key: r.recipe for r in self.every_run if r.recipe}
         self.num_classes = num_classes_of(self.recipes.values())
         self.chance = 100.0 / self.num_classes
-        self.specs = {n: store.study_spec(n) or {} for n in store.studies()}
+        # Each study's declaration, typed and parsed once (claims, [report], protocol).
+        self.specs = {n: DeclaredStudy.from_stored(n, store.study_spec(n)) for n in store.studies()}
 
     def add_table(self, section: Section, table: Table) -> None:
         section.table(table)
@@ -179,8 +107,7 @@ class ReportBuilder:
         s = Section("What these results are")
         runs = finished(self.every_run)
         names = sorted(
-            {(sp.get("protocol") or {}).get("name", "custom") for sp in self.specs.values()}
-            - {"custom"}
+            {sp.protocol.get("name", "custom") for sp in self.specs.values()} - {"custom"}
         )
         data = Counter(r.config["data"] for r in runs)
         epochs = sorted({r.config["epochs"] for r in runs})
@@ -240,15 +167,13 @@ class ReportBuilder:
     def protocol(self, reference: dict[str, dict[str, Any]]) -> None:
         protocols = {}
         for spec in self.specs.values():
-            p = spec.get("protocol") or {}
+            p = spec.protocol
             if p:
                 protocols[p.get("name", "custom")] = p
         used = set(protocols)
         for name, p in reference.items():
             protocols.setdefault(name, p)
-        claims = [
-            (n, claim_from_dict(c)) for n, sp in self.specs.items() for c in sp.get("claims", [])
-        ]
+        claims = [(n, c) for n, sp in self.specs.items() for c in sp.claims]
         if not protocols and not claims:
             return
         s = Section("Protocol, as declared before the runs")
@@ -308,7 +233,7 @@ class ReportBuilder:
         every = self.store.runs(name)
         if not finished(every):
             return
-        spec = self.specs.get(name, {})
+        spec = self.specs.get(name) or DeclaredStudy(name)
         settings = protocol_groups(every, spec)
         for setting, members in settings.items():  # one section per budget the study ran at
             runs = finished(members)
@@ -317,17 +242,17 @@ class ReportBuilder:
                 self._study_section(name, spec, runs, tag, len(members))
 
     def _study_section(
-        self, name: str, spec: dict, runs: list[dict], setting: str, declared: int
+        self, name: str, spec: DeclaredStudy, runs: list[dict], setting: str, declared: int
     ) -> None:
-        report = report_from_dict(spec.get("report"))
+        report = spec.report
         tag = f"{name}_{_slug(setting)}" if setting else name  # file names stay apart
-        title = report.title or spec.get("description") or name
+        title = report.title or spec.description or name
         s = Section(f"{title} ({setting})" if setting else title)
         left = declared - len(runs)
         unfinished = (
             f"{left} of the {declared} runs registered for {name} have not finished" if left else ""
         )
-        if spec.get("description"):
+        if spec.description:
             s.text(self._description(spec, runs, unfinished))
         common = _common_training_fields(runs)
         if common:
@@ -345,7 +270,7 @@ class ReportBuilder:
                 f"with {setting}, apart from the others (their tables, best points and claims "
                 "are each their own)."
             )
-        notes = spec.get("notes", {})
+        notes = spec.notes
         for key, text in (
             ("points_from", "Training points"),
             ("transfer_source", "Source weights"),
@@ -362,13 +287,13 @@ class ReportBuilder:
         self._collect_claims(name, spec, runs, setting, unfinished)
         self.sections.append(s)
 
-    def _description(self, spec: dict, runs: list[dict], unfinished: str) -> str:
+    def _description(self, spec: DeclaredStudy, runs: list[dict], unfinished: str) -> str:
         epochs = sorted({r.config["epochs"] for r in runs})
         per_cell = [len(m) for m in group(runs, varying_fields(runs, exclude=("seed",))).values()]
         fewest, most = min(per_cell), max(per_cell)
         seeds = f"{fewest}" if fewest == most else f"{fewest} to {most}"
         return (
-            f"{spec['description']}. As run: {len(runs)} runs, "
+            f"{spec.description}. As run: {len(runs)} runs, "
             f"{'/'.join(map(str, epochs))} epochs, {seeds} seed(s) per cell"
             + (
                 f"; {unfinished} (`squeezelab study status`), so this section shows part of "
@@ -379,9 +304,14 @@ class ReportBuilder:
         )
 
     def _study_table(
-        self, name: str, runs: list[dict], report: ReportSpec, spec: dict, published: list[dict]
+        self,
+        name: str,
+        runs: list[dict],
+        report: ReportSpec,
+        spec: DeclaredStudy,
+        published: list[dict],
     ) -> Table:
-        axes = [k for k in spec.get("axes", {}) if k != report.columns]
+        axes = [k for k in spec.axes if k != report.columns]
         rows_by = list(report.rows) or axes or ["model"]
         column = report.columns
         shown: dict[Any, Any] = {None: None}  # grouped value -> a raw value, for its label
@@ -578,7 +508,7 @@ class ReportBuilder:
         )
 
     def _figures(
-        self, s: Section, name: str, runs: list[dict], report: ReportSpec, spec: dict
+        self, s: Section, name: str, runs: list[dict], report: ReportSpec, spec: DeclaredStudy
     ) -> None:
         title = report.title or name
         for kind in report.figures:
@@ -588,9 +518,9 @@ class ReportBuilder:
                 metric = figures.curves_figure(runs, curves, path, title)
                 s.figure(path, f"{title}: {metric} per epoch.")
             elif kind == "relative":
-                rel = [c for c in spec.get("claims", []) if c.get("relative_to") is not None]
+                rel = [c for c in spec.claims if c.relative_to is not None]
                 if rel:
-                    x, base = rel[0]["x"], rel[0]["relative_to"]
+                    x, base = rel[0].x, rel[0].relative_to
                     if figures.relative_figure(runs, x, base, path, title):
                         s.figure(
                             path,
@@ -619,9 +549,9 @@ class ReportBuilder:
         s.figure(path, f"{title}: {metric} per epoch of each model's best cell (by validation).")
 
     def _collect_claims(
-        self, name: str, spec: dict, runs: list[dict], setting: str, unfinished: str
+        self, name: str, spec: DeclaredStudy, runs: list[dict], setting: str, unfinished: str
     ) -> None:
-        claims = [claim_from_dict(c) for c in spec.get("claims", [])]
+        claims = list(spec.claims)
         if not claims:
             return
         if setting:  # each setting is its own experiment: its own claims and Holm family
@@ -635,7 +565,7 @@ class ReportBuilder:
                 for c in claims
             ]
         sources = finished(self.store.runs(name, role="source"))
-        src = (spec.get("notes") or {}).get("transfer_source", "")
+        src = spec.notes.get("transfer_source", "")
         for c in claims:
             caveat = ""
             if src and not src.startswith("ImageNet") and "init" in (c.field, c.x):
@@ -659,150 +589,25 @@ class ReportBuilder:
         for r in self.results:
             if not r.interim and r.family in waiting:
                 r.interim = f"its Holm family '{r.family}' holds a claim whose {waiting[r.family]}"
-        rule_of = {c.id: c.diverged for c in self.claims}
-        other = {r: next(o for o in RULES if o != r) for r in RULES}
-        by_key = {(r.id, r.stratum, r.rule): r for r in self.results}
-        s = Section("The claims, tested")
-        rows = []
-        for r in (r for r in self.results if r.rule == rule_of[r.id]):
-            alt = by_key.get((r.id, r.stratum, other[r.rule]))
-            rows.append(
-                [
-                    r.label,
-                    f"{r.test}: {r.hypothesis}",
-                    r.n,
-                    estimate_text(r),
-                    _fmt(r.p_holm, "{:.4g}") if r.p_holm is not None else "",
-                    bootstrap_text(r),
-                    verdict_text(r),
-                    verdict_text(alt) if alt else "",
-                    decide_text(r),
-                    r.published,
-                ]
-            )
-        self.add_table(
-            s,
-            Table(
-                "claims",
-                "Verdicts from intervals at each claim's Holm level: supported, contradicted "
-                "or inconclusive",
-                [
-                    "Claim",
-                    "Test",
-                    "n",
-                    "Estimate [interval at the Holm level]",
-                    "p (Holm)",
-                    "Bootstrap 95%",
-                    "Verdict (declared rule)",
-                    "Verdict (other rule)",
-                    "Power / what would decide it",
-                    "The study",
-                ],
-                rows,
-                VERDICT_RULE,
-            ),
-        )
-        for r in (r for r in self.results if r.rule == rule_of[r.id]):
-            alt = by_key.get((r.id, r.stratum, other[r.rule]))
-            s.text(self._claim_text(r, alt))
-        self.sections.insert(1, s)
-
-    def _claim_text(self, r: ClaimResult, alt: ClaimResult | None = None) -> str:
-        head = f"**{r.verdict.capitalize()}**: {r.label} (rests on the '{r.rule}' rule)."
-        if r.qualifier:
-            head = head[:-1] + f"; {r.qualifier}."
-        if r.reason and r.p is None:
-            text = f"{head} Inconclusive because {r.reason}."
-        else:
-            if r.reason:
-                head += f" Inconclusive because {r.reason}."
-            text = (
-                f"{head} Estimate {estimate_text(r)}; {r.statistic} = {_fmt(r.value, '{:.3f}')} "
-                f"(df {_fmt(r.df, '{:.1f}')}), p = {r.p:.4g}, Holm p = {_fmt(r.p_holm, '{:.4g}')}, "
-                f"n = {r.n}; {r.details}."
-            )
-            if r.boot_reps:
-                text += f" Hierarchical bootstrap: {bootstrap_text(r)}."
-            if r.spread:
-                text += f" Spread: {r.spread}."
-            if r.advice:
-                text += f" What would decide it: {r.advice}."
-        if alt is not None:
-            text += f" Under the '{alt.rule}' rule: {verdict_text(alt)}"
-            text += f" ({estimate_text(alt)})." if alt.estimate is not None else "."
-        if r.note:
-            text += f" Note: {r.note}."
-        if r.caveat:
-            text += f" Not tested as the study did: {r.caveat}."
-        if r.interim:
-            text += (
-                f" Interim: {r.interim} (`squeezelab study status`); the declared test is the "
-                "full study's, and a verdict read again each time runs come in is read more "
-                "than once (each look is another chance of a false positive)."
-            )
-        if r.published:
-            text += f" The study: {r.published}."
-        return text
+        self.add_section(claims_section(self.results, {c.id: c.diverged for c in self.claims}), 1)
 
     def published(self) -> None:
         """The study's own statistics, recomputed from its published tables, for comparison."""
-        todo = []
-        for spec in self.specs.values():
-            claims = [claim_from_dict(c) for c in spec.get("claims", [])]
-            tables = report_from_dict(spec.get("report")).published
-            if claims and tables:
-                todo.append((spec.get("name", ""), claims, list(tables)))
-        if not todo:
-            return
-        results = analyze_published(todo)
-        s = Section("The study's own data, re-analysed")
-        rows = [
-            [
-                r.label,
-                r.rule,
-                r.n,
-                "" if r.value is None else f"{r.statistic} = {r.value:.4f}",
-                _fmt(r.p_two_sided, "{:.4g}") if r.p is not None else "",
-                _fmt(r.p, "{:.4g}") if r.p is not None else "",
-                _fmt(r.p_holm, "{:.4g}") if r.p_holm is not None else "",
-                estimate_text(r),
-                verdict_text(r) + "".join(f"; {x}" for x in (r.reason, r.note) if x),
-                r.published,
-            ]
-            for r in results
+        todo = [
+            (spec.name, list(spec.claims), list(spec.report.published))
+            for spec in self.specs.values()
+            if spec.claims and spec.report.published
         ]
-        self.add_table(
-            s,
-            Table(
-                "published_claims",
-                "The study's tables A1-A4 under the declared tests and both divergence rules",
-                [
-                    "Claim",
-                    "Diverged runs",
-                    "n",
-                    "Statistic",
-                    "p (two-sided)",
-                    "p (declared)",
-                    "p (Holm)",
-                    "Estimate [interval at the Holm level]",
-                    "Verdict",
-                    "The study printed",
-                ],
-                rows,
-                "Rule 'chance' counts each 'nan' as 10% (it recovers the study's r and t exactly); "
-                "'exclude' drops those cells, the cells at chance on the study's 10,000 test "
-                f"images (binomial test), and their pairs. {VERDICT_RULE}",
-            ),
-        )
-        for rule in RULES:
-            lines = [
-                f"{r.label}: **{verdict_text(r)}**"
-                + (f" ({estimate_text(r)})" if r.estimate is not None else "")
-                for r in results
-                if r.rule == rule
-            ]
-            s.text(f"Under the '{rule}' rule: " + "; ".join(lines) + ".")
-        self.sections.append(s)
+        if todo:
+            self.add_section(published_section(analyze_published(todo)))
+
+    def add_section(self, section: Section, at: int | None = None) -> None:
+        """Place a section built by a section function, and register its tables."""
+        self.tables += [b[1] for b in section.blocks if b[0] == "table"]
+        if at is None:
+            self.sections.append(section)
+        else:
+            self.sections.insert(at, section)
 
     # --- whole-store tables ---------------------------------------------------------------
 
@@ -998,16 +803,16 @@ def _recipe_settings(runs: list[Any]) -> Callable[[Any], str]:
     return setting
 
 
-def protocol_groups(runs: list[Any], spec: dict) -> dict[str, list[Any]]:
+def protocol_groups(runs: list[Any], spec: DeclaredStudy) -> dict[str, list[Any]]:
     """The study's runs per setting of the protocol fields it does not itself vary.
 
     One group (named "") when every run shares them; else one per setting, named by the
     fields that differ (``epochs=10``), in sorted order.
     """
-    best_of = spec.get("best_of") or {}
+    best_of = spec.best_of
     designed = {
-        *spec.get("axes", {}),
-        *(k for point in spec.get("points", ()) for k in point),
+        *spec.axes,
+        *(k for point in spec.points for k in point),
         *best_of.get("group_by", ()),
         *best_of.get("fields", ()),
     }
