@@ -9,7 +9,6 @@ both divergence rules, Holm-corrected within each family). Built-in and user stu
 from __future__ import annotations
 
 import dataclasses
-import statistics
 from collections import Counter
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -20,36 +19,29 @@ from ...results import RunRecord, Store, StoreError
 from ...results.records import left_chance, machine_of, precision_mix
 from .. import figures
 from ..evaluate import ClaimResult, evaluate_claims
-from ..metrics import METRICS
-from ..published import analyze_published, published_runs, published_value, table_1
+from ..published import analyze_published, published_runs, published_value
 from ..render import render_html, render_markdown
 from ..selection import (
     best_runs,
-    equal_seeds,
-    num_classes_of,
     select_best,
     selection_margins,
     varying_fields,
 )
-from ..stats import summarize
 from ..tables import (
-    CUT,
-    CUT_NOTE,
     DIVERGED,
     Table,
     condition_value,
     finished,
     group,
-    label,
     mean_acc,
-    unique,
     value_label,
 )
+from .context import PLAIN_EPOCHS, PLAIN_IMAGES, ReportContext
 from .section import Section
+from .store_sections import acc_cells, cut_note, model_size_section, timing_section
 from .verdicts import claims_section, published_section
 
 SEEDS_SHOWN = 6  # a study table lists each seed's accuracy when no row has more
-PLAIN_EPOCHS, PLAIN_IMAGES = 10, 45_000  # the study's grid: 10 epochs over 45,000 images
 # Run fields that make a recipe, named in each study section when all its runs share them.
 TRAINING_FIELDS = (
     "recipe",
@@ -67,13 +59,6 @@ TRAINING_FIELDS = (
 )
 
 
-def complexity_of(config: Mapping[str, Any], num_classes: int = 10) -> tuple[int, int]:
-    """(params, MACs) of the model a run config describes (torch is imported on first use)."""
-    from ...models.complexity import complexity_of as measure_config
-
-    return measure_config(config, num_classes)
-
-
 class ReportBuilder:
     """Collect sections, tables, figures and claims from one store."""
 
@@ -85,21 +70,17 @@ class ReportBuilder:
         self.claims: list[ClaimSpec] = []
         self.pending: list[tuple] = []  # (claim, runs, sources, caveat) to decide together
         self.interim: dict[str, str] = {}  # claim id -> its study's runs not yet finished
-        memberships = store.runs(role=None)  # every run and source, read once
-        self.every_run = unique(memberships)
-        self.run_keys = {r.key for r in memberships if r.role == "run"}  # a study's own runs
-        self.recipes = {r.key: r.recipe for r in self.every_run if r.recipe}
-        self.num_classes = num_classes_of(self.recipes.values())
-        self.chance = 100.0 / self.num_classes
-        # Each study's declaration, typed and parsed once (claims, [report], protocol).
-        self.specs = {n: DeclaredStudy.from_stored(n, store.study_spec(n)) for n in store.studies()}
+        # What every section reads, read once; the builder only adds sections and claims.
+        self.ctx = ctx = ReportContext.read(store, out)
+        self.every_run, self.run_keys, self.recipes = ctx.every_run, ctx.run_keys, ctx.recipes
+        self.num_classes, self.chance, self.specs = ctx.num_classes, ctx.chance, ctx.specs
 
     def add_table(self, section: Section, table: Table) -> None:
         section.table(table)
         self.tables.append(table)
 
     def params_of(self, config: Mapping[str, Any]) -> int:
-        return complexity_of(config, self.num_classes)[0]
+        return self.ctx.params_of(config)
 
     # --- what the results can show --------------------------------------------------------
 
@@ -343,7 +324,7 @@ class ReportBuilder:
                     for r in members
                     if column is None or condition_value(column, r.config[column]) == cv
                 ]
-                row += self._acc_cells(sub)
+                row += acc_cells(sub)
                 if published:
                     theirs = published_value(published, sub[0].config) if sub else None
                     ours = mean_acc(sub, "test_acc") if sub else None
@@ -363,7 +344,7 @@ class ReportBuilder:
                 else ""
             )
             + "SD: the seeds' sample standard deviation; CI: 95% t interval over seeds (n > 1)."
-            + _cut_note(rows)
+            + cut_note(rows)
             + (
                 f" {', '.join(per_row)}: set per row (by the study file's points or by a recipe), "
                 "the same for every seed of a row."
@@ -378,16 +359,6 @@ class ReportBuilder:
             ),
             {c: "{:g}" for c in [*rows_by, *per_row]},  # 0.999 is not "1.00"
         )
-
-    def _acc_cells(self, runs: list[dict]) -> list[Any]:
-        values = [r.result.test_acc for r in runs if r.result.test_acc is not None]
-        if not values:
-            return [None, None, None, 0]
-        sm, past = METRICS["test_acc"].cut(summarize(values))
-        cut = CUT if past else ""
-        mean = f"{sm.mean:.2f}{DIVERGED}" if any(r.status == "diverged" for r in runs) else sm.mean
-        ci = f"{sm.ci_low:.2f} to {sm.ci_high:.2f}{cut}" if sm.n > 1 else None
-        return [mean, sm.sd if sm.n > 1 else None, ci, sm.n]
 
     def _best(
         self,
@@ -611,138 +582,6 @@ class ReportBuilder:
 
     # --- whole-store tables ---------------------------------------------------------------
 
-    def timing(self) -> None:
-        """Table 1: seconds per epoch per model on this hardware vs the study's Colab GPU."""
-        runs = finished(self.every_run)
-        recipes = self.recipes
-        theirs = {r["model"]: r["epoch_s"] for r in table_1() if r["dataset"] == "CIFAR-10"}
-        rows = []
-        # One row per model and machine setting: a store merged from a GPU and a CPU (or runs
-        # at one and two threads) holds epoch times that one median must not pool.
-        by_setting: dict[tuple[str, str], list[RunRecord]] = {}
-        for r in runs:
-            by_setting.setdefault((r.config["model"], machine_of(recipes.get(r.key))), []).append(r)
-        for (model, machine), members in sorted(by_setting.items()):
-            times, per_image = [], []
-            for r in members:
-                images = recipes.get(r.key, {}).get("train_images") or r.config.get("train_subset")
-                for m in r.history:
-                    if m.get("epoch_s"):
-                        times.append(m["epoch_s"])
-                        if images:
-                            per_image.append(m["epoch_s"] / images)
-            if not times:
-                continue
-            scaled = statistics.median(per_image) * PLAIN_IMAGES if per_image else None
-            rows.append(
-                [
-                    label(model),
-                    machine,
-                    len(times),
-                    statistics.median(times),
-                    scaled,
-                    theirs.get(model),
-                ]
-            )
-        if not rows:
-            return
-        s = Section("Table 1: training time")
-        self.add_table(
-            s,
-            Table(
-                "table_1_time",
-                "Seconds per epoch: this hardware vs the study's Colab GPU (CIFAR-10)",
-                [
-                    "Model",
-                    "Device",
-                    "Epochs timed",
-                    "Median s/epoch (as run)",
-                    "s per 45,000 images",
-                    "The study (s/epoch)",
-                ],
-                rows,
-                "As run: over each run's own training images (with validation). Scaled: the "
-                "median time per image x 45,000, the study's epoch.",
-            ),
-        )
-        self.sections.append(s)
-
-    def model_sizes(self) -> None:
-        """Each architecture at its plain configuration beside its best plain cell's accuracy.
-
-        The best cell (a point, its seeds together) is chosen on mean validation accuracy as
-        everywhere else, and its seeds' test accuracies are summarized: choosing the luckiest
-        single seed on validation would report that seed's luck as the model's accuracy.
-        """
-        runs = [
-            r
-            for r in finished(self.every_run)
-            if r.key in self.run_keys and r.config.get("init") is None
-        ]
-        if not runs:
-            return
-        size = Counter(r.config["image_size"] for r in runs).most_common(1)[0][0]
-        models = sorted({r.config["model"] for r in runs})
-        sizes = {
-            m: complexity_of({"model": m, "image_size": size}, self.num_classes) for m in models
-        }
-        plains = [
-            [
-                r
-                for r in runs
-                if r.config["model"] == m
-                and r.config["image_size"] == size
-                and self.params_of(r.config) == sizes[m][0]
-            ]
-            for m in models
-        ]
-        # Like with like: every model's best cell averages the same number of seeds.
-        kept, seeds = equal_seeds(plains)
-        rows = []
-        for model, plain, candidates in zip(models, plains, kept):
-            params, macs = sizes[model]
-            accuracy: list[Any] = [None, None, None, 0, 0]
-            if candidates:
-                ((_, _, members),) = select_best(candidates, ["model"], varying_fields(candidates))
-                mean, sd, ci, n = self._acc_cells(members)
-                accuracy = [mean, sd, ci, n, len(plain)]
-            rows.append([label(model), params, params * 4 / 1e6, macs / 1e6, *accuracy])
-        s = Section("Model size and accuracy")
-        self.add_table(
-            s,
-            Table(
-                "model_size",
-                f"Plain architectures ({self.num_classes} classes, {size}x{size}, trained from "
-                "scratch): size, and the test accuracy of the plain cell (a point, over its "
-                "seeds) with the best mean validation accuracy",
-                [
-                    "Model",
-                    "Parameters",
-                    "Size (MB)",
-                    "MACs (M)",
-                    "Test acc (%)",
-                    "SD",
-                    "95% CI",
-                    "n (seeds)",
-                    "Plain runs",
-                ],
-                rows,
-                (
-                    f"{DIVERGED} at least one seed of the cell diverged (counted at chance, "
-                    f"{self.chance:g}%). "
-                    if any(isinstance(row[4], str) for row in rows)
-                    else ""
-                )
-                + "Plain runs: every run of the plain architecture, whatever its training "
-                "point; the cell is chosen among them on validation accuracy only, among "
-                f"cells of {seeds} seed(s) each for every model (a cell's lowest seeds; cells "
-                "with fewer left out), so no model's best is the luckiest of fewer seeds."
-                + _cut_note(rows),
-                formats={"Parameters": "{:,}", "Size (MB)": "{:.2f}", "MACs (M)": "{:.1f}"},
-            ),
-        )
-        self.sections.append(s)
-
 
 def _per_seed(runs: list[RunRecord]) -> str:
     """Each seed's test accuracy, by seed: '0: 80.34, 1: 50.02' († a diverged seed)."""
@@ -751,15 +590,6 @@ def _per_seed(runs: list[RunRecord]) -> str:
         + (f"{r.result.test_acc:.2f}" if r.result.test_acc is not None else "none")
         + (DIVERGED if r.status == "diverged" else "")
         for r in sorted(runs, key=lambda r: r.config["seed"])
-    )
-
-
-def _cut_note(rows: list[list[Any]]) -> str:
-    """The footnote for a table with a confidence interval cut at 0 or 100%, else nothing."""
-    return (
-        f" {CUT_NOTE}"
-        if any(isinstance(c, str) and c.endswith(CUT) for r in rows for c in r)
-        else ""
     )
 
 
@@ -892,8 +722,9 @@ def build_report(
                 b.study(name)
             b.verdicts()
             b.published()
-            b.timing()
-            b.model_sizes()
+            for section in (timing_section(b.ctx), model_size_section(b.ctx)):
+                if section is not None:
+                    b.add_section(section)
     for t in b.tables:
         (out / f"{t.name}.csv").write_text(t.to_csv())
     (out / "report.md").write_text(render_markdown(b.sections, db))
