@@ -387,6 +387,39 @@ def test_model_size_table_sets_best_cells_of_equal_seed_counts_side_by_side(
     assert "cells of 1 seed(s) each for every model" in (tmp_path / "r" / "report.md").read_text()
 
 
+def test_report_html_escapes_what_study_files_and_paths_bring(tmp_path: Path) -> None:
+    """A claim statement, a description and a data path are text, never markup: opened in a
+    browser, report.html must not run what a study file or a path smuggles in."""
+    evil = "<img src=x onerror=alert(1)>"
+    spec = {
+        "name": "x",
+        "description": f"desc {evil}",
+        "claims": [
+            {
+                "id": "c",
+                "statement": f"claim {evil}",
+                "test": "paired",
+                "field": "batch_norm",
+                "treatment": True,
+                "control": False,
+            },
+        ],
+        "report": {"title": f"title {evil}"},
+    }
+    with Store(tmp_path / "x.db") as s:
+        for lr in (0.1, 0.05, 0.01):
+            for bn, acc in ((True, 70.0 + 100 * lr), (False, 60.0)):
+                cfg = RunConfig(lr=lr, batch_norm=bn, data=f"synthetic:100{evil}")
+                s.add_study("x", spec, [(cfg.key(), cfg.to_dict(), "run")])
+                result = {"val_acc": acc, "test_acc": acc, "epochs": 1}
+                history = [{"epoch": 1, "val_acc": acc, "train_loss": 1.0}]
+                s.finish_run(cfg.key(), result, history, {"num_classes": 10})
+    build_report(tmp_path / "x.db", tmp_path / "r")
+    page = (tmp_path / "r" / "report.html").read_text()
+    assert "<img src=x" not in page and "&lt;img src=x onerror=alert(1)&gt;" in page
+    assert page.count("&lt;img src=x") >= 3  # the claim, the description, the data path
+
+
 def test_one_statement_of_the_studys_figure_4_protocol() -> None:
     """compare.toml, modern-compare.toml and the paper preset say the same of Figure 4."""
     from importlib import resources

@@ -7,6 +7,7 @@ Markdown, HTML and CSV. Accuracies are means over seeds of the final test accura
 from __future__ import annotations
 
 import csv
+import html
 import io
 import json
 from collections.abc import Iterable, Sequence
@@ -63,10 +64,14 @@ class Table:
         return "\n".join(lines)
 
     def to_html(self) -> str:
-        head = "".join(f"<th>{c}</th>" for c in self.columns)
+        """The table as HTML, every header and cell escaped: claim statements, data paths and
+        study names come from files a user may not have written."""
+        head = "".join(f"<th>{html.escape(str(c))}</th>" for c in self.columns)
         body = "".join(
             "<tr>"
-            + "".join(f"<td>{self.cell(c, v)}</td>" for c, v in zip(self.columns, row))
+            + "".join(
+                f"<td>{html.escape(self.cell(c, v))}</td>" for c, v in zip(self.columns, row)
+            )
             + "</tr>"
             for row in self.rows
         )
