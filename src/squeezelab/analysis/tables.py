@@ -69,9 +69,7 @@ class Table:
         head = "".join(f"<th>{html.escape(str(c))}</th>" for c in self.columns)
         body = "".join(
             "<tr>"
-            + "".join(
-                f"<td>{html.escape(self.cell(c, v))}</td>" for c, v in zip(self.columns, row)
-            )
+            + "".join(f"<td>{html.escape(self.cell(c, v))}</td>" for c, v in zip(self.columns, row))
             + "</tr>"
             for row in self.rows
         )

@@ -14,6 +14,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..fileio import write_with
+
 FORMATS = ("onnx", "int8")
 
 
@@ -41,7 +43,7 @@ def export_int8(model: nn.Module, calibration: list[torch.Tensor], out: str | Pa
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # TorchScript still carries int8 models
         scripted = torch.jit.trace(q, calibration[0][:1])
-        torch.jit.save(scripted, str(out))
+        write_with(out, lambda tmp: torch.jit.save(scripted, str(tmp)))
     return scripted
 
 
@@ -51,11 +53,11 @@ def export_onnx(model: nn.Module, image_size: int, out: str | Path) -> None:
     model = model.float().eval().to(memory_format=torch.contiguous_format)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(
-            model, (x,), str(out), input_names=["images"], output_names=["logits"],
+        write_with(out, lambda tmp: torch.onnx.export(
+            model, (x,), str(tmp), input_names=["images"], output_names=["logits"],
             dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}},
             opset_version=17, dynamo=False,
-        )  # fmt: skip
+        ))  # fmt: skip
 
 
 def onnx_session(path: str | Path) -> Any:

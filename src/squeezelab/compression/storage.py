@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from ..errors import SqueezelabError
+from ..fileio import write_bytes
 from . import huffman
 
 MAGIC = b"SQZ2"
@@ -136,10 +137,7 @@ def write_compressed(
     head = json.dumps(header, separators=(",", ":")).encode()
     payload = MAGIC + struct.pack("<I", len(head)) + head + b"".join(blobs)
     payload += struct.pack("<I", zlib.crc32(payload))
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(payload)
-    tmp.replace(path)
+    write_bytes(path, payload)
     return len(payload)
 
 

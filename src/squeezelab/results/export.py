@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import sys
 from pathlib import Path
 from typing import Any
 
+from ..fileio import write_text, write_with
 from .store import Store
 
 
@@ -36,19 +38,20 @@ def export(db: str | Path, fmt: str, out: str | Path | None, per_epoch: bool = F
         import pandas as pd
         import pyarrow  # noqa: F401
 
-        pd.DataFrame(rows, columns=columns).to_parquet(out, index=False)
+        frame = pd.DataFrame(rows, columns=columns)
+        write_with(out, lambda tmp: frame.to_parquet(tmp, index=False))
         return
-    handle = open(out, "w", newline="") if out else sys.stdout  # noqa: SIM115
-    try:
-        if fmt == "csv":
-            writer = csv.DictWriter(handle, fieldnames=columns)
-            writer.writeheader()
-            writer.writerows(rows)
-        elif fmt == "json":
-            for row in rows:
-                handle.write(json.dumps(row) + "\n")
-        else:
-            raise ValueError(f"format must be csv, parquet or json, got {fmt!r}")
-    finally:
-        if out:
-            handle.close()
+    if fmt not in ("csv", "json"):
+        raise ValueError(f"format must be csv, parquet or json, got {fmt!r}")
+    buf = io.StringIO(newline="")
+    if fmt == "csv":
+        writer = csv.DictWriter(buf, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    else:
+        for row in rows:
+            buf.write(json.dumps(row) + "\n")
+    if out:
+        write_text(out, buf.getvalue())  # atomic: a failed export leaves the old file whole
+    else:
+        sys.stdout.write(buf.getvalue())

@@ -20,6 +20,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from ..errors import SqueezelabError
+from ..fileio import atomic_path
 from .layout import RESULT
 
 FORMAT = "squeezelab-checkpoint-v1"
@@ -75,11 +76,8 @@ def save_atomic(
     """Write a safetensors file with a checksum, atomically (temporary file, fsync, rename)."""
     path = Path(path)
     metadata = {**metadata, "sha256": checksum(tensors, metadata)}
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    save_file(tensors, str(tmp), metadata=metadata)
-    with open(tmp, "rb+") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=metadata)
 
 
 def checksum(tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> str:

@@ -15,6 +15,7 @@ import torch
 
 from .. import __version__
 from ..errors import SqueezelabError
+from ..fileio import write_text
 from .checkpoint import TrainingState, load_checkpoint
 from .config import RunConfig, field_info
 from .layout import CHECKPOINT, CONFIG, METRICS, MODEL, RESULT  # noqa: F401  (re-exported)
@@ -127,12 +128,8 @@ def _git_commit() -> str | None:
 
 
 def write_json(path: Path, value: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(value, indent=2) + "\n")
-    os.replace(tmp, path)
+    write_text(path, json.dumps(value, indent=2) + "\n")
 
 
 def write_lines(path: Path, rows: list[dict[str, Any]]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("".join(json.dumps(row) + "\n" for row in rows))
-    os.replace(tmp, path)
+    write_text(path, "".join(json.dumps(row) + "\n" for row in rows))

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ...declared import ClaimSpec, DeclaredStudy, ReportSpec
+from ...fileio import write_text
 from ...results import RunRecord, Store, StoreError
 from ...results.records import left_chance, machine_of, precision_mix
 from .. import figures
@@ -706,6 +707,10 @@ def build_report(
         raise StoreError(f"no store at {db}: run a study first (squeezelab study run ...)")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    # A report cut short must not leave an older, complete-looking page beside new figures:
+    # the pages go first and come back last, each written atomically.
+    for page in ("report.html", "report.md"):
+        (out / page).unlink(missing_ok=True)
     with Store(db, readonly=True) as store:
         b = ReportBuilder(store, out)
         if not store.studies() or not finished(b.every_run):
@@ -726,9 +731,9 @@ def build_report(
                 if section is not None:
                     b.add_section(section)
     for t in b.tables:
-        (out / f"{t.name}.csv").write_text(t.to_csv())
-    (out / "report.md").write_text(render_markdown(b.sections, db))
-    (out / "report.html").write_text(render_html(b.sections, db))
+        write_text(out / f"{t.name}.csv", t.to_csv())
+    write_text(out / "report.md", render_markdown(b.sections, db))
+    write_text(out / "report.html", render_html(b.sections, db))
     return {
         "report": str(out / "report.html"),
         "tables": [t.name for t in b.tables],
