@@ -118,3 +118,54 @@ def test_checkpoint_writes_go_through_the_atomic_writer(tmp_path: Path) -> None:
     with pytest.raises(WriteError, match="could not write"):
         save_atomic({"w": torch.ones(3)}, tmp_path / "missing" / "model.safetensors", {})
     assert path.read_bytes() == before
+
+
+# --- artifacts checked against the model they build (issue 33) --------------------------------
+
+
+def _sqzc(path: Path, model: str = "squeezenet1_1", drop: str = "", **meta: object) -> Path:
+    from squeezelab.compression.storage import write_compressed
+    from squeezelab.models import get_model
+
+    state = get_model(model, num_classes=10).state_dict()
+    state.pop(drop, None)
+    header = {"model": model, "num_classes": 10, "options": {}, "image_size": 32, **meta}
+    write_compressed(path, state, {}, header)
+    return path
+
+
+def test_a_compressed_file_is_checked_against_the_model_its_header_names(tmp_path: Path) -> None:
+    from squeezelab.compression import load_compressed
+    from squeezelab.compression.storage import FormatError
+    from squeezelab.errors import ConfigError
+    from squeezelab.models import WeightsError
+
+    assert load_compressed(_sqzc(tmp_path / "ok.sqzc")) is not None
+    dropped = _sqzc(tmp_path / "dropped.sqzc", drop="classifier.1.bias")
+    with pytest.raises(WeightsError, match=r"dropped.sqzc .*1 missing: classifier.1.bias"):
+        load_compressed(dropped)
+    # 1.1's tensors under a header that says 1.0: every mismatch named, not a traceback
+    from squeezelab.compression.storage import read_compressed, write_compressed
+
+    state, meta = read_compressed(_sqzc(tmp_path / "other.sqzc"))
+    header_says_10 = tmp_path / "h.sqzc"
+    write_compressed(header_says_10, state, {}, {**meta, "model": "squeezenet1_0"})
+    with pytest.raises(WeightsError, match="mis-shaped"):
+        load_compressed(header_says_10)
+    # A header whose options would build a 25-billion-parameter model: refused unallocated.
+    huge = _sqzc(tmp_path / "huge.sqzc", model="squeezenet1_0", options={"base_e": 65536})
+    with pytest.raises(ConfigError, match=r"would have [\d,]+ parameters, over the 250,000,000"):
+        load_compressed(huge)
+    with pytest.raises(FormatError, match="image_size = 1000000 outside 1..4096"):
+        read_compressed(_sqzc(tmp_path / "wide.sqzc", image_size=1_000_000))
+
+
+def test_export_of_a_mismatched_file_is_one_line(tmp_path: Path) -> None:
+    bad = _sqzc(tmp_path / "bad.sqzc", drop="features.0.weight")
+    proc = subprocess.run(
+        ["squeezelab", "export", str(bad), "--format", "int8", "--out", str(tmp_path / "m.pt")],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "1 missing: features.0.weight" in proc.stderr.strip().splitlines()[-1]
+    assert not (tmp_path / "m.pt").exists()

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..models import get_model
+from ..models import get_model, load_weights_into
 from ..training.checkpoint import CheckpointError, load_weights
 from ..training.layout import CHECKPOINT, CONFIG, MODEL
 from .prune import (
@@ -65,10 +65,7 @@ def load_source_model(source: str, model: str | None = None, image_size: int = 6
     head = [k for k in state if k.endswith("weight")][-1]
     n = int(state[head].shape[0])
     net = get_model(model, num_classes=n)
-    try:
-        net.load_state_dict(state)
-    except RuntimeError as err:
-        raise CheckpointError(f"{source} does not fit {model}: {err}") from None
+    load_weights_into(net, state, f"{source} (as {model})")
     return Loaded(net, model, n, {}, image_size, None)
 
 
@@ -179,12 +176,13 @@ def best_index_bits(weight: torch.Tensor, bits: int) -> int:
 
 def load_compressed(path: str | Path) -> nn.Module:
     """Rebuild a working model from a compressed file."""
-    return _rebuild(*read_compressed(path))
+    return _rebuild(*read_compressed(path), str(path))
 
 
-def _rebuild(state: dict[str, torch.Tensor], meta: dict[str, Any]) -> nn.Module:
+def _rebuild(state: dict[str, torch.Tensor], meta: dict[str, Any], source: str) -> nn.Module:
+    """The model a compressed file's header names, its tensors checked against it."""
     model = get_model(meta["model"], num_classes=meta["num_classes"], **meta["options"])
-    model.load_state_dict(state)
+    load_weights_into(model, state, f"{source} ({meta['model']})")
     return model.eval()
 
 
@@ -200,7 +198,7 @@ def load_for_inference(
     if str(source).endswith(".sqzc"):
         state, meta = read_compressed(source)
         size = meta["image_size"]
-        return _rebuild(state, meta), size, calibration_batches(size)
+        return _rebuild(state, meta, str(source)), size, calibration_batches(size)
     src = load_source_model(source, model, image_size)
     batches = None
     if src.config is not None:

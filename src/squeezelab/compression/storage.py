@@ -229,7 +229,17 @@ def _check_entry(entry: Any) -> None:
         raise ValueError(f"tensor {entry['name']}: unknown kind {entry.get('kind')!r}")
 
 
+MAX_IMAGE_SIZE = 4096  # a run's own bound on image_size (training.config)
+
+
 def _check_meta(meta: dict) -> None:
+    """Bound the header's model description before anything is built from it: the class
+    count, the input size (an export allocates a batch of it) and the options' types (their
+    values and the model's size are checked when the model is built, before allocation)."""
     classes = meta.get("num_classes", 1)
     if isinstance(classes, bool) or not isinstance(classes, int) or not 1 <= classes <= MAX_CLASSES:
         raise ValueError(f"num_classes = {classes!r}")
+    if "image_size" in meta:
+        _int(meta, "image_size", 1, MAX_IMAGE_SIZE)
+    if not isinstance(meta.get("model", ""), str) or not isinstance(meta.get("options", {}), dict):
+        raise TypeError("meta: model must be a name, options a table")

@@ -11,10 +11,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 from torch import nn
 
-from ..errors import ConfigError
+from ..errors import ConfigError, SqueezelabError
 from ..fields import FieldInfo, build, describe
+
+# The largest model any builder may allocate: 250M parameters (1 GB in fp32; AlexNet with
+# 1,000 classes has 61M). Counted on the meta device first, so an option from a file's header
+# (a .sqzc with base_e = 65536) is refused before any memory is taken.
+MAX_PARAMETERS = 250_000_000
+
+
+class WeightsError(SqueezelabError, RuntimeError):
+    """Weights do not fit the model they are loaded into (names or shapes)."""
 
 
 @dataclass(frozen=True)
@@ -91,7 +101,42 @@ def get_model(name: str, num_classes: int = 1000, **options: Any) -> nn.Module:
     if not isinstance(num_classes, int) or num_classes < 1:
         raise ConfigError(f"num_classes must be a positive integer, got {num_classes!r}")
     build(entry.options, options, f"model {name}")  # every value checked, the field named
+    with torch.device("meta"):  # count first, allocate nothing
+        size = sum(
+            p.numel() for p in entry.builder(num_classes=num_classes, **options).parameters()
+        )
+    if size > MAX_PARAMETERS:
+        shown = ", ".join(f"{k}={v}" for k, v in sorted(options.items())) or "defaults"
+        raise ConfigError(
+            f"model {name} ({shown}, {num_classes} classes) would have {size:,} parameters, "
+            f"over the {MAX_PARAMETERS:,} any squeezelab model may take"
+        )
     return entry.builder(num_classes=num_classes, **options)
+
+
+def load_weights_into(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    """Load ``state`` into ``model`` after checking that its names and shapes are the model's:
+    another variant's weights (1.1's in a 1.0, batch norm's, another class count) or a file
+    missing a tensor is named, not a ``load_state_dict`` traceback."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [
+        f"{k} {tuple(state[k].shape)} (the model's: {tuple(v.shape)})"
+        for k, v in own.items()
+        if k in state and tuple(state[k].shape) != tuple(v.shape)
+    ]
+    problems = []
+    for what, names in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", shapes)):
+        if names:
+            more = f" and {len(names) - 3} more" if len(names) > 3 else ""
+            problems.append(f"{len(names)} {what}: {', '.join(names[:3])}{more}")
+    if problems:
+        raise WeightsError(
+            f"{source} does not fit the model it names ({type(model).__name__}): "
+            + "; ".join(problems)
+        )
+    model.load_state_dict(state)
 
 
 def _entry(name: str) -> _Entry:

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from ..data import Batches, Preprocess
-from ..models import get_model
+from ..models import get_model, load_weights_into
 from .checkpoint import CheckpointError, load_weights
 from .config import RunConfig, from_dict
 from .layout import CONFIG
@@ -27,7 +27,7 @@ def load_run_model(run_dir: str | Path) -> tuple[torch.nn.Module, RunConfig, int
     weights = load_weights(run)
     n = recipe["num_classes"]
     model = get_model(cfg.model, num_classes=n, **cfg.model_options())
-    model.load_state_dict(weights)
+    load_weights_into(model, weights, f"run {run}'s weights")
     return model, cfg, n
 
 
