@@ -45,6 +45,21 @@ def sh(args: list[str], timeout: float = 300, env: dict | None = None) -> tuple[
     return p.returncode, p.stderr
 
 
+def sh_limited(args: list[str], env: dict, limit: int) -> tuple[int, str]:
+    """Run the CLI with files limited to ``limit`` bytes (EFBIG, as a full disk's ENOSPC)."""
+    import resource
+    import signal
+
+    def apply() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    p = subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=300,
+                       env={**os.environ, **env, "PYTHONDONTWRITEBYTECODE": "1"},
+                       preexec_fn=apply)  # fmt: skip
+    return p.returncode, p.stderr
+
+
 def classify(code: int, err: str, expect_error: bool) -> str:
     if code == -1:
         return "hang"
@@ -388,6 +403,67 @@ def main() -> None:
         ["study", "run", str(failing), "--dry-run", "--set", "colour=1"],
     )
     case("unknown preset", ["reproduce", "--preset", "nope", "--dry-run"])
+
+    # Second pass (issue 33): the classes an independent audit found, with cases of our own.
+    # Artifacts checked against the model they build.
+    from squeezelab.compression.storage import write_compressed
+    from squeezelab.models import get_model
+
+    def sqzc(name: str, model: str = "squeezenet1_1", drop: str = "", **meta: object) -> Path:
+        state = get_model(model, num_classes=10).state_dict()
+        state.pop(drop, None)
+        path = tmp / name
+        write_compressed(path, state, {}, {"model": model, "num_classes": 10, "options": {},
+                                           "image_size": 32, **meta})  # fmt: skip
+        return path
+
+    for label, path in (
+        ("a .sqzc missing a tensor its header's model has",
+         sqzc("drop.sqzc", drop="classifier.1.bias")),
+        ("a .sqzc of 1.1's tensors whose header says 1.0",
+         sqzc("liar.sqzc", model="squeezenet1_1")),
+        ("a .sqzc whose options build 25 billion parameters",
+         sqzc("huge.sqzc", model="squeezenet1_0", options={"base_e": 65536})),
+        ("a .sqzc whose image_size is 10^6", sqzc("wide.sqzc", image_size=10**6)),
+    ):  # fmt: skip
+        if "liar" in path.name:
+            from squeezelab.compression.storage import read_compressed
+
+            st, mt = read_compressed(path)
+            write_compressed(path, st, {}, {**mt, "model": "squeezenet1_0"})
+        for fmt in ("int8", "onnx"):
+            out = str(tmp / f"x.{fmt}")
+            case(f"{label}: export {fmt}", ["export", str(path), "--format", fmt, "--out", out])
+    other = tmp / "runs" / "other-variant"
+    sh(["train", *flat, "--out", str(other)], env=env)
+    from squeezelab.training.checkpoint import save_atomic as _save
+
+    _save(get_model("squeezenet1_1", num_classes=10).state_dict(), other / "model.safetensors", {})
+    case("a run folder holding 1.1's weights for a 1.0 run: evaluate", ["evaluate", str(other)])
+    case("a run folder holding 1.1's weights: compress",
+         ["compress", str(other), "--out", str(tmp / "o.sqzc")])  # fmt: skip
+    # Writes that fail: a file-size limit stands in for a full disk; the old file must stay.
+    export_to = tmp / "old-export.csv"
+    export_to.write_text("an earlier export\n")
+    code, err = sh_limited(["results", "export", "--db", str(good_db), "--out", str(export_to)],
+                           env, limit=200)  # fmt: skip
+    result = classify(code, err, True)
+    if export_to.read_text() != "an earlier export\n":
+        result = "data_lost"
+    name = "results export onto a full disk over an earlier export"
+    last = err.strip().splitlines()[-1:]
+    cases.append({"case": name, "result": result, "exit": code, "message": last})
+    # Small ones.
+    case("train --train-subset 1", [*TRAIN, "--data", "synthetic:100", "--train-subset", "1",
+                                    "--out", str(tmp / "runs" / "one")])  # fmt: skip
+    bad_schema = tmp / "schema.db"
+    import shutil
+
+    shutil.copy(good_db, bad_schema)
+    with sqlite3.connect(bad_schema) as conn:
+        conn.execute("UPDATE meta SET value='abc' WHERE key='schema_version'")
+    case("a store whose schema_version is not a number: status",
+         ["study", "status", "--db", str(bad_schema)])  # fmt: skip
 
     totals = Counter(c["result"] for c in cases)
     summary = {

@@ -188,7 +188,14 @@ class Store:
             )
         if "meta" in tables:
             row = self.conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-            if row is None or int(row[0]) > SCHEMA_VERSION:
+            try:
+                version = int(row[0]) if row is not None else None
+            except (TypeError, ValueError):
+                raise StoreError(
+                    f"{self.path}: store schema version {row[0]!r} is not a number: the store's "
+                    "meta table is damaged"
+                ) from None
+            if version is None or version > SCHEMA_VERSION:
                 raise StoreError(
                     f"{self.path}: store schema {row[0] if row else 'unknown'}; this squeezelab "
                     f"reads up to {SCHEMA_VERSION} (upgrade squeezelab)"

@@ -23,6 +23,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from ..data import Batches, Preprocess, Source, Splits, load_source, split_source
+from ..errors import ConfigError
 from ..models import get_model
 from ..models.complexity import check_input_size
 from ..results.records import left_chance, machine_of
@@ -307,6 +308,12 @@ def _build(
         augment=True,
         drop_last=len(splits.train) % cfg.batch_size == 1,  # a 1-image batch breaks batch norm
     )
+    if len(train) == 0:
+        raise ConfigError(
+            f"the training split holds {len(splits.train)} image(s): too few for one training "
+            f"step (a last batch of one image is dropped: batch norm cannot train on it); use "
+            "--train-subset 2 or more"
+        )
     eval_bs = max(256, cfg.batch_size)
     val, test = (Batches.of(s, eval_bs, preprocess) for s in (splits.val, splits.test))
     optimizer = sgd(
