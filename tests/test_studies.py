@@ -221,6 +221,24 @@ def test_compare_takes_points_from_finished_grid(tmp_path: Path) -> None:
     assert {(r.model, r.lr) for r in runs} == {("squeezenet1_1", best.config["lr"])}
 
 
+def test_best_of_with_nothing_to_take_points_from_is_refused(tmp_path: Path) -> None:
+    """[best_of] naming a study the store lacks, with no [[points]] to fall back on, used to
+    train the [base] point alone and exit 0: now it is one error naming the study."""
+    from squeezelab.studies import plan
+
+    text = STUDY.replace("[axes]\nlr = [0.05, 0.01]\nmomentum = [0.9, 0.5]\n", "")
+    text += '[best_of]\nstudy = "nosuch"\ngroup_by = ["model"]\nfields = ["lr"]\n'
+    path = tmp_path / "b.toml"
+    path.write_text(text)
+    with Store(tmp_path / "s.db") as store, pytest.raises(ConfigError) as err:
+        plan(load_study(str(path)), store, tmp_path, lambda m: None)
+    assert "[best_of] takes its points from study 'nosuch', and this store holds none" in str(
+        err.value
+    )
+    proc = run_cli("study", "run", str(path), "--db", str(tmp_path / "c.db"), check=False)
+    assert proc.returncode == 2 and "run 'nosuch' first" in proc.stderr
+
+
 def test_transfer_pretrains_its_own_source_offline(tmp_path: Path, monkeypatch) -> None:
     import squeezelab.training.transfer as transfer
     from squeezelab.training.checkpoint import CheckpointError

@@ -288,6 +288,24 @@ def test_cli_train_evaluate_json(tmp_path: Path) -> None:
     assert every["n"] == 200 + 50
 
 
+def test_evaluate_refuses_data_whose_classes_are_not_the_runs(tmp_path: Path) -> None:
+    """Three classes and three classes are not the same three: scoring a cat/dog/frog model
+    on ant/bee/cow data would count every image against a label it never meant."""
+    from .conftest import write_jpeg_archive
+
+    ours = write_jpeg_archive(tmp_path / "ours.tar.gz")
+    theirs = write_jpeg_archive(tmp_path / "theirs.tar.gz", classes=("ant", "bee", "cow"))
+    out = tmp_path / "run"
+    run_cli("train", "--data", str(ours), "--image-size", "32", "--epochs", "1", "--out", str(out))
+    assert json.loads((out / "config.json").read_text())["classes"] == ["cat", "dog", "frog"]
+    same = last_json(run_cli("evaluate", str(out), "--data", str(ours), "--json").stdout)
+    assert same["n"] > 0
+    other = run_cli("evaluate", str(out), "--data", str(theirs), check=False)
+    assert other.returncode == 2
+    assert "classes are not the ones the run learned" in other.stderr
+    assert "0: cat / ant" in other.stderr
+
+
 def test_cli_diverged_run_exits_zero(tmp_path: Path) -> None:
     proc = run_cli("train", "--data", "synthetic:200", "--image-size", "32", "--lr", "1e6",
                    "--epochs", "2", "--out", str(tmp_path / "d"), "--json")  # fmt: skip

@@ -134,8 +134,20 @@ def plan(
             points = [{k: v for k, v in p.items() if k not in spec.base} for p in found]
             notes["points_from"] = f"best of study {spec.best_of.study!r} ({spec.best_of.metric})"
             log(f"{spec.name}: points from the best runs of {spec.best_of.study!r}: {found}")
-        else:
+        elif spec.points:
             notes["points_from"] = "the study file's [[points]] (no finished best_of study)"
+            log(
+                f"{spec.name}: study {spec.best_of.study!r} has no finished runs in this store: "
+                "the study file's [[points]] are used"
+            )
+        else:  # nothing to take the points from: the [base] point alone is not what was asked
+            held = store.runs(spec.best_of.study)
+            state = f"holds {len(held)} run(s) of it, none finished" if held else "holds none of it"
+            raise ConfigError(
+                f"{spec.name}: [best_of] takes its points from study {spec.best_of.study!r}, and "
+                f"this store {state}; the study file gives no [[points]] to fall back on: run "
+                f"{spec.best_of.study!r} first (or add [[points]])"
+            )
     runs = spec.expand(points)
     sources: list[RunConfig] = []
     if any(r.init == "imagenet" for r in runs):

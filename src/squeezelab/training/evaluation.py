@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from ..data import Batches, Preprocess
+from ..errors import ConfigError
 from ..models import get_model, load_weights_into
 from .checkpoint import CheckpointError, load_weights
 from .config import RunConfig, from_dict
@@ -45,8 +46,18 @@ def evaluate_run(
     # Evaluate on every image of the split, not a training subset.
     splits = load_splits(cfg.replace(train_subset=None), data_dir)
     if splits.num_classes != num_classes:
-        raise ValueError(
+        raise ConfigError(
             f"{data or cfg.data} has {splits.num_classes} classes, the model {num_classes}"
+        )
+    trained = json.loads((Path(run_dir) / CONFIG).read_text()).get("classes") or []
+    if trained and list(splits.classes) != list(trained):
+        differ = [f"{i}: {a} / {b}" for i, (a, b) in enumerate(zip(trained, splits.classes))
+                  if a != b]  # fmt: skip
+        raise ConfigError(
+            f"{data or cfg.data}'s classes are not the ones the run learned, in its label "
+            f"order (label: run's / data's: {', '.join(differ[:4])}"
+            f"{' ...' if len(differ) > 4 else ''}): its scores would count against the wrong "
+            "labels"
         )
     part = splits.get(split)
     dev = pick_device(device)

@@ -97,6 +97,7 @@ class _Parts:
     test: Batches
     num_classes: int
     ema: AveragedModel | None = None  # the weight average that evaluation uses, if any
+    classes: tuple[str, ...] = ()  # the class names, in label order
 
     @property
     def evaluated(self) -> nn.Module:
@@ -187,6 +188,7 @@ def _train_locked(
         parts.num_classes,
         len(parts.train.labels),
         (len(parts.val.labels), len(parts.test.labels)),
+        parts.classes,
     )
     if state is not None:
         run_recipe["precision"] = _resumed_precision(out, precision, start, verbose)
@@ -332,7 +334,17 @@ def _build(
             model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True
         )
     return _Parts(
-        model, optimizer, scheduler, scaler, generator, train, val, test, splits.num_classes, ema
+        model,
+        optimizer,
+        scheduler,
+        scaler,
+        generator,
+        train,
+        val,
+        test,
+        splits.num_classes,
+        ema,
+        tuple(splits.classes),
     )
 
 

@@ -90,6 +90,7 @@ def recipe(
     num_classes: int,
     train_images: int | None = None,
     eval_images: tuple[int, int] | None = None,
+    classes: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """The resolved config with what produced it (package, torch, git commit, device), and
     the images each split holds: whether an accuracy is above chance depends on how many
@@ -102,6 +103,7 @@ def recipe(
         "train_images": train_images,
         "val_images": val_images,
         "test_images": test_images,
+        "classes": list(classes),  # label order: evaluating on other data checks it
         "squeezelab": __version__,
         "torch": torch.__version__,
         "git_commit": _git_commit(),
