@@ -320,3 +320,76 @@ def test_bad_cifar_batches_are_named(tmp_path: Path, labels, data, message: str)
             tar.addfile(info, io.BytesIO(blob))
     with pytest.raises(DataError, match=message):
         load_source(str(path), data_dir=tmp_path / "cache")
+
+
+# --- bounds before any read (issue 33) ---------------------------------------------------------
+
+
+def test_a_fifo_or_a_device_named_like_an_archive_is_refused_at_once(tmp_path: Path) -> None:
+    import os
+
+    from squeezelab.data import load_source
+    from squeezelab.data.images import DataError
+
+    fifo = tmp_path / "data.tar.gz"
+    os.mkfifo(fifo)
+    with pytest.raises(DataError, match="is a FIFO"):
+        load_source(str(fifo), tmp_path / "cache")
+    zero = tmp_path / "zero.zip"
+    zero.symlink_to("/dev/zero")
+    with pytest.raises(DataError, match="is a device"):
+        load_source(str(zero), tmp_path / "cache")
+
+
+def test_a_source_is_bounded_in_total_before_any_image_is_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from squeezelab.data import load_source, sources
+    from squeezelab.data.images import DataError
+
+    archive = write_jpeg_archive(tmp_path / "d.tar.gz")
+    monkeypatch.setattr(sources, "MAX_SOURCE_BYTES", 10_000)  # every image is under its cap
+    with pytest.raises(DataError, match=r"declares [\d,]+ bytes of images in 36 files, over"):
+        load_source(str(archive), tmp_path / "cache")
+    seen: list[str] = []
+    monkeypatch.setattr(sources, "_decode", lambda data, where: seen.append(where))
+    with pytest.raises(DataError):
+        load_source(str(archive), tmp_path / "cache2")
+    assert seen == []  # refused from the listing: nothing decoded
+
+
+def test_an_empty_class_folder_inside_an_archive_is_an_error(tmp_path: Path) -> None:
+    from squeezelab.data import load_source
+    from squeezelab.data.images import DataError
+
+    source = write_jpeg_archive(tmp_path / "d.tar.gz")
+    archive = tmp_path / "d.tar"
+    with tarfile.open(source) as src, tarfile.open(archive, "w") as tar:
+        for m in src:
+            tar.addfile(m, src.extractfile(m))
+        info = tarfile.TarInfo("train/yak")  # a class folder holding no image
+        info.type = tarfile.DIRTYPE
+        tar.addfile(info)
+    with pytest.raises(DataError, match="class folder.s. without images: yak"):
+        load_source(str(archive), tmp_path / "cache")
+
+
+def test_cifar_reads_only_its_own_members_and_bounds_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from squeezelab.data import load_source, sources
+    from squeezelab.data.images import DataError
+
+    path = tmp_path / "cifar-10-python.tar"
+    write_cifar_archive(tmp_path / "c.tar.gz")
+    with tarfile.open(tmp_path / "c.tar.gz") as src, tarfile.open(path, "w") as out:
+        for m in src:
+            out.addfile(m, src.extractfile(m))
+        extra = tarfile.TarInfo("cifar-10-batches-py/readme.bin")
+        extra.size = 3_000_000
+        out.addfile(extra, io.BytesIO(bytes(extra.size)))
+    monkeypatch.setattr(sources, "MAX_CIFAR_MEMBER_BYTES", 2_000_000)
+    assert len(load_source(str(path), tmp_path / "cache").train) == 60  # the extra: never read
+    monkeypatch.setattr(sources, "MAX_CIFAR_MEMBER_BYTES", 1_000)
+    with pytest.raises(DataError, match=r"data_batch_1 is [\d,]+ bytes: an official CIFAR"):
+        load_source(str(path), tmp_path / "cache")

@@ -11,6 +11,7 @@ import hashlib
 import io
 import os
 import pickle
+import stat
 import tarfile
 import warnings
 import zipfile
@@ -32,6 +33,11 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".ppm", ".ti
 ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".zip")
 # The largest image file read (declared and actual size); raise it for huge images.
 MAX_IMAGE_BYTES = int(os.environ.get("SQUEEZELAB_MAX_IMAGE_BYTES", 64 << 20))
+# The most image bytes one source may hold in all, checked from the declared sizes before any
+# image is read (a zip of 100 entries of 63 MB each is 6 GB, each entry under the cap above).
+MAX_SOURCE_BYTES = int(os.environ.get("SQUEEZELAB_MAX_SOURCE_BYTES", 4 << 30))
+# The largest member of a CIFAR archive read (an official batch is 31 MB).
+MAX_CIFAR_MEMBER_BYTES = 256 << 20
 
 CIFAR = {
     "cifar10": {
@@ -94,10 +100,26 @@ def load_source(
             f"data source {spec!r} is neither a known name (cifar10, cifar100, synthetic) "
             f"nor an existing path"
         )
+    _check_kind(path)
     for name, info in CIFAR.items():
         if _looks_like_cifar(path, info["folder"]):
             return _load_cifar(name, path, data_dir)
     return Source(str(path), _cached(path, data_dir, progress, _decode_image_folder))
+
+
+def _check_kind(path: Path) -> None:
+    """A data path is a folder or a regular file (through any links): a FIFO or a device
+    (a link to /dev/zero named data.tar.gz) would block or never end."""
+    mode = path.stat().st_mode
+    if not (stat.S_ISDIR(mode) or stat.S_ISREG(mode)):
+        kind = (
+            "a FIFO"
+            if stat.S_ISFIFO(mode)
+            else "a device"
+            if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+            else "not a regular file"
+        )
+        raise DataError(f"data source {path} is {kind}: give a folder or an archive file")
 
 
 def _parse_int(text: str, spec: str) -> int:
@@ -169,25 +191,39 @@ def _read_batch(data: bytes, where: str) -> dict:
     return batch
 
 
-def _cifar_members(path: Path, folder: str) -> Iterator[tuple[str, bytes]]:
+def _cifar_members(path: Path, folder: str, wanted: set[str]) -> Iterator[tuple[str, bytes]]:
+    """The archive's (or folder's) members named in ``wanted``, each checked against
+    ``MAX_CIFAR_MEMBER_BYTES`` before it is read; other members are never read."""
+
+    def check(where: str, size: int) -> None:
+        if size > MAX_CIFAR_MEMBER_BYTES:
+            raise DataError(
+                f"{where} is {size:,} bytes: an official CIFAR batch is about 31 MB (cap "
+                f"{MAX_CIFAR_MEMBER_BYTES:,})"
+            )
+
     if path.is_dir():
         base = path / folder if (path / folder).is_dir() else path
         for f in sorted(base.iterdir()):
-            if f.is_file():
+            if f.name in wanted and f.is_file():
+                check(str(f), f.stat().st_size)
                 yield f.name, f.read_bytes()
         return
     try:
         with tarfile.open(path) as tar:
             for member in tar:
-                if member.isfile():
-                    yield Path(member.name).name, tar.extractfile(member).read()
+                name = Path(member.name).name
+                if member.isfile() and name in wanted:
+                    check(f"{path}:{member.name}", member.size)
+                    yield name, tar.extractfile(member).read()
     except (tarfile.TarError, OSError, EOFError) as err:
         raise DataError(f"corrupt archive {path}: {err}") from None
 
 
 def _load_cifar(name: str, path: Path, data_dir: str | os.PathLike[str] | None) -> Source:
     info = CIFAR[name]
-    files = dict(_cifar_members(path, info["folder"]))
+    wanted = {*info["train"], *info["test"], info["meta"][0]}
+    files = dict(_cifar_members(path, info["folder"], wanted))
     n_classes = 10 if name == "cifar10" else 100
     missing = [f for f in info["train"] + info["test"] if f not in files]
     if missing:
@@ -271,6 +307,7 @@ def _iter_image_files(path: Path) -> Iterator[tuple[str, bytes]]:
     """
     name = path.name.lower()
     try:
+        _check_total(path)
         if path.is_dir():
             for f in sorted(path.rglob("*")):
                 if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES:
@@ -299,6 +336,50 @@ def _iter_image_files(path: Path) -> Iterator[tuple[str, bytes]]:
         raise DataError(f"corrupt archive {path}: {err}") from None
     except (RuntimeError, NotImplementedError) as err:  # encrypted / unsupported zip entries
         raise DataError(f"unreadable archive {path}: {err}") from None
+
+
+def _listing(path: Path) -> tuple[list[tuple[str, int]], set[str]]:
+    """(image entries with their declared sizes, folder entries) of a folder or an archive,
+    from its directory alone: nothing is decompressed beyond a tar's headers."""
+    name = path.name.lower()
+    if path.is_dir():
+        files = [
+            (f.relative_to(path).as_posix(), f.stat().st_size)
+            for f in path.rglob("*")
+            if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES
+        ]
+        dirs = {d.relative_to(path).as_posix() for d in path.rglob("*") if d.is_dir()}
+        return files, dirs
+    if name.endswith(".zip"):
+        with zipfile.ZipFile(path) as z:
+            infos = z.infolist()
+        files = [
+            (i.filename, i.file_size)
+            for i in infos
+            if not i.is_dir() and Path(i.filename).suffix.lower() in IMAGE_SUFFIXES
+        ]
+        return files, {i.filename.rstrip("/") for i in infos if i.is_dir()}
+    with tarfile.open(path) as tar:
+        members = tar.getmembers()
+    files = [
+        (m.name, m.size)
+        for m in members
+        if m.isfile() and Path(m.name).suffix.lower() in IMAGE_SUFFIXES
+    ]
+    return files, {m.name.rstrip("/") for m in members if m.isdir()}
+
+
+def _check_total(path: Path) -> None:
+    if not (path.is_dir() or path.name.lower().endswith(ARCHIVE_SUFFIXES)):
+        return  # the caller names what it is not
+    files, _ = _listing(path)
+    total = sum(size for _, size in files)
+    if total > MAX_SOURCE_BYTES:
+        raise DataError(
+            f"{path} declares {total:,} bytes of images in {len(files):,} files, over the "
+            f"{MAX_SOURCE_BYTES:,}-byte cap for one source (raise it with "
+            "SQUEEZELAB_MAX_SOURCE_BYTES)"
+        )
 
 
 def _check_entry(archive: Path, entry: str, size: int) -> None:
@@ -341,10 +422,9 @@ def _decode_image_folder(path: Path, progress: bool) -> ImageSet:
     strip = len(tops) == 1 and all("/" in d for d in dirs)
     labels_of = {d: (d.split("/", 1)[1] if strip else d) for d in dirs}
     classes = sorted(set(labels_of.values()))
-    if path.is_dir():
-        empty = _empty_class_folders(path, strip)
-        if empty:
-            raise DataError(f"{path}: class folder(s) without images: {', '.join(empty)}")
+    empty = _empty_class_folders(path, dirs, strip)
+    if empty:
+        raise DataError(f"{path}: class folder(s) without images: {', '.join(empty)}")
     if len(classes) < 2:
         raise DataError(
             f"{path}: found {len(classes)} class ({', '.join(classes)}); classification needs "
@@ -370,13 +450,21 @@ def _decode_image_folder(path: Path, progress: bool) -> ImageSet:
     return ImageSet(np.stack(images), np.asarray(labels, dtype=np.int64), classes)
 
 
-def _empty_class_folders(path: Path, strip: bool) -> list[str]:
-    base = next(d for d in path.iterdir() if d.is_dir()) if strip else path
-    return sorted(
-        d.name
-        for d in base.iterdir()
-        if d.is_dir() and not any(f.suffix.lower() in IMAGE_SUFFIXES for f in d.rglob("*"))
-    )
+def _empty_class_folders(path: Path, with_images: set[str | None], strip: bool) -> list[str]:
+    """Class folders (in a folder or an archive's folder entries) that hold no image: on
+    disk and in an archive alike an error, not a class silently dropped."""
+    try:
+        _, folders = _listing(path)
+    except (tarfile.TarError, zipfile.BadZipFile, OSError, EOFError) as err:
+        raise DataError(f"corrupt archive {path}: {err}") from None
+    top = next(iter({d.split("/")[0] for d in with_images if d}), "") if strip else ""
+    depth = 2 if strip else 1
+    candidates = {
+        d for d in folders if d.count("/") == depth - 1 and (not strip or d.startswith(top + "/"))
+    }
+    full = {d for d in with_images if d}
+    covered = {c for c in candidates if any(f == c or f.startswith(c + "/") for f in full)}
+    return sorted(c.split("/")[-1] for c in candidates - covered)
 
 
 def _decode(data: bytes, where: str) -> np.ndarray:
