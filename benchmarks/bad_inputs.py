@@ -453,6 +453,36 @@ def main() -> None:
     name = "results export onto a full disk over an earlier export"
     last = err.strip().splitlines()[-1:]
     cases.append({"case": name, "result": result, "exit": code, "message": last})
+    # Data bounded before it is read, and nothing dropped silently.
+    fifo = tmp / "fifo.tar.gz"
+    os.mkfifo(fifo)
+    train_on("a FIFO named like an archive", fifo, timeout=60)
+    zero = tmp / "zero.zip"
+    zero.symlink_to("/dev/zero")
+    train_on("a link to /dev/zero named like a zip", zero, timeout=60)
+    hollow = tar(tmp / "hollow.tar", good_entries())
+    with tarfile.open(hollow, "a") as t:
+        info = tarfile.TarInfo("yak")
+        info.type = tarfile.DIRTYPE
+        t.addfile(info)
+    train_on("an empty class folder inside a tar", hollow)
+    big = tmp / "big.zip"
+    with zipfile.ZipFile(big, "w") as z:
+        for i in range(3):
+            z.writestr(f"c{i % 2}/{i}.png", png())
+    train_on("a zip over the total cap (cap lowered to 100 bytes)", big,
+             env={"SQUEEZELAB_MAX_SOURCE_BYTES": "100"})  # fmt: skip
+    lone = tmp / "lone-best-of.toml"
+    lone.write_text(STUDY + '\n[best_of]\nstudy = "nosuch"\ngroup_by = ["model"]\n'
+                    'fields = ["lr"]\n')  # fmt: skip
+    case("[best_of] naming a study the store lacks, no [[points]]",
+         ["study", "run", str(lone), "--db", str(tmp / "lone.db"), "--dry-run"])  # fmt: skip
+    renamed = folder(tmp / "renamed", {"x": [png()] * 6, "y": [png(value=200)] * 6})
+    named = folder(tmp / "named", {"a": [png()] * 6, "b": [png(value=200)] * 6})
+    learned = tmp / "runs" / "named"
+    sh([*TRAIN, "--data", str(named), "--out", str(learned)], env=env)
+    case("evaluate --data whose classes differ (same count)",
+         ["evaluate", str(learned), "--data", str(renamed)])  # fmt: skip
     # Small ones.
     case("train --train-subset 1", [*TRAIN, "--data", "synthetic:100", "--train-subset", "1",
                                     "--out", str(tmp / "runs" / "one")])  # fmt: skip
