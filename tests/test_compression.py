@@ -372,3 +372,40 @@ def test_compress_takes_the_model_file_squeezelab_wrote(tmp_path: Path) -> None:
                 "--bits", "5", "--out", str(out), "--json").stdout
     )  # fmt: skip
     assert r["compressed_bytes"] == out.stat().st_size
+
+
+def test_decoded_values_are_validated_even_under_a_valid_checksum() -> None:
+    """A v2 file's CRC proves the bytes are the writer's, not that the writer was sane: a NaN
+    codebook, a code length no code matches, or a stream longer than its symbols is refused."""
+    import numpy as np
+
+    from squeezelab.compression import huffman
+    from squeezelab.compression.storage import FormatError, decode_layer, encode_layer
+
+    w = torch.zeros(64)
+    w[::3] = torch.tensor([0.5, -0.25, 1.0] * 8)[: len(w[::3])]
+    entry, blobs = encode_layer(w, 4, 4)
+    assert torch.equal(decode_layer(entry, blobs), w)
+    nan_book = bytearray(blobs[0])
+    nan_book[0:4] = np.float32("nan").tobytes()
+    with pytest.raises(FormatError, match="codebook value is not finite"):
+        decode_layer(entry, [bytes(nan_book), *blobs[1:]])
+    lengths = np.array([1, 2, 2, 0])  # symbols 0-2: a complete code
+    data, n_bits = huffman.encode(np.array([0, 1, 2, 0]), lengths)
+    assert list(huffman.decode(data, n_bits, 4, lengths)) == [0, 1, 2, 0]
+    with pytest.raises(ValueError, match="holds .* bits but its 3 symbols take"):
+        huffman.decode(data, n_bits, 3, lengths)  # a bit count that does not match
+    with pytest.raises(ValueError, match="no Huffman code matches"):
+        huffman.decode(b"\xff", 8, 2, np.array([2, 2, 0, 0]))  # 11 starts no code
+
+
+def test_a_version_1_file_says_it_has_no_checksum(tmp_path: Path) -> None:
+    from squeezelab.compression.storage import MAGIC, MAGIC_V1, read_compressed, write_compressed
+
+    path = tmp_path / "m.sqzc"
+    write_compressed(path, {"w": torch.ones(3)}, {}, {"model": "x", "num_classes": 2})
+    raw = path.read_bytes()
+    path.write_bytes(MAGIC_V1 + raw[len(MAGIC) : -4])  # v1: the old magic, no CRC
+    with pytest.warns(UserWarning, match="version-1 compressed model, written without a checksum"):
+        state, _ = read_compressed(path)
+    assert torch.equal(state["w"], torch.ones(3))

@@ -105,6 +105,12 @@ def decode(data: bytes, n_bits: int, n_symbols: int, lengths: np.ndarray) -> np.
     for i in range(n_symbols):
         if pos >= n_bits:
             raise ValueError("Huffman stream ends early (truncated or corrupt)")
+        if len_at[pos] == 0:  # no code starts with these bits: the lengths are not a code
+            raise ValueError(f"no Huffman code matches the bits at {pos} (corrupt code lengths)")
         out[i] = sym_at[pos]
         pos += len_at[pos]
+    if pos != n_bits:
+        raise ValueError(
+            f"the Huffman stream holds {n_bits} bits but its {n_symbols} symbols take {pos}"
+        )
     return out

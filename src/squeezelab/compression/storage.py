@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import struct
+import warnings
 import zlib
 from pathlib import Path
 from typing import Any
@@ -96,6 +97,8 @@ def decode_layer(entry: dict, blobs: list[bytes]) -> torch.Tensor:
     """Rebuild a weight tensor from its header entry and blobs."""
     bits, index_bits = entry["bits"], entry["index_bits"]
     codebook = np.frombuffer(blobs[0], dtype=np.float32)
+    if not np.all(np.isfinite(codebook)):
+        raise FormatError("corrupt compressed layer: a codebook value is not finite")
     w_len = np.frombuffer(blobs[1], dtype=np.uint8)
     i_len = np.frombuffer(blobs[2], dtype=np.uint8)
     if max(w_len.max(initial=0), i_len.max(initial=0)) > MAX_CODE_LENGTH:
@@ -149,6 +152,12 @@ def read_compressed(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
     data = path.read_bytes()
     if len(data) < 8 or data[:4] not in (MAGIC, MAGIC_V1):
         raise FormatError(f"{path} is not a squeezelab compressed model")
+    if data[:4] == MAGIC_V1:
+        warnings.warn(
+            f"{path} is a version-1 compressed model, written without a checksum: corruption "
+            "in it cannot be detected (compress the run again to write version 2)",
+            stacklevel=2,
+        )
     if data[:4] == MAGIC:
         if len(data) < 12 or struct.unpack("<I", data[-4:])[0] != zlib.crc32(data[:-4]):
             raise FormatError(f"{path} is corrupt or truncated: its CRC-32 does not match")
@@ -180,6 +189,8 @@ def read_compressed(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
                 state[entry["name"]] = decode_layer(entry, parts)
             else:
                 arr = np.frombuffer(parts[0], dtype=entry["dtype"]).copy()
+                if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
+                    raise ValueError("a value is not finite (NaN or infinite)")
                 state[entry["name"]] = torch.from_numpy(arr).view(entry["shape"])
         except (ValueError, IndexError, RuntimeError) as err:
             raise FormatError(f"{path}: corrupt tensor {entry['name']} ({err})") from None
