@@ -169,3 +169,20 @@ def test_export_of_a_mismatched_file_is_one_line(tmp_path: Path) -> None:
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "1 missing: features.0.weight" in proc.stderr.strip().splitlines()[-1]
     assert not (tmp_path / "m.pt").exists()
+
+
+def test_a_store_on_a_full_disk_is_one_line_and_keeps_what_it_held(tmp_path: Path) -> None:
+    db = tmp_path / "s.db"
+    with Store(db) as store:
+        cfg = RunConfig()
+        store.add_study("kept", {"name": "kept"}, [(cfg.key(), cfg.to_dict(), "run")])
+    size = db.stat().st_size
+    proc = subprocess.run(
+        ["squeezelab", "study", "run", "grid", "--data", "synthetic:100", "--db", str(db)],
+        capture_output=True, text=True, preexec_fn=_limit_file_size(size + 4096), timeout=300,
+        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+    )  # fmt: skip
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert f"could not write the store {db}" in proc.stderr.strip().splitlines()[-1]
+    with Store(db) as store:
+        assert store.studies() == ["kept"] and len(store.runs("kept")) == 1

@@ -6,6 +6,7 @@ knows nothing of torch: runs arrive as plain dictionaries.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -137,6 +138,12 @@ class StoreError(SqueezelabError, RuntimeError):
     """The store file is not a squeezelab store or cannot be opened."""
 
 
+def _full(err: sqlite3.OperationalError) -> bool:
+    """A write SQLite could not make for want of space (the store's disk or its temp space)."""
+    text = str(err).lower()
+    return any(w in text for w in ("disk is full", "disk i/o error", "readonly", "read-only"))
+
+
 class Store:
     """A squeezelab results database; ``readonly`` opens an existing one without writing."""
 
@@ -231,10 +238,16 @@ class Store:
         self.conn.execute("BEGIN IMMEDIATE")
         try:
             yield self.conn
-        except BaseException:
-            self.conn.execute("ROLLBACK")
+            self.conn.execute("COMMIT")
+        except BaseException as err:
+            with contextlib.suppress(sqlite3.Error):  # a failed COMMIT may have ended it
+                self.conn.execute("ROLLBACK")
+            if isinstance(err, sqlite3.OperationalError) and _full(err):
+                raise StoreError(
+                    f"could not write the store {self.path}: {err} (nothing of this change was "
+                    "written; what it held before is intact)"
+                ) from err
             raise
-        self.conn.execute("COMMIT")
 
     # --- writing ----------------------------------------------------------------------
 
