@@ -485,3 +485,28 @@ def test_the_stall_note_is_printed_with_the_epoch_lines(
     err = capsys.readouterr().err
     assert err.count("this run may have stalled") == 1
     assert err.index("epoch 3/3:") < err.index("this run may have stalled")
+
+
+def test_a_run_that_cannot_fit_in_memory_is_refused_before_it_allocates(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from squeezelab.errors import ConfigError
+    from squeezelab.models import get_model
+    from squeezelab.models.complexity import activation_bytes
+
+    per_image = activation_bytes(get_model("squeezenet1_0", num_classes=10), 64)
+    assert 1e6 < per_image < 1e7  # about 2.4 MB of float32 outputs for one 64x64 image
+    monkeypatch.setattr(loop_module, "available_memory", lambda dev: 50_000_000)
+    with pytest.raises(ConfigError, match=r"batch 64, needs about 0\.\d GB .* has 0\.1 GB free"):
+        train(tiny(image_size=64, batch_size=64), tmp_path / "big", verbose=False)
+    assert not (tmp_path / "big").exists()  # refused at start: nothing left behind
+
+
+def test_a_run_refused_at_start_leaves_no_folder(tmp_path: Path) -> None:
+    bad = run_cli("train", "--data", str(tmp_path / "none.tar.gz"), "--out", str(tmp_path / "r"),
+                  check=False)  # fmt: skip
+    assert bad.returncode == 2 and not (tmp_path / "r").exists()
+    (tmp_path / "kept").mkdir()  # a folder the user made stays, even when the run is refused
+    run_cli("train", "--data", str(tmp_path / "none.tar.gz"), "--out", str(tmp_path / "kept"),
+            check=False)  # fmt: skip
+    assert (tmp_path / "kept").is_dir()

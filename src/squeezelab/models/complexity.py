@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
 from collections.abc import Mapping
@@ -44,21 +45,42 @@ def count_macs(model: nn.Module, image_size: int) -> int:
 
 
 def check_input_size(model: nn.Module, image_size: int) -> None:
-    """Raise a clear error when ``model`` cannot take ``image_size`` inputs."""
+    """Raise a clear error when ``model`` cannot take ``image_size`` inputs.
+
+    The forward pass runs on the meta device (shapes only), so a 4096x4096 input costs
+    nothing to check: the real one would take gigabytes at batch 1.
+    """
+    activation_bytes(model, image_size)
+
+
+def activation_bytes(model: nn.Module, image_size: int) -> int:
+    """The float32 bytes of every module output in one forward pass of one image (what a
+    training step keeps for its backward pass), measured on the meta device; a model that
+    cannot take ``image_size`` inputs raises a clear error."""
     if image_size < 1:
         raise ValueError(f"image_size must be positive, got {image_size}")
-    was_training = model.training
-    model.eval()
+    shadow = copy.deepcopy(model).to("meta").eval()
+    total = 0
+
+    def count(_module: nn.Module, _inputs: Any, output: Any) -> None:
+        nonlocal total
+        if isinstance(output, torch.Tensor):
+            total += output.numel() * 4
+
+    leaves = [m for m in shadow.modules() if not list(m.children())]
+    handles = [m.register_forward_hook(count) for m in leaves]
     try:
         with torch.no_grad():
-            model(torch.zeros(1, 3, image_size, image_size, device=_device_of(model)))
+            shadow(torch.zeros(1, 3, image_size, image_size, device="meta"))
     except RuntimeError as err:
         raise ValueError(
             f"{type(model).__name__} cannot take {image_size}x{image_size} inputs "
             f"(a feature map shrinks below its kernel): use a larger image size"
         ) from err
     finally:
-        model.train(was_training)
+        for h in handles:
+            h.remove()
+    return total
 
 
 def measure(model: nn.Module, image_size: int) -> Complexity:

@@ -48,6 +48,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
+PLANNING_NOTE = 5_000  # runs above which planning says how many it plans
 MAX_RUNS = 100_000  # a study larger than this is almost surely a typo in its axes
 SECTIONS = (
     "description",
@@ -109,6 +110,13 @@ class StudySpec:
     def _expand(self, points: list[dict[str, Any]]) -> list[RunConfig]:
         names = list(self.axes)
         size = len(points) * len(self.seeds) * math.prod(len(self.axes[n]) for n in names)
+        if size > PLANNING_NOTE:  # a large plan takes a while: say so before it starts
+            print(
+                f"study {self.name!r}: planning {size:,} runs (each validated and keyed; about "
+                f"{size / 3000:.0f} s)",
+                file=sys.stderr,
+                flush=True,
+            )
         if size > MAX_RUNS:
             raise ConfigError(
                 f"study {self.name!r} ({self.source}) expands to {size:,} runs "

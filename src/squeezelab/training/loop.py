@@ -11,6 +11,7 @@ import functools
 import json
 import math
 import os
+import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -23,9 +24,9 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from ..data import Batches, Preprocess, Source, Splits, load_source, split_source
-from ..errors import ConfigError
+from ..errors import ConfigError, SqueezelabError
 from ..models import get_model
-from ..models.complexity import check_input_size
+from ..models.complexity import activation_bytes
 from ..results.records import left_chance, machine_of
 from .checkpoint import CheckpointError, TrainingState, save_atomic, save_checkpoint
 from .config import RunConfig
@@ -44,6 +45,7 @@ from .rundir import (
 )
 from .runtime import (
     autocast,
+    available_memory,
     configure_backend,
     pick_device,
     resolve_precision,
@@ -130,11 +132,19 @@ def train(
     if (out / RESULT).is_file() and resume:
         check_same_run(out, cfg)
         return read_outcome(out)
+    made = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
-    with lock_dir(out):
-        return _train_locked(
-            cfg, out, data_dir, resume, device, progress, verbose, keep_checkpoint, tensorboard
-        )
+    try:
+        with lock_dir(out):
+            return _train_locked(
+                cfg, out, data_dir, resume, device, progress, verbose, keep_checkpoint, tensorboard
+            )
+    except SqueezelabError:
+        # A run refused at start (its data, its size, its memory) leaves nothing behind: the
+        # folder this call made goes again when it holds only the lock.
+        if made and {p.name for p in out.iterdir()} <= {".lock"}:
+            shutil.rmtree(out, ignore_errors=True)
+        raise
 
 
 def _train_locked(
@@ -291,12 +301,29 @@ def load_splits(cfg: RunConfig, data_dir: str | None = None) -> Splits:
     )
 
 
+def _check_memory(model: nn.Module, cfg: RunConfig, dev: torch.device) -> None:
+    """Refuse, before anything large is allocated, a run whose training step cannot fit: the
+    activations of one batch (measured on the meta device) and the weights with their
+    gradients and momentum, against the device's free memory."""
+    per_image = activation_bytes(model, cfg.image_size)  # also: can the model take it at all
+    params = sum(p.numel() for p in model.parameters())
+    need = per_image * cfg.batch_size + params * 4 * 4
+    free = available_memory(dev)
+    if free is not None and need > free:
+        raise ConfigError(
+            f"{cfg.model} at {cfg.image_size}x{cfg.image_size}, batch {cfg.batch_size}, needs "
+            f"about {need / 1e9:.1f} GB for one training step ({per_image / 1e6:.1f} MB of "
+            f"activations an image); {dev} has {free / 1e9:.1f} GB free: lower --image-size or "
+            "--batch-size"
+        )
+
+
 def _build(
     cfg: RunConfig, dev: torch.device, precision: str, data_dir: str | None, fresh: bool
 ) -> _Parts:
     splits = load_splits(cfg, data_dir)
     model = get_model(cfg.model, num_classes=splits.num_classes, **cfg.model_options())
-    check_input_size(model, cfg.image_size)
+    _check_memory(model, cfg, dev)
     if cfg.init and fresh:
         init_from(model, cfg.init, cfg.model)
     model = model.to(dev, memory_format=torch.channels_last)

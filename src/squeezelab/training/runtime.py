@@ -119,3 +119,17 @@ def set_rng_state(state: dict[str, torch.Tensor], data_generator: torch.Generato
         cuda = [state[k] for k in sorted(state) if k.startswith("cuda")]
         if len(cuda) == torch.cuda.device_count():
             torch.cuda.set_rng_state_all(cuda)
+
+
+def available_memory(device: torch.device) -> int | None:
+    """Bytes free for a run on ``device``: the GPU's free memory, or the host's available
+    memory (Linux's MemAvailable); None where it cannot be read."""
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
