@@ -221,6 +221,20 @@ def test_compare_takes_points_from_finished_grid(tmp_path: Path) -> None:
     assert {(r.model, r.lr) for r in runs} == {("squeezenet1_1", best.config["lr"])}
 
 
+def test_a_second_declaration_under_one_study_name_is_said(tmp_path: Path) -> None:
+    """Two calls with different --set values keep both declarations' runs under one study
+    name (reported apart): the second call says so instead of adding them silently."""
+    spec, db = load_study(str(_tiny_study(tmp_path))), tmp_path / "s.db"
+    only = parse_filters(["lr=0.05", "momentum=0.9", "seed=0"])
+    first: list[str] = []
+    run_study(spec, db, log=first.append, only=only)
+    assert not any("already holds" in m for m in first)
+    second: list[str] = []
+    run_study(spec.with_overrides(parse_overrides(["epochs=2"])), db, log=second.append, only=only)
+    assert any("already holds 8 run(s) of the study that this call does not declare" in m
+               for m in second)  # fmt: skip
+
+
 def test_best_of_with_nothing_to_take_points_from_is_refused(tmp_path: Path) -> None:
     """[best_of] naming a study the store lacks, with no [[points]] to fall back on, used to
     train the [base] point alone and exit 0: now it is one error naming the study."""

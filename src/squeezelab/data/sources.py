@@ -25,6 +25,7 @@ from typing import IO, ClassVar
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from ..fileio import write_with
 from .images import DataError, ImageSet
 from .synthetic import make_synthetic
 
@@ -278,9 +279,12 @@ def _cached(
         except Exception:
             target.unlink(missing_ok=True)  # a broken cache entry is rebuilt, never trusted
     images = decode(path, progress)
-    tmp = target.with_suffix(f".tmp{os.getpid()}.npz")
-    np.savez(tmp, images=images.images, labels=images.labels, classes=np.array(images.classes))
-    os.replace(tmp, target)
+    write_with(
+        target,
+        lambda tmp: np.savez(
+            tmp, images=images.images, labels=images.labels, classes=np.array(images.classes)
+        ),
+    )
     return images
 
 

@@ -219,7 +219,16 @@ def run_study(
             for stage, role in zip(stages, ("source", "run"))
             for key, c in stage
         ]
+        before = {r.key for r in store.runs(spec.name, role=None)}
         store.add_study(spec.name, spec_dict, entries)
+        other = before - {key for key, _, _ in entries}
+        if other:  # not silent: this call and an earlier one declare the study differently
+            log(
+                f"{spec.name}: this store already holds {len(other)} run(s) of the study that "
+                "this call does not declare (another --set, data path or study file): both are "
+                "kept under one name and reported apart by their protocol settings; `results "
+                "merge` compares the union with another store's declaration"
+            )
         owner = owner_id()
         beat = Heartbeat(db, owner)
         try:
