@@ -18,7 +18,7 @@ import pytest
 from squeezelab.results import Store
 from squeezelab.studies import builtin_studies, load_study, parse_overrides, parse_study, run_study
 from squeezelab.studies.spec import parse_filters
-from squeezelab.training import ConfigError
+from squeezelab.training import ConfigError, RunConfig
 
 from .conftest import run_cli
 
@@ -620,3 +620,40 @@ def test_longest_runs_start_first(tmp_path: Path, monkeypatch) -> None:
     # The ETA weighs runs by their work once some has finished.
     progress = [m for m in messages if m.startswith("[")]
     assert "ETA" not in progress[0] and all("ETA" in m for m in progress[1:])
+
+
+def test_missing_data_stops_a_study_and_reproduce_before_anything_is_written(
+    tmp_path: Path,
+) -> None:
+    missing = str(tmp_path / "missing.tar.gz")
+    db = tmp_path / "s.db"
+    proc = run_cli("study", "run", "grid", "--data", missing, "--db", str(db), check=False)
+    assert proc.returncode == 2 and not db.exists()
+    assert proc.stderr.strip().splitlines() == [
+        f"squeezelab study: error: data source {missing!r} is neither a known name (cifar10, "
+        "cifar100, synthetic) nor an existing path"
+    ]
+    out = tmp_path / "repro"
+    proc = run_cli("reproduce", "--data", missing, "--out", str(out), check=False)
+    assert proc.returncode == 2 and not out.exists()
+    assert proc.stderr.strip().splitlines()[-1].startswith("squeezelab reproduce: error: data")
+    init = tmp_path / "b.toml"
+    init.write_text(STUDY.replace("[axes]", f'init = "{tmp_path / "nope.pth"}"\n[axes]'))
+    proc = run_cli("study", "run", str(init), "--db", str(db), check=False)
+    assert proc.returncode == 2 and "nope.pth': no such file or run directory" in proc.stderr
+
+
+def test_a_report_says_first_how_many_runs_failed_and_why(tmp_path: Path) -> None:
+    from squeezelab.analysis import build_report
+
+    db = tmp_path / "f.db"
+    with Store(db) as store:
+        for lr in (0.1, 0.05):
+            cfg = RunConfig(lr=lr)
+            store.add_study("s", {"name": "s"}, [(cfg.key(), cfg.to_dict(), "run")])
+        store.finish_run(RunConfig(lr=0.1).key(), {"val_acc": 50.0, "test_acc": 50.0}, [], {})
+        store.fail_run(RunConfig(lr=0.05).key(), "Traceback ...\nValueError: out of luck")
+    build_report(db, tmp_path / "r")
+    md = (tmp_path / "r" / "report.md").read_text()
+    first = md.split("\n## ")[1]
+    assert first.startswith("1 of 2 runs failed") and "ValueError: out of luck" in first

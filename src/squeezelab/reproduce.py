@@ -97,10 +97,12 @@ def reproduce(
     out = Path(out)
     db = out / "squeezelab.db"
     t0 = time.perf_counter()
+    failed = 0
     for spec in resolve(preset, data, overrides):
         print(f"== {spec.name}: {as_run(spec)}", file=sys.stderr, flush=True)
-        run_study(spec, db, **execution)
+        failed += run_study(spec, db, **execution).get("failed", 0)
     summary = build_report(db, out / "report", reference_protocols())
+    summary["failed_runs"] = failed
     summary["wall_s"] = time.perf_counter() - t0
     summary["db"] = str(db)
     return summary

@@ -217,4 +217,11 @@ def reproduce(args: argparse.Namespace) -> int:
     print_summary(summary, args.json)
     if not args.json:
         print(f"wall time {summary['wall_s']:.0f}s")
+    if summary.get("failed_runs"):
+        print(
+            f"squeezelab reproduce: {summary['failed_runs']} run(s) failed (the report says "
+            "which and why, at its top); re-running retries them",
+            file=sys.stderr,
+        )
+        return 1
     return 0

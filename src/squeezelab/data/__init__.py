@@ -2,7 +2,7 @@
 
 from .images import DataError, ImageSet
 from .pipeline import Batches, Preprocess, random_crop_flip, to_tensor
-from .sources import Source, cache_dir, load_source
+from .sources import Source, cache_dir, check_source, load_source
 from .splits import Splits, split_source
 from .synthetic import make_synthetic
 
@@ -14,6 +14,7 @@ __all__ = [
     "Source",
     "Splits",
     "cache_dir",
+    "check_source",
     "load_source",
     "make_synthetic",
     "random_crop_flip",

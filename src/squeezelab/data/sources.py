@@ -108,6 +108,28 @@ def load_source(
     return Source(str(path), _cached(path, data_dir, progress, _decode_image_folder))
 
 
+def check_source(spec: str, data_dir: str | os.PathLike[str] | None = None) -> None:
+    """Check, without decoding a single image, that ``spec`` names data that can be loaded: a
+    generated set, CIFAR present (or fetched: offline, the message says how to give a path),
+    an existing folder or archive file. A study checks each of its sources once, before any
+    run is registered, so a missing file is one line, not one failure per run."""
+    if spec == "synthetic":
+        return
+    if spec.startswith("synthetic:"):
+        _parse_int(spec.split(":", 1)[1], spec)
+        return
+    if spec in CIFAR:
+        _find_cifar(spec, data_dir)
+        return
+    path = Path(spec).expanduser()
+    if not path.exists():
+        raise DataError(
+            f"data source {spec!r} is neither a known name (cifar10, cifar100, synthetic) "
+            f"nor an existing path"
+        )
+    _check_kind(path)
+
+
 def _check_kind(path: Path) -> None:
     """A data path is a folder or a regular file (through any links): a FIFO or a device
     (a link to /dev/zero named data.tar.gz) would block or never end."""

@@ -19,6 +19,7 @@ from typing import Any
 from tqdm import tqdm
 
 from ..analysis.selection import best_runs, num_classes_of, select_best
+from ..data import check_source
 from ..models.complexity import complexity_of
 from ..results import RunRecord, Store, StoreError
 from ..results.merge import Rekey
@@ -183,6 +184,19 @@ def _resolve_imagenet(
     return swapped, sources, desc
 
 
+def preflight(runs: list[RunConfig], runs_root: Path, data_dir: str | None) -> None:
+    """Check once, before any run is registered or trained, what every run will read: each
+    distinct data source and each starting-weights path (other than ImageNet's and the
+    source models this study trains itself). One line names the first problem."""
+    for data in sorted({c.data for c in runs}):
+        check_source(data, data_dir)
+    root = runs_root.resolve()
+    for init in sorted({c.init for c in runs if c.init and c.init != "imagenet"}):
+        path = Path(init).expanduser()
+        if not path.exists() and root not in path.resolve().parents:
+            raise ConfigError(f"init {init!r}: no such file or run directory")
+
+
 def run_study(
     spec: StudySpec,
     db: str | Path,
@@ -206,8 +220,10 @@ def run_study(
     """
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     runs_root = Path(runs_dir) if runs_dir else default_runs_dir(db)
+    preflight(spec.expand(), runs_root, data_dir)  # before the store is even opened
     with Store(db) as store:
         sources, runs, notes = plan(spec, store, runs_root, log)
+        preflight(sources, runs_root, data_dir)  # what planning added: source models
         spec_dict = {**dataclasses.asdict(spec), "notes": notes}
         spec_dict.pop("raw")  # the parsed fields say it all
         # Each run's key once (it may hash the data): (key, config) per stage.

@@ -39,7 +39,13 @@ from ..tables import (
 )
 from .context import PLAIN_EPOCHS, PLAIN_IMAGES, ReportContext
 from .section import Section
-from .store_sections import acc_cells, cut_note, model_size_section, timing_section
+from .store_sections import (
+    acc_cells,
+    cut_note,
+    failed_section,
+    model_size_section,
+    timing_section,
+)
 from .verdicts import claims_section, published_section
 
 SEEDS_SHOWN = 6  # a study table lists each seed's accuracy when no row has more
@@ -721,6 +727,9 @@ def build_report(
             )
             b.sections.append(empty)
         else:
+            failed = failed_section(b.ctx)
+            if failed is not None:
+                b.add_section(failed)
             b.header()
             b.protocol(protocols or {})
             for name in store.studies():

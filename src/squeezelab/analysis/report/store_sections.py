@@ -165,3 +165,27 @@ def model_size_section(ctx: ReportContext) -> Section | None:
         ),
     )
     return s
+
+
+def failed_section(ctx: ReportContext) -> Section | None:
+    """At the top of the report: how many runs failed, grouped by their error, so a study
+    whose runs could not train is not read as a study that ran."""
+    failed = [r for r in ctx.every_run if r.status == "failed"]
+    if not failed:
+        return None
+    by_error = Counter((r.error or "no error recorded").strip().splitlines()[-1] for r in failed)
+    total = len(ctx.every_run)
+    s = Section(f"{len(failed)} of {total} runs failed")
+    s.text(
+        f"**{len(failed)} of the store's {total} runs failed** and are in no table, figure or "
+        "claim below; `squeezelab study run` again retries them. By error:"
+    )
+    s.table(
+        Table(
+            "failed_runs",
+            "Failed runs by error",
+            ["Runs", "Error (last line)"],
+            [[n, error] for error, n in by_error.most_common()],
+        )
+    )
+    return s
