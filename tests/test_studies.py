@@ -251,6 +251,8 @@ def test_best_of_with_nothing_to_take_points_from_is_refused(tmp_path: Path) -> 
     )
     proc = run_cli("study", "run", str(path), "--db", str(tmp_path / "c.db"), check=False)
     assert proc.returncode == 2 and "run 'nosuch' first" in proc.stderr
+    dry = run_cli("study", "run", str(path), "--dry-run", check=False)  # what a run would say
+    assert dry.returncode == 2 and "run 'nosuch' first" in dry.stderr
 
 
 def test_transfer_pretrains_its_own_source_offline(tmp_path: Path, monkeypatch) -> None:

@@ -14,11 +14,12 @@ import os
 import signal
 import sys
 import threading
+import warnings
 from collections.abc import Sequence
 
 from .. import __version__
 from . import compression, results, runs, studies  # noqa: F401  (register their commands)
-from .common import COMMANDS, EXIT_USAGE
+from .common import COMMANDS, EXIT_USAGE, HelpFormatter, StrictParser
 
 DESCRIPTION = """\
 squeezelab: a laboratory for compact convolutional networks.
@@ -57,30 +58,39 @@ def _chosen(argv: Sequence[str]) -> str | None:
 
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     """Build the parser; only the command named in ``argv`` gets its arguments set up."""
-    parser = argparse.ArgumentParser(
-        prog="squeezelab",
-        description=DESCRIPTION,
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = StrictParser(prog="squeezelab", description=DESCRIPTION, epilog=EPILOG)
     parser.add_argument("--version", action="version", version=f"squeezelab {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parsers: dict[str, argparse.ArgumentParser] = {}
     chosen = _chosen(argv) if argv is not None else None
     for name in sorted(COMMANDS, key=lambda n: ORDER.index(n) if n in ORDER else len(ORDER)):
         setup, fn, example = COMMANDS[name]
         summary = (fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else None
         p = sub.add_parser(
-            name,
-            help=summary,
-            description=summary,
-            epilog=example,
-            formatter_class=argparse.RawDescriptionHelpFormatter,
+            name, help=summary, description=summary, epilog=example, formatter_class=HelpFormatter
         )
         if argv is None or name == chosen:
             setup(p)
         p.set_defaults(handler=fn)
+        parsers[name] = p
+    parser.set_defaults(_parsers=parsers)
     return parser
+
+
+def _deepest(args: argparse.Namespace, parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The parser of the innermost sub-command given (``study run``), whose usage fits."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            chosen = getattr(args, action.dest or "", None)
+            if chosen in action.choices:
+                return _deepest(args, action.choices[chosen])
+    return parser
+
+
+def _one_line_warning(message: Warning | str, category: type[Warning], *_: object,
+                      **__: object) -> None:  # fmt: skip
+    print(f"squeezelab: warning: {message}", file=sys.stderr)
 
 
 def _user_error(err: BaseException) -> str | None:
@@ -99,7 +109,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv or bool(os.environ.get("SQUEEZELAB_DEBUG"))
     argv = [a for a in argv if a != "--debug"]  # accepted anywhere on the line
-    args = build_parser(argv).parse_args(argv)
+    parser = build_parser(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # answered by the command's own parser: its usage, and the closest option
+        _deepest(args, args._parsers.get(args.command, parser)).error(
+            f"unrecognized arguments: {' '.join(extra)}"
+        )
+    if not debug:  # other libraries' warnings are not the user's business; squeezelab's are
+        warnings.filterwarnings("ignore")
+        warnings.filterwarnings("default", module=r"squeezelab(\.|$)")
+        warnings.showwarning = _one_line_warning
     main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
     try:

@@ -9,7 +9,7 @@ import argparse
 import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 DEFAULT_DB = "results/squeezelab.db"
 EXIT_USAGE = 2
@@ -87,3 +87,65 @@ def require_store(db: str) -> None:
             f"no store at {db}: run a study first (squeezelab study run ... --db {db}), "
             "or pass --db PATH"
         )
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Descriptions as written, and every option's default in its help (unless it names one
+    already, or has none worth saying)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if (
+            text
+            and "default" not in text.lower()
+            and default not in (None, False, argparse.SUPPRESS, [], ())
+            and action.option_strings
+        ):
+            text += " (default: %(default)s)"
+        return text
+
+
+class StrictParser(argparse.ArgumentParser):
+    """No abbreviated options (``--epoch`` is not ``--epochs``), every sub-command described
+    and its defaults shown, and a mistyped option or value answered with the closest one."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def add_subparsers(self, **kwargs: Any) -> Any:
+        kwargs.setdefault("parser_class", StrictParser)
+        action = super().add_subparsers(**kwargs)
+        add = action.add_parser
+
+        def add_parser(name: str, **options: Any) -> argparse.ArgumentParser:
+            options.setdefault("description", options.get("help"))  # `X --help` says what X is
+            return add(name, **options)
+
+        action.add_parser = add_parser  # type: ignore[method-assign]
+        return action
+
+    def error(self, message: str) -> NoReturn:
+        hint = suggestion(message, self)
+        super().error(f"{message}{hint}")
+
+
+def suggestion(message: str, parser: argparse.ArgumentParser) -> str:
+    """'; did you mean --epochs?' for an unknown option or value close to a known one."""
+    import difflib
+    import re
+
+    known: list[str] = []
+    wrong: list[str] = []
+    if "unrecognized arguments:" in message:
+        wrong = message.split("unrecognized arguments:", 1)[1].split()
+        known = [o for a in parser._actions for o in a.option_strings]
+    elif "invalid choice:" in message:
+        found = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+        if found:
+            wrong = [found.group(1)]
+            known = [c.strip(" '") for c in found.group(2).split(",")]
+    close = [m for w in wrong for m in difflib.get_close_matches(w.split("=")[0], known, n=1)]
+    return f"; did you mean {' / '.join(close)}?" if close else ""

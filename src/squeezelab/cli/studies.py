@@ -129,17 +129,22 @@ def _dry_run(spec: StudySpec, only: dict[str, tuple[Any, ...]], db: str) -> int:
     run, or there is no store yet) and the fields that differ between the study's runs."""
     from ..results import Store
     from ..results.records import FINISHED
-    from ..studies.runner import run_key
+    from ..studies.runner import no_points, run_key
     from ..studies.spec import select_runs
 
     runs = spec.expand()
     rows = [c.to_dict() for c in runs]  # show what differs between the study's runs
     shown = [k for k in rows[0] if len({str(r[k]) for r in rows}) > 1] if rows else []
     stored: dict[str, str] = {}
+    best_of_done = 0
     if Path(db).exists():
         require_store(db)
         with Store(db, readonly=True) as store:
             stored = store.stored_statuses()
+            if spec.best_of is not None:
+                best_of_done = sum(r.finished_ok for r in store.runs(spec.best_of.study))
+    if spec.best_of is not None and not spec.points and not best_of_done:
+        raise no_points(spec, 0)  # what the run itself would refuse
     chosen = select_runs(runs, only, spec.name) if only else runs
     keys = [run_key(cfg) for cfg in chosen]
     for key, cfg in zip(keys, chosen, strict=True):

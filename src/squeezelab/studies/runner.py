@@ -142,13 +142,7 @@ def plan(
                 "the study file's [[points]] are used"
             )
         else:  # nothing to take the points from: the [base] point alone is not what was asked
-            held = store.runs(spec.best_of.study)
-            state = f"holds {len(held)} run(s) of it, none finished" if held else "holds none of it"
-            raise ConfigError(
-                f"{spec.name}: [best_of] takes its points from study {spec.best_of.study!r}, and "
-                f"this store {state}; the study file gives no [[points]] to fall back on: run "
-                f"{spec.best_of.study!r} first (or add [[points]])"
-            )
+            raise no_points(spec, len(store.runs(spec.best_of.study)))
     runs = spec.expand(points)
     sources: list[RunConfig] = []
     if any(r.init == "imagenet" for r in runs):
@@ -182,6 +176,17 @@ def _resolve_imagenet(
     log(f"{spec.name}: {desc}")
     swapped = [r.replace(init=replace[r.model]) if r.init == "imagenet" else r for r in runs]
     return swapped, sources, desc
+
+
+def no_points(spec: StudySpec, held: int) -> ConfigError:
+    """The error for a [best_of] study with nothing to take its points from."""
+    study = spec.best_of.study if spec.best_of else "?"
+    state = f"holds {held} run(s) of it, none finished" if held else "holds none of it"
+    return ConfigError(
+        f"{spec.name}: [best_of] takes its points from study {study!r}, and this store "
+        f"{state}; the study file gives no [[points]] to fall back on: run {study!r} first "
+        "(or add [[points]])"
+    )
 
 
 def preflight(runs: list[RunConfig], runs_root: Path, data_dir: str | None) -> None:
