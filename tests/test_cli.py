@@ -164,3 +164,23 @@ def test_a_reader_that_goes_away_stops_the_cli_quietly() -> None:
     proc.stdout.close()  # as `head` does; the 108 runs' lines overflow Python's 8 KiB buffer
     assert proc.wait(timeout=60) == 141
     assert proc.stderr is not None and proc.stderr.read() == b""
+
+
+def test_the_command_line_is_strict_and_suggests(tmp_path: Path) -> None:
+    """No abbreviations; a mistyped option or value gets the closest one and the usage of the
+    sub-command it was given to; every sub-command says what it does; helps show defaults."""
+    short = run_cli("train", "--epoch", "1", "--out", str(tmp_path / "r"), check=False)
+    assert short.returncode == 2 and not (tmp_path / "r").exists()
+    assert short.stderr.strip().endswith(
+        "unrecognized arguments: --epoch 1; did you mean --epochs?"
+    )
+    typo = run_cli("study", "run", "grid", "--onli", "lr=0.1", "--dry-run", check=False)
+    assert typo.returncode == 2 and typo.stderr.startswith("usage: squeezelab study run")
+    assert "did you mean --only?" in typo.stderr
+    value = run_cli("train", "--scheduler", "stepp", "--out", str(tmp_path / "r"), check=False)
+    assert "invalid choice: 'stepp'" in value.stderr and value.stderr.strip().endswith(
+        "did you mean step?"
+    )
+    assert "list the built-in studies" in run_cli("study", "list", "--help").stdout
+    assert "run (or continue) a study" in run_cli("study", "run", "--help").stdout
+    assert "(default: 0.67)" in run_cli("compress", "--help").stdout
