@@ -392,14 +392,19 @@ def _unpaired(claim: ClaimSpec, runs: list[RunRecord], rule: str, chance: float,
         if effect is None:
             return None, None, "", _no_effect_declared()
         power = welch_power(effect, sd, per_group, level, two)
-        needed = smallest(lambda k: welch_power(effect, sd, k, level, two))
+        needed = smallest(lambda k: welch_power(effect, sd, k, level, two), limit=1_000_000)
+        what = "the margin" if noninferiority else "the smallest effect of interest"
         text = (
-            f"about {needed} runs (seeds) per group (now {per_group}) would give {POWER:.0%} "
-            f"power for {'the margin' if noninferiority else 'the smallest effect of interest'} "
-            f"({effect:g})"
+            f"about {needed:,} runs (seeds) per group (now {per_group}) would give {POWER:.0%} "
+            f"power for {what} ({effect:g})"
             if needed
-            else "no feasible number of seeds would: the spread is too wide for this effect"
+            else f"over a million runs per group would be needed for {what} ({effect:g})"
         )
+        if needed is None or needed > 100:
+            text += (
+                f": the seed-to-seed spread (SD {sd:.2f}) is what stands in the way, so a recipe "
+                "that trains every seed alike would decide it sooner than more seeds"
+            )
         return power, needed, "runs per group", text
 
     def boot() -> Bootstrap | None:
