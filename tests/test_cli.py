@@ -184,3 +184,22 @@ def test_the_command_line_is_strict_and_suggests(tmp_path: Path) -> None:
     assert "list the built-in studies" in run_cli("study", "list", "--help").stdout
     assert "run (or continue) a study" in run_cli("study", "run", "--help").stdout
     assert "(default: 0.67)" in run_cli("compress", "--help").stdout
+
+
+@pytest.mark.parametrize(("module", "extra"), sorted(cli.EXTRAS.items()))
+def test_every_optional_dependency_is_named_in_its_error(module: str, extra: str) -> None:
+    """Each extra's packages, found missing as Python says it or as a library words it
+    (torch.onnx raised "Module onnx is not installed!" from inside its exporter)."""
+    expected = f"this needs the optional package {module!r}: pip install 'squeezelab[{extra}]'"
+    assert cli._user_error(ModuleNotFoundError(f"No module named {module!r}", name=module)) == (
+        expected
+    )
+    wrapped = RuntimeError(f"Module {module} is not installed! Please install it.")
+    assert cli._user_error(wrapped) == expected
+    try:
+        try:
+            raise ModuleNotFoundError("gone", name=f"{module}.sub")
+        except ModuleNotFoundError as inner:
+            raise RuntimeError("export failed") from inner
+    except RuntimeError as outer:
+        assert cli._user_error(outer) == expected

@@ -93,13 +93,34 @@ def _one_line_warning(message: Warning | str, category: type[Warning], *_: objec
     print(f"squeezelab: warning: {message}", file=sys.stderr)
 
 
+def _missing_module(err: BaseException | None) -> str | None:
+    """The optional package an error says is missing: a ModuleNotFoundError anywhere in its
+    chain, or a library's own words for it (torch.onnx: "Module onnx is not installed!")."""
+    import re
+
+    seen = 0
+    while err is not None and seen < 10:
+        if isinstance(err, ModuleNotFoundError):
+            name = (err.name or "").split(".")[0]
+            if name in EXTRAS:
+                return name
+        found = re.search(r"[Mm]odule '?(\w+)'? is not installed", str(err))
+        if found and found.group(1) in EXTRAS:
+            return found.group(1)
+        err, seen = err.__cause__ or err.__context__, seen + 1
+    return None
+
+
 def _user_error(err: BaseException) -> str | None:
     """The one-line message for an error the user can fix, or None for a bug."""
     from ..errors import SqueezelabError
 
-    if isinstance(err, ModuleNotFoundError) and (err.name or "").split(".")[0] in EXTRAS:
-        extra = EXTRAS[(err.name or "").split(".")[0]]
-        return f"this needs the optional package {err.name!r}: pip install 'squeezelab[{extra}]'"
+    missing = _missing_module(err)
+    if missing is not None:
+        return (
+            f"this needs the optional package {missing!r}: pip install "
+            f"'squeezelab[{EXTRAS[missing]}]'"
+        )
     # ValueError and OSError: bad values and unreadable paths reported by the libraries used.
     return str(err) if isinstance(err, (SqueezelabError, ValueError, OSError)) else None
 
