@@ -372,6 +372,13 @@ def test_compress_takes_the_model_file_squeezelab_wrote(tmp_path: Path) -> None:
                 "--bits", "5", "--out", str(out), "--json").stdout
     )  # fmt: skip
     assert r["compressed_bytes"] == out.stat().st_size
+    # `evaluate` takes the .sqzc as it takes the run: the run's own split, the same output.
+    of_run = last_json(run_cli("evaluate", str(tmp_path / "run"), "--json").stdout)
+    of_sqzc = last_json(run_cli("evaluate", str(out), "--json").stdout)
+    assert set(of_sqzc) == set(of_run) and of_sqzc["n"] == of_run["n"]
+    assert 0.0 <= of_sqzc["accuracy"] <= 100.0
+    val = run_cli("evaluate", str(out), "--split", "val").stdout
+    assert val.startswith("val: accuracy ")
 
 
 def test_decoded_values_are_validated_even_under_a_valid_checksum() -> None:

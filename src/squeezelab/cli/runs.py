@@ -149,7 +149,10 @@ def train(args: argparse.Namespace) -> int:
 
 
 def _evaluate_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("run_dir", help="a run directory written by `squeezelab train`")
+    p.add_argument(
+        "run_dir",
+        help="a run directory written by `squeezelab train`, or a .sqzc from `squeezelab compress`",
+    )
     p.add_argument("--data", help="data source (default: the run's own)")
     p.add_argument("--data-dir", help="cache directory for datasets and decoded images")
     p.add_argument(
@@ -161,10 +164,13 @@ def _evaluate_args(p: argparse.ArgumentParser) -> None:
 
 @command("evaluate", _evaluate_args)
 def evaluate(args: argparse.Namespace) -> int:
-    """Evaluate a trained run's weights on a split."""
+    """Evaluate a trained run's weights, or a compressed model (.sqzc), on a split."""
     from ..training.evaluation import evaluate_run
 
-    res = evaluate_run(args.run_dir, args.data, args.split, args.data_dir, args.device)
+    if str(args.run_dir).endswith(".sqzc"):
+        res = _evaluate_compressed(args)
+    else:
+        res = evaluate_run(args.run_dir, args.data, args.split, args.data_dir, args.device)
     if args.json:
         print_json(res)
     else:
@@ -172,3 +178,29 @@ def evaluate(args: argparse.Namespace) -> int:
             f"{args.split}: accuracy {res['accuracy']:.2f}% loss {res['loss']:.4f} (n={res['n']})"
         )
     return 0
+
+
+def _evaluate_compressed(args: argparse.Namespace) -> dict[str, Any]:
+    """A .sqzc evaluated as its run is: the run's data split as it was (its header keeps the
+    run's config), or ``--data`` split with the default fractions when it came from a loose
+    weights file."""
+    from ..compression import load_compressed
+    from ..compression.storage import read_compressed
+    from ..training.config import RunConfig, from_dict
+    from ..training.evaluation import evaluate_model
+
+    _, meta = read_compressed(args.run_dir)
+    model = load_compressed(args.run_dir)
+    if meta.get("config"):
+        cfg = from_dict(meta["config"], f"{args.run_dir} (its run's config)")
+    elif args.data:
+        cfg = RunConfig(model=meta["model"], image_size=meta.get("image_size", 64))
+    else:
+        raise ValueError(
+            f"{args.run_dir} was compressed from a weights file, not a run: name the data to "
+            "evaluate on with --data"
+        )
+    return evaluate_model(
+        model, cfg, meta["num_classes"], list(meta.get("classes") or []), args.data,
+        args.split, args.data_dir, args.device,
+    )  # fmt: skip

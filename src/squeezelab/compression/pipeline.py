@@ -7,7 +7,8 @@ centroid updates after weight sharing (the paper's retrain steps), when ``--data
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,7 @@ class Loaded:
     image_size: int
     data: str | None
     config: Any = None
+    classes: list[str] = field(default_factory=list)  # a run's class names, label order
 
 
 def load_source_model(source: str, model: str | None = None, image_size: int = 64) -> Loaded:
@@ -56,7 +58,11 @@ def load_source_model(source: str, model: str | None = None, image_size: int = 6
         from ..training.evaluation import load_run_model
 
         net, cfg, n = load_run_model(path)
-        return Loaded(net, cfg.model, n, cfg.model_options(), cfg.image_size, cfg.data, cfg)
+        recipe = json.loads((path / CONFIG).read_text())
+        classes = list(recipe.get("classes") or [])
+        return Loaded(
+            net, cfg.model, n, cfg.model_options(), cfg.image_size, cfg.data, cfg, classes
+        )
     if not path.is_file():
         raise CheckpointError(f"{source} is neither a run directory nor a weights file")
     if model is None:
@@ -150,6 +156,9 @@ def compress(
     }
     meta = {"model": src.name, "num_classes": src.num_classes, "options": src.options,
             "image_size": src.image_size}  # fmt: skip
+    if src.config is not None:  # a run's: `evaluate model.sqzc` splits its data as it did
+        meta["config"] = src.config.to_dict()
+        meta["classes"] = src.classes
     size = write_compressed(out, state, sparse, meta)
     restored = load_compressed(out)
     result.update(

@@ -41,6 +41,23 @@ def evaluate_run(
 ) -> dict[str, Any]:
     """Return ``{"accuracy", "loss", "n"}`` of a run's final weights on ``split``."""
     model, cfg, num_classes = load_run_model(run_dir)
+    trained = json.loads((Path(run_dir) / CONFIG).read_text()).get("classes") or []
+    return evaluate_model(model, cfg, num_classes, trained, data, split, data_dir, device)
+
+
+def evaluate_model(
+    model: torch.nn.Module,
+    cfg: RunConfig,
+    num_classes: int,
+    trained: list[str],
+    data: str | None = None,
+    split: str = "test",
+    data_dir: str | None = None,
+    device: str | None = None,
+) -> dict[str, Any]:
+    """Evaluate ``model`` (trained as ``cfg`` on ``trained`` classes, when known) on a split
+    of ``cfg.data`` (or ``data``), preprocessed as the run was: a run's weights, a compressed
+    model's, the same output."""
     if data is not None:
         cfg = cfg.replace(data=data)
     # Evaluate on every image of the split, not a training subset.
@@ -49,7 +66,6 @@ def evaluate_run(
         raise ConfigError(
             f"{data or cfg.data} has {splits.num_classes} classes, the model {num_classes}"
         )
-    trained = json.loads((Path(run_dir) / CONFIG).read_text()).get("classes") or []
     if trained and list(splits.classes) != list(trained):
         differ = [f"{i}: {a} / {b}" for i, (a, b) in enumerate(zip(trained, splits.classes))
                   if a != b]  # fmt: skip
