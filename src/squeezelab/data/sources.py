@@ -95,13 +95,7 @@ def load_source(
         return Source(spec, make_synthetic(n, seed=0), make_synthetic(max(n // 4, 10), seed=1))
     if spec in CIFAR:
         return _load_cifar(spec, _find_cifar(spec, data_dir), data_dir)
-    path = Path(spec).expanduser()
-    if not path.exists():
-        raise DataError(
-            f"data source {spec!r} is neither a known name (cifar10, cifar100, synthetic) "
-            f"nor an existing path"
-        )
-    _check_kind(path)
+    path = _local_path(spec)
     for name, info in CIFAR.items():
         if _looks_like_cifar(path, info["folder"]):
             return _load_cifar(name, path, data_dir)
@@ -121,6 +115,11 @@ def check_source(spec: str, data_dir: str | os.PathLike[str] | None = None) -> N
     if spec in CIFAR:
         _find_cifar(spec, data_dir)
         return
+    _local_path(spec)
+
+
+def _local_path(spec: str) -> Path:
+    """The existing folder or regular file ``spec`` names, or a DataError saying what it is."""
     path = Path(spec).expanduser()
     if not path.exists():
         raise DataError(
@@ -128,6 +127,7 @@ def check_source(spec: str, data_dir: str | os.PathLike[str] | None = None) -> N
             f"nor an existing path"
         )
     _check_kind(path)
+    return path
 
 
 def _check_kind(path: Path) -> None:
