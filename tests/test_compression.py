@@ -266,6 +266,7 @@ def test_export_matches_original(tmp_path: Path, fmt: str) -> None:
         ).stdout
     )
     assert out.is_file() and r["bytes"] == out.stat().st_size
+    assert r["checked_on"].startswith("seeded noise")  # a weights file: said, not hidden
     if fmt == "onnx":
         assert r["max_abs_diff"] < 1e-4 and r["top1_agreement"] == 1.0
     else:
@@ -379,6 +380,10 @@ def test_compress_takes_the_model_file_squeezelab_wrote(tmp_path: Path) -> None:
     assert 0.0 <= of_sqzc["accuracy"] <= 100.0
     val = run_cli("evaluate", str(out), "--split", "val").stdout
     assert val.startswith("val: accuracy ")
+    # export's agreement check reads the run's validation images, through the .sqzc too
+    exported = last_json(run_cli("export", str(out), "--format", "int8", "--out",
+                                 str(tmp_path / "m.pt"), "--json").stdout)  # fmt: skip
+    assert exported["checked_on"] == "validation images of synthetic:200 (20)"
 
 
 def test_decoded_values_are_validated_even_under_a_valid_checksum() -> None:
@@ -416,3 +421,17 @@ def test_a_version_1_file_says_it_has_no_checksum(tmp_path: Path) -> None:
     with pytest.warns(UserWarning, match="version-1 compressed model, written without a checksum"):
         state, _ = read_compressed(path)
     assert torch.equal(state["w"], torch.ones(3))
+
+
+def test_fine_tuning_uses_the_runs_own_training_subset(tmp_path: Path) -> None:
+    from squeezelab.compression.finetune import Tuner
+    from squeezelab.compression.pipeline import load_source_model
+
+    cfg = from_dict({"data": "synthetic:200", "image_size": 32, "epochs": 1, "train_subset": 48})
+    train(cfg, tmp_path / "run", verbose=False)
+    src = load_source_model(str(tmp_path / "run"))
+    tuner = Tuner(src, cfg.data, None, "cpu")
+    assert len(tuner.splits.train) == 48  # not the 160 images of the whole training split
+    whole = Tuner(src.__class__(**{**src.__dict__, "config": cfg.replace(train_subset=None)}),
+                  cfg.data, None, "cpu")  # fmt: skip
+    assert len(whole.splits.test) == len(tuner.splits.test)  # the subset leaves test alone

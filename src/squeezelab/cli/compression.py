@@ -60,7 +60,7 @@ def compress(args: argparse.Namespace) -> int:
 
 
 def _load_for_export(args: argparse.Namespace) -> tuple:
-    """(model, image size, calibration batches), the source read once."""
+    """(model, image size, calibration batches, what they are), the source read once."""
     from ..compression.pipeline import load_for_inference
 
     return load_for_inference(args.source, args.model, args.image_size)
@@ -89,7 +89,7 @@ def export(args: argparse.Namespace) -> int:
 
     from ..compression.export import check_export, export_int8, export_onnx
 
-    model, size, calibration = _load_for_export(args)
+    model, size, calibration, checked_on = _load_for_export(args)
     if args.format == "onnx":
         export_onnx(model, size, args.out)
     else:
@@ -97,12 +97,14 @@ def export(args: argparse.Namespace) -> int:
     # Checked on real images when the source is a run (its validation batches), else noise.
     check = check_export(model, args.format, Path(args.out), torch.cat(calibration)[:256])
     check.update(format=args.format, out=args.out, bytes=Path(args.out).stat().st_size)
+    check["checked_on"] = checked_on
     if args.json:
         print_json(check)
     else:
         agree = 100 * check["top1_agreement"]
         print(f"wrote {args.out} ({check['bytes']:,} bytes); max |diff| "
-              f"{check['max_abs_diff']:.3g}, top-1 agreement {agree:.1f}%")  # fmt: skip
+              f"{check['max_abs_diff']:.3g}, top-1 agreement {agree:.1f}% on "
+              f"{checked_on}")  # fmt: skip
     return 0
 
 
@@ -118,6 +120,6 @@ def bench_infer(args: argparse.Namespace) -> int:
     """Latency (batch 1) and throughput (batch 64) for fp32, int8 and ONNX Runtime."""
     from ..compression.bench import bench_model
 
-    model, size, calibration = _load_for_export(args)
+    model, size, calibration, _ = _load_for_export(args)
     print_json(bench_model(model, size, args.repeats, calibration))
     return 0

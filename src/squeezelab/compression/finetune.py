@@ -22,7 +22,9 @@ class Tuner:
 
     def __init__(self, src: Any, data: str, data_dir: str | None, device: str | None) -> None:
         cfg = src.config or RunConfig(model=src.name, image_size=src.image_size)
-        self.cfg = cfg.replace(data=data, train_subset=None)
+        # The run's own training subset, if it had one: fine-tuning on more images than the
+        # run saw would not compress that run. Validation and test splits do not depend on it.
+        self.cfg = cfg.replace(data=data)
         self.splits = load_splits(self.cfg, data_dir)
         if self.splits.num_classes != src.num_classes:
             raise ValueError(

@@ -197,26 +197,35 @@ def _rebuild(state: dict[str, torch.Tensor], meta: dict[str, Any], source: str) 
 
 def load_for_inference(
     source: str, model: str | None = None, image_size: int = 64, data_dir: str | None = None
-) -> tuple[nn.Module, int, list[torch.Tensor]]:
-    """(model, image size, calibration batches) of a run, a ``.sqzc`` or a state-dict file.
-
-    A run calibrates on its own validation images; other sources on seeded noise.
-    """
+) -> tuple[nn.Module, int, list[torch.Tensor], str]:
+    """(model, image size, calibration batches, what they are) of a run, a ``.sqzc`` or a
+    state-dict file. A run, and a ``.sqzc`` compressed from one (its header keeps the run's
+    config), calibrate on the run's own validation images; a loose weights file on seeded
+    noise, and the description says which."""
     from .export import calibration_batches
 
     if str(source).endswith(".sqzc"):
         state, meta = read_compressed(source)
         size = meta["image_size"]
-        return _rebuild(state, meta, str(source)), size, calibration_batches(size)
-    src = load_source_model(source, model, image_size)
-    batches = None
-    if src.config is not None:
-        from ..data import Batches, Preprocess
-        from ..training.loop import load_splits
+        net = _rebuild(state, meta, str(source))
+        config = None
+        if meta.get("config"):
+            from ..training.config import from_dict
 
-        val = load_splits(src.config, data_dir).val
-        batches = Batches.of(val, 256, Preprocess(src.image_size, torch.device("cpu")))
-    return src.model, src.image_size, calibration_batches(src.image_size, batches)
+            config = from_dict(meta["config"], f"{source} (its run's config)")
+    else:
+        src = load_source_model(source, model, image_size)
+        net, size, config = src.model, src.image_size, src.config
+    if config is None:
+        noise = "seeded noise (no data is known for a weights file): agreement on noise only"
+        return net, size, calibration_batches(size), noise
+    from ..data import Batches, Preprocess
+    from ..training.loop import load_splits
+
+    val = load_splits(config, data_dir).val
+    batches = Batches.of(val, 256, Preprocess(size, torch.device("cpu")))
+    what = f"validation images of {config.data} ({len(val):,})"
+    return net, size, calibration_batches(size, batches), what
 
 
 def _max_diff(a: nn.Module, b: nn.Module, image_size: int) -> float:
