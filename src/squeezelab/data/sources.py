@@ -333,7 +333,6 @@ def _iter_image_files(path: Path) -> Iterator[tuple[str, bytes]]:
     """
     name = path.name.lower()
     try:
-        _check_total(path)
         if path.is_dir():
             for f in sorted(path.rglob("*")):
                 if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES:
@@ -395,10 +394,16 @@ def _listing(path: Path) -> tuple[list[tuple[str, int]], set[str]]:
     return files, {m.name.rstrip("/") for m in members if m.isdir()}
 
 
-def _check_total(path: Path) -> None:
+def _bounded_listing(path: Path) -> set[str]:
+    """List a folder or an archive once, before any image is read: refuse it when its images
+    declare more than ``MAX_SOURCE_BYTES`` in all, and return its folder entries (for the
+    empty-class check). Anything else is left to the reader to name."""
     if not (path.is_dir() or path.name.lower().endswith(ARCHIVE_SUFFIXES)):
-        return  # the caller names what it is not
-    files, _ = _listing(path)
+        return set()
+    try:
+        files, folders = _listing(path)
+    except (tarfile.TarError, zipfile.BadZipFile, OSError, EOFError, zlib.error) as err:
+        raise DataError(f"corrupt archive {path}: {err}") from None
     total = sum(size for _, size in files)
     if total > MAX_SOURCE_BYTES:
         raise DataError(
@@ -406,6 +411,7 @@ def _check_total(path: Path) -> None:
             f"{MAX_SOURCE_BYTES:,}-byte cap for one source (raise it with "
             "SQUEEZELAB_MAX_SOURCE_BYTES)"
         )
+    return folders
 
 
 def _check_entry(archive: Path, entry: str, size: int) -> None:
@@ -437,6 +443,7 @@ def _class_of(rel: str) -> str | None:
 def _decode_image_folder(path: Path, progress: bool) -> ImageSet:
     from tqdm import tqdm
 
+    folders = _bounded_listing(path)  # the total bounded before the first image is read
     files = sorted(_iter_image_files(path), key=lambda item: item[0])
     if not files:
         raise DataError(f"{path} holds no images ({', '.join(IMAGE_SUFFIXES)})")
@@ -448,7 +455,7 @@ def _decode_image_folder(path: Path, progress: bool) -> ImageSet:
     strip = len(tops) == 1 and all("/" in d for d in dirs)
     labels_of = {d: (d.split("/", 1)[1] if strip else d) for d in dirs}
     classes = sorted(set(labels_of.values()))
-    empty = _empty_class_folders(path, dirs, strip)
+    empty = _empty_class_folders(folders, dirs, strip)
     if empty:
         raise DataError(f"{path}: class folder(s) without images: {', '.join(empty)}")
     if len(classes) < 2:
@@ -476,13 +483,9 @@ def _decode_image_folder(path: Path, progress: bool) -> ImageSet:
     return ImageSet(np.stack(images), np.asarray(labels, dtype=np.int64), classes)
 
 
-def _empty_class_folders(path: Path, with_images: set[str | None], strip: bool) -> list[str]:
-    """Class folders (in a folder or an archive's folder entries) that hold no image: on
-    disk and in an archive alike an error, not a class silently dropped."""
-    try:
-        _, folders = _listing(path)
-    except (tarfile.TarError, zipfile.BadZipFile, OSError, EOFError) as err:
-        raise DataError(f"corrupt archive {path}: {err}") from None
+def _empty_class_folders(folders: set[str], with_images: set[str | None], strip: bool) -> list[str]:
+    """Class folders (a folder's or an archive's folder entries) that hold no image: on disk
+    and in an archive alike an error, not a class silently dropped."""
     top = next(iter({d.split("/")[0] for d in with_images if d}), "") if strip else ""
     depth = 2 if strip else 1
     candidates = {
