@@ -34,7 +34,15 @@ import numpy as np
 from ..declared import ANY, RULES, ClaimSpec
 from ..results.records import RunRecord, precision_mix
 from .selection import varying_fields
-from .stats import ALPHA, holm, paired_test, pearson, welch_test
+from .stats import (
+    ALPHA,
+    correlation_n_needed,
+    correlation_power,
+    holm,
+    paired_test,
+    pearson,
+    welch_test,
+)
 from .variance import (
     Bootstrap,
     Cluster,
@@ -52,7 +60,6 @@ from .verdicts import (
     Pivot,
     confidence_label,
     contradiction_p,
-    correlation_points,
     guard,
     holm_levels,
     paired_power,
@@ -72,7 +79,6 @@ class Design:
 
     pivot: Pivot
     null: float  # 0, or -margin (non-inferiority)
-    effect: float | None  # the effect power is computed for (min_effect; a margin)
     advise: Callable[[float], tuple[float | None, int | None, str, str]]
     bootstrap: Callable[[], Bootstrap | None] = lambda: None
 
@@ -257,7 +263,7 @@ def _paired(claim: ClaimSpec, runs: list[RunRecord], rule: str, chance: float,
             list(clusters.values()), paired_statistic(treated, claim.control)
         )
 
-    return Design(pivot, 0.0, claim.min_effect, advise, boot)
+    return Design(pivot, 0.0, advise, boot)
 
 
 def _paired_advice(claim: ClaimSpec, parts: Components, var_d: float, n: int, seeds: int,
@@ -375,9 +381,7 @@ def _unpaired(claim: ClaimSpec, runs: list[RunRecord], rule: str, chance: float,
         + (f"; margin -{margin:g} ({claim.margin_reason})" if noninferiority else "")
     )
     res.mixed, res.note = _stragglers(members, claim.metric, chance, unpaired=True)
-    pooled = _pooled_conditions(members)
-    if pooled:
-        res.note = f"{res.note}; {pooled}" if res.note else pooled
+    _add_note(res, _pooled_conditions(members))
     clusters = [{group: values} for (group, _), values in cells.items()]
     strata = [group for group, _ in cells]
     parts = components(clusters)
@@ -412,7 +416,7 @@ def _unpaired(claim: ClaimSpec, runs: list[RunRecord], rule: str, chance: float,
             clusters, welch_statistic("treatment", "control"), strata=strata
         )
 
-    return Design(pivot, -margin, effect, advise, boot)
+    return Design(pivot, -margin, advise, boot)
 
 
 def _correlation(claim: ClaimSpec, runs: list[RunRecord], rule: str, chance: float,
@@ -466,12 +470,8 @@ def _correlation(claim: ClaimSpec, runs: list[RunRecord], rule: str, chance: flo
         effect = claim.min_effect
         if effect is None:
             return None, None, "", _no_effect_declared()
-        two = alt == "two-sided"
-        z = math.atanh(min(abs(effect), 0.999999)) * math.sqrt(points - 3)
-        from scipy import stats
-
-        power = float(stats.norm.sf(stats.norm.isf(level / 2 if two else level) - z))
-        needed = correlation_points(effect, level, two)
+        power = correlation_power(effect, points, level, alt)
+        needed = correlation_n_needed(effect, level, POWER, alt)
         return (
             power,
             needed,
@@ -488,7 +488,7 @@ def _correlation(claim: ClaimSpec, runs: list[RunRecord], rule: str, chance: flo
             list(clusters.values()), correlation_statistic(claim.relative_to)
         )
 
-    return Design(pivot, 0.0, claim.min_effect, advise, boot)
+    return Design(pivot, 0.0, advise, boot)
 
 
 TestFunction = Callable[[ClaimSpec, list[RunRecord], str, float, ClaimResult], Design | None]

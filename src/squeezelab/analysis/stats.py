@@ -222,42 +222,6 @@ def least_significant_difference(
     return q * math.sqrt(pooled * (1 / n_a + 1 / n_b))
 
 
-def one_sided_ci(diffs: Sequence[float], alternative: str, confidence: float = 0.95) -> tuple:
-    """The t confidence bound of a mean matching a test's alternative (two-sided: both)."""
-    d = np.asarray(diffs, float)
-    mean, sd = float(d.mean()), float(d.std(ddof=1))
-    se = sd / math.sqrt(d.size)
-    if alternative == "two-sided":
-        q = float(stats.t.ppf(0.5 + confidence / 2, d.size - 1))
-        return mean - q * se, mean + q * se
-    q = float(stats.t.ppf(confidence, d.size - 1))
-    return (mean - q * se, math.inf) if alternative == "greater" else (-math.inf, mean + q * se)
-
-
-def t_power(effect: float, n: int, alpha: float = ALPHA, alternative: str = "greater") -> float:
-    """Power of a one-sample (paired) t-test for standardized effect ``effect`` with n units."""
-    if n < 2:
-        return math.nan
-    df, nc = n - 1, effect * math.sqrt(n)
-    if alternative == "two-sided":
-        q = stats.t.ppf(1 - alpha / 2, df)
-        return float(stats.nct.sf(q, df, nc) + stats.nct.cdf(-q, df, nc))
-    q = stats.t.ppf(1 - alpha, df)
-    return float(stats.nct.sf(q, df, abs(nc)))
-
-
-def t_units_needed(
-    effect: float, alpha: float = ALPHA, power: float = 0.8, alternative: str = "greater"
-) -> int | None:
-    """The smallest n with ``power`` for a paired t-test of standardized ``effect``."""
-    if not math.isfinite(effect) or effect == 0:
-        return None
-    for n in range(2, 100_001):
-        if t_power(abs(effect), n, alpha, alternative) >= power:
-            return n
-    return None
-
-
 def correlation_n_needed(
     r: float, alpha: float = ALPHA, power: float = 0.8, alternative: str = "greater"
 ) -> int | None:

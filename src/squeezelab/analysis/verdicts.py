@@ -42,7 +42,6 @@ import numpy as np
 from scipy import stats
 
 SUPPORTED, CONTRADICTED, INCONCLUSIVE = "supported", "contradicted", "inconclusive"
-OUTCOMES = (SUPPORTED, CONTRADICTED, INCONCLUSIVE)
 
 
 @dataclass(frozen=True)
@@ -101,8 +100,7 @@ def holm_levels(p: Any, alpha: float) -> np.ndarray:
     thresholds = alpha / (m - np.arange(m))
     passed = np.cumprod(sorted_p < thresholds, axis=-1).astype(bool)
     stop = passed.sum(axis=-1, keepdims=True)  # the first failed step (m: none failed)
-    steps = np.minimum(np.arange(m), stop)
-    levels_sorted = thresholds[np.minimum(steps, m - 1)]
+    levels_sorted = thresholds[np.minimum(np.arange(m), stop)]
     levels = np.empty_like(levels_sorted)
     np.put_along_axis(levels, order, levels_sorted, axis=-1)
     return levels
@@ -289,11 +287,3 @@ def smallest(power_at: Any, target: float = 0.8, limit: int = 1000) -> int | Non
         else:
             lo = mid + 1
     return lo
-
-
-def correlation_points(r: float, level: float, two: bool, target: float = 0.8) -> int | None:
-    """Points needed for ``target`` power to detect correlation ``r`` (Fisher z)."""
-    if not math.isfinite(r) or r == 0 or abs(r) >= 1:
-        return None
-    za = stats.norm.isf(level / 2 if two else level)
-    return math.ceil(((za + stats.norm.ppf(target)) / math.atanh(abs(r))) ** 2 + 3)
