@@ -7,7 +7,6 @@ centroid updates after weight sharing (the paper's retrain steps), when ``--data
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,9 +56,7 @@ def load_source_model(source: str, model: str | None = None, image_size: int = 6
     if path.is_dir():
         from ..training.evaluation import load_run_model
 
-        net, cfg, n = load_run_model(path)
-        recipe = json.loads((path / CONFIG).read_text())
-        classes = list(recipe.get("classes") or [])
+        net, cfg, n, classes = load_run_model(path)
         return Loaded(
             net, cfg.model, n, cfg.model_options(), cfg.image_size, cfg.data, cfg, classes
         )

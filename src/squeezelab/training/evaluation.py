@@ -18,8 +18,9 @@ from .loop import evaluate, load_splits
 from .runtime import pick_device, resolve_precision
 
 
-def load_run_model(run_dir: str | Path) -> tuple[torch.nn.Module, RunConfig, int]:
-    """Rebuild a run's model with its final weights; return (model, config, classes)."""
+def load_run_model(run_dir: str | Path) -> tuple[torch.nn.Module, RunConfig, int, list[str]]:
+    """Rebuild a run's model with its final weights; return (model, config, class count, class
+    names in label order: empty for a run stored before they were recorded)."""
     run = Path(run_dir)
     if not (run / CONFIG).is_file():
         raise CheckpointError(f"{run} is not a squeezelab run directory (no config.json)")
@@ -29,7 +30,7 @@ def load_run_model(run_dir: str | Path) -> tuple[torch.nn.Module, RunConfig, int
     n = recipe["num_classes"]
     model = get_model(cfg.model, num_classes=n, **cfg.model_options())
     load_weights_into(model, weights, f"run {run}'s weights")
-    return model, cfg, n
+    return model, cfg, n, list(recipe.get("classes") or [])
 
 
 def evaluate_run(
@@ -40,8 +41,7 @@ def evaluate_run(
     device: str | None = None,
 ) -> dict[str, Any]:
     """Return ``{"accuracy", "loss", "n"}`` of a run's final weights on ``split``."""
-    model, cfg, num_classes = load_run_model(run_dir)
-    trained = json.loads((Path(run_dir) / CONFIG).read_text()).get("classes") or []
+    model, cfg, num_classes, trained = load_run_model(run_dir)
     return evaluate_model(model, cfg, num_classes, trained, data, split, data_dir, device)
 
 

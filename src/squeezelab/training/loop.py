@@ -26,7 +26,7 @@ from tqdm import tqdm
 from ..data import Batches, Preprocess, Source, Splits, load_source, split_source
 from ..errors import ConfigError, SqueezelabError
 from ..models import get_model
-from ..models.complexity import activation_bytes
+from ..models.complexity import activation_bytes, count_params
 from ..results.records import left_chance, machine_of
 from .checkpoint import CheckpointError, TrainingState, save_atomic, save_checkpoint
 from .config import RunConfig
@@ -306,7 +306,7 @@ def _check_memory(model: nn.Module, cfg: RunConfig, dev: torch.device) -> None:
     activations of one batch (measured on the meta device) and the weights with their
     gradients and momentum, against the device's free memory."""
     per_image = activation_bytes(model, cfg.image_size)  # also: can the model take it at all
-    params = sum(p.numel() for p in model.parameters())
+    params = count_params(model)
     need = per_image * cfg.batch_size + params * 4 * 4
     free = available_memory(dev)
     if free is not None and need > free:
