@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 from .. import __version__
 from . import compression, results, runs, studies  # noqa: F401  (register their commands)
-from .common import COMMANDS, EXIT_USAGE, HelpFormatter, StrictParser
+from .common import COMMANDS, EXIT_USAGE, StrictParser
 
 DESCRIPTION = """\
 squeezelab: a laboratory for compact convolutional networks.
@@ -67,9 +67,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     for name in sorted(COMMANDS, key=lambda n: ORDER.index(n) if n in ORDER else len(ORDER)):
         setup, fn, example = COMMANDS[name]
         summary = (fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else None
-        p = sub.add_parser(
-            name, help=summary, description=summary, epilog=example, formatter_class=HelpFormatter
-        )
+        p = sub.add_parser(name, help=summary, epilog=example)  # described by its help
         if argv is None or name == chosen:
             setup(p)
         p.set_defaults(handler=fn)

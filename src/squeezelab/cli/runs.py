@@ -184,23 +184,21 @@ def _evaluate_compressed(args: argparse.Namespace) -> dict[str, Any]:
     """A .sqzc evaluated as its run is: the run's data split as it was (its header keeps the
     run's config), or ``--data`` split with the default fractions when it came from a loose
     weights file."""
-    from ..compression import load_compressed
-    from ..compression.storage import read_compressed
-    from ..training.config import RunConfig, from_dict
+    from ..compression.pipeline import load_compressed_run
+    from ..training.config import RunConfig
     from ..training.evaluation import evaluate_model
 
-    _, meta = read_compressed(args.run_dir)
-    model = load_compressed(args.run_dir)
-    if meta.get("config"):
-        cfg = from_dict(meta["config"], f"{args.run_dir} (its run's config)")
+    src = load_compressed_run(args.run_dir)
+    if src.config is not None:
+        cfg = src.config
     elif args.data:
-        cfg = RunConfig(model=meta["model"], image_size=meta.get("image_size", 64))
+        cfg = RunConfig(model=src.name, image_size=src.image_size)
     else:
         raise ValueError(
             f"{args.run_dir} was compressed from a weights file, not a run: name the data to "
             "evaluate on with --data"
         )
     return evaluate_model(
-        model, cfg, meta["num_classes"], list(meta.get("classes") or []), args.data,
-        args.split, args.data_dir, args.device,
+        src.model, cfg, src.num_classes, src.classes, args.data, args.split, args.data_dir,
+        args.device,
     )  # fmt: skip

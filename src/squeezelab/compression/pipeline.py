@@ -185,6 +185,27 @@ def load_compressed(path: str | Path) -> nn.Module:
     return _rebuild(*read_compressed(path), str(path))
 
 
+def load_compressed_run(path: str | Path) -> Loaded:
+    """A compressed file read once, as what it was compressed from: its model, and, when it
+    came from a run, that run's config and class names (its header keeps them)."""
+    state, meta = read_compressed(path)
+    config = None
+    if meta.get("config"):
+        from ..training.config import from_dict
+
+        config = from_dict(meta["config"], f"{path} (its run's config)")
+    return Loaded(
+        _rebuild(state, meta, str(path)),
+        meta["model"],
+        meta["num_classes"],
+        meta["options"],
+        meta["image_size"],
+        config.data if config else None,
+        config,
+        list(meta.get("classes") or []),
+    )
+
+
 def _rebuild(state: dict[str, torch.Tensor], meta: dict[str, Any], source: str) -> nn.Module:
     """The model a compressed file's header names, its tensors checked against it."""
     model = get_model(meta["model"], num_classes=meta["num_classes"], **meta["options"])
@@ -202,17 +223,10 @@ def load_for_inference(
     from .export import calibration_batches
 
     if str(source).endswith(".sqzc"):
-        state, meta = read_compressed(source)
-        size = meta["image_size"]
-        net = _rebuild(state, meta, str(source))
-        config = None
-        if meta.get("config"):
-            from ..training.config import from_dict
-
-            config = from_dict(meta["config"], f"{source} (its run's config)")
+        src = load_compressed_run(source)
     else:
         src = load_source_model(source, model, image_size)
-        net, size, config = src.model, src.image_size, src.config
+    net, size, config = src.model, src.image_size, src.config
     if config is None:
         noise = "seeded noise (no data is known for a weights file): agreement on noise only"
         return net, size, calibration_batches(size), noise
