@@ -33,6 +33,7 @@ import torch
 
 from ..errors import SqueezelabError
 from ..fileio import write_bytes
+from ..training.config import field_info
 from . import huffman
 
 MAGIC = b"SQZ2"
@@ -240,7 +241,7 @@ def _check_entry(entry: Any) -> None:
         raise ValueError(f"tensor {entry['name']}: unknown kind {entry.get('kind')!r}")
 
 
-MAX_IMAGE_SIZE = 4096  # a run's own bound on image_size (training.config)
+MAX_IMAGE_SIZE = int(field_info("image_size").spec.high or 0)  # a run's own bound on it
 
 
 def _check_meta(meta: dict) -> None:
