@@ -78,9 +78,7 @@ class ReportBuilder:
         self.pending: list[tuple] = []  # (claim, runs, sources, caveat) to decide together
         self.interim: dict[str, str] = {}  # claim id -> its study's runs not yet finished
         # What every section reads, read once; the builder only adds sections and claims.
-        self.ctx = ctx = ReportContext.read(store, out)
-        self.every_run, self.run_keys, self.recipes = ctx.every_run, ctx.run_keys, ctx.recipes
-        self.num_classes, self.chance, self.specs = ctx.num_classes, ctx.chance, ctx.specs
+        self.ctx = ReportContext.read(store, out)
 
     def add_table(self, section: Section, table: Table) -> None:
         section.table(table)
@@ -93,14 +91,14 @@ class ReportBuilder:
 
     def header(self) -> None:
         s = Section("What these results are")
-        runs = finished(self.every_run)
+        runs = finished(self.ctx.every_run)
         names = sorted(
-            {sp.protocol.get("name", "custom") for sp in self.specs.values()} - {"custom"}
+            {sp.protocol.get("name", "custom") for sp in self.ctx.specs.values()} - {"custom"}
         )
         data = Counter(r.config["data"] for r in runs)
         epochs = sorted({r.config["epochs"] for r in runs})
         images = Counter(
-            self.recipes.get(r.key, {}).get("train_images") or r.config.get("train_subset")
+            self.ctx.recipes.get(r.key, {}).get("train_images") or r.config.get("train_subset")
             for r in runs
         )
         images.pop(None, None)
@@ -110,9 +108,9 @@ class ReportBuilder:
             f"Epochs per run: {', '.join(map(str, epochs)) or 'n/a'}. "
             "Training images per run: "
             + (", ".join(f"{k:,}" for k in sorted(images)) if images else "not recorded")
-            + f". {len(runs)} finished runs; chance accuracy {self.chance:g}%."
+            + f". {len(runs)} finished runs; chance accuracy {self.ctx.chance:g}%."
         )
-        machines = Counter(machine_of(self.recipes.get(r.key)) for r in runs)
+        machines = Counter(machine_of(self.ctx.recipes.get(r.key)) for r in runs)
         if machines:
             s.text(
                 "Computed on: "
@@ -154,14 +152,14 @@ class ReportBuilder:
 
     def protocol(self, reference: dict[str, dict[str, Any]]) -> None:
         protocols = {}
-        for spec in self.specs.values():
+        for spec in self.ctx.specs.values():
             p = spec.protocol
             if p:
                 protocols[p.get("name", "custom")] = p
         used = set(protocols)
         for name, p in reference.items():
             protocols.setdefault(name, p)
-        claims = [(n, c) for n, sp in self.specs.items() for c in sp.claims]
+        claims = [(n, c) for n, sp in self.ctx.specs.items() for c in sp.claims]
         if not protocols and not claims:
             return
         s = Section("Protocol, as declared before the runs")
@@ -221,7 +219,7 @@ class ReportBuilder:
         every = self.store.runs(name)
         if not finished(every):
             return
-        spec = self.specs.get(name) or DeclaredStudy(name)
+        spec = self.ctx.specs.get(name) or DeclaredStudy(name)
         settings = protocol_groups(every, spec)
         for setting, members in settings.items():  # one section per budget the study ran at
             runs = finished(members)
@@ -346,7 +344,7 @@ class ReportBuilder:
             cols,
             rows,
             (
-                f"{DIVERGED} at least one seed diverged (counted at chance, {self.chance:g}%). "
+                f"{DIVERGED} at least one seed diverged (counted at chance, {self.ctx.chance:g}%). "
                 if any(r.status == "diverged" for r in runs)
                 else ""
             )
@@ -397,7 +395,7 @@ class ReportBuilder:
             theirs = [r for r in published if all(r.config.get(k) == v for k, v in zip(by, grp))]
             t3 = max(theirs, key=lambda r: r.result.test_acc or -1.0) if theirs else None
             chosen = ", ".join(f"{k}={point[k]}" for k in fields)
-            if not left_chance(val_score, self.chance):  # a tie among cells at chance
+            if not left_chance(val_score, self.ctx.chance):  # a tie among cells at chance
                 chosen = f"none: no cell left chance (first cell {chosen})"
             rows.append(
                 [
@@ -558,7 +556,7 @@ class ReportBuilder:
     def verdicts(self) -> None:
         if not self.pending:
             return
-        self.results = evaluate_claims(self.pending, self.chance)
+        self.results = evaluate_claims(self.pending, self.ctx.chance)
         for r in self.results:
             r.interim = self.interim.get(r.id, "")
         # Holm ties a family together: a claim whose own runs are all in still moves when a
@@ -573,7 +571,7 @@ class ReportBuilder:
         """The study's own statistics, recomputed from its published tables, for comparison."""
         todo = [
             (spec.name, list(spec.claims), list(spec.report.published))
-            for spec in self.specs.values()
+            for spec in self.ctx.specs.values()
             if spec.claims and spec.report.published
         ]
         if todo:
@@ -719,7 +717,7 @@ def build_report(
         (out / page).unlink(missing_ok=True)
     with Store(db, readonly=True) as store:
         b = ReportBuilder(store, out)
-        if not store.studies() or not finished(b.every_run):
+        if not store.studies() or not finished(b.ctx.every_run):
             empty = Section("Empty store")
             empty.text(
                 f"The store {db} holds no finished runs yet. Run a study first, e.g. "
