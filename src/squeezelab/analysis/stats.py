@@ -204,6 +204,16 @@ def welch_test(
     )
 
 
+def pooled_variance(groups: Sequence[Sequence[float]]) -> tuple[float | None, int]:
+    """The variance pooled within ``groups`` (each group's squared deviations from its own
+    mean, over their degrees of freedom) and its df; None when no group has two values."""
+    arrays = [np.asarray(g, float) for g in groups if len(g) > 1]
+    df = sum(a.size - 1 for a in arrays)
+    if df == 0:
+        return None, 0
+    return sum(float(((a - a.mean()) ** 2).sum()) for a in arrays) / df, df
+
+
 def least_significant_difference(
     groups: Sequence[Sequence[float]], n_a: int, n_b: int, confidence: float = 0.95
 ) -> float | None:
@@ -213,11 +223,9 @@ def least_significant_difference(
     cell), so cells of two seeds each still give an estimate with several degrees of freedom.
     None when no group has two values (nothing measures the seed-to-seed spread).
     """
-    arrays = [np.asarray(g, float) for g in groups if len(g) > 1]
-    df = sum(a.size - 1 for a in arrays)
-    if df == 0:
+    pooled, df = pooled_variance(groups)
+    if pooled is None:
         return None
-    pooled = sum(float(((a - a.mean()) ** 2).sum()) for a in arrays) / df
     q = float(stats.t.ppf(0.5 + confidence / 2, df))
     return q * math.sqrt(pooled * (1 / n_a + 1 / n_b))
 

@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from .stats import pooled_variance
+
 Cluster = dict[Hashable, list[float]]
 BOOTSTRAP_REPS = 2000
 
@@ -55,14 +57,7 @@ class Components:
 
 def seed_variance(clusters: Sequence[Cluster]) -> tuple[float | None, int]:
     """The within-cell variance pooled over every (condition, group) cell, and its df."""
-    ss, df = 0.0, 0
-    for cluster in clusters:
-        for values in cluster.values():
-            if len(values) > 1:
-                v = np.asarray(values, float)
-                ss += float(((v - v.mean()) ** 2).sum())
-                df += v.size - 1
-    return (ss / df if df else None), df
+    return pooled_variance([values for cluster in clusters for values in cluster.values()])
 
 
 def components(
