@@ -47,8 +47,8 @@ from squeezelab.analysis.verdicts import (
     guard,
     holm_levels,
 )
+from squeezelab.declared import ALPHA  # a claim's default level
 
-ALPHA = 0.05
 CHANCE = 10.0
 BASE = 60.0  # a learned run's mean accuracy (points); only stalls' distance from it matters
 MIN_EFFECT = {"paired": 2.0, "welch": 2.0, "noninferiority": 2.0, "correlation": 0.3}
