@@ -240,7 +240,7 @@ def run_study(
             for stage, role in zip(stages, ("source", "run"))
             for key, c in stage
         ]
-        before = {r.key for r in store.runs(spec.name, role=None)}
+        before = set(store.statuses(spec.name))  # keys only: no results or histories read
         store.add_study(spec.name, spec_dict, entries)
         other = before - {key for key, _, _ in entries}
         if other:  # not silent: this call and an earlier one declare the study differently
