@@ -50,7 +50,7 @@ def measure(
     barrier: Any = None,
 ) -> dict[str, float]:
     """Training and evaluation images/s of one model, squeezelab's own step and pipeline."""
-    from squeezelab.data import Batches, ImageSet, Preprocess
+    from squeezelab.data import Augment, Batches, ImageSet, Preprocess
     from squeezelab.models import get_model
     from squeezelab.training.runtime import autocast, configure_backend
     from squeezelab.training.step import sgd, train_step
@@ -68,7 +68,7 @@ def measure(
     pixels = torch.randint(0, 256, (n, 32, 32, 3), dtype=torch.uint8, generator=rng).numpy()
     images = ImageSet(pixels, (torch.arange(n) % 10).numpy(), [str(i) for i in range(10)])
     pre = Preprocess(64, dev)
-    train = Batches.of(images, 64, pre, rng, augment=True)
+    train = Batches.of(images, 64, pre, rng, augment=Augment())
     evals = Batches.of(images, 256, pre)
 
     def sync() -> None:

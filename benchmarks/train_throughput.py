@@ -25,7 +25,7 @@ import torchvision.transforms as T
 from PIL import Image
 from torch import nn
 
-from squeezelab.data import Batches, Preprocess, load_source, split_source, to_tensor
+from squeezelab.data import Augment, Batches, Preprocess, load_source, split_source, to_tensor
 from squeezelab.data.pipeline import MEAN, STD
 from squeezelab.models import get_model
 from squeezelab.training.runtime import resolve_precision
@@ -112,7 +112,7 @@ def main() -> None:
     images, labels = to_tensor(splits.train), torch.from_numpy(splits.train.labels)
 
     def squeezelab_batches() -> Iterator:
-        return iter(Batches(images, labels, args.batch_size, pre, gen, augment=True))
+        return iter(Batches(images, labels, args.batch_size, pre, gen, augment=Augment()))
 
     torch.manual_seed(0)
     model = get_model("squeezenet1_0", num_classes=10).to(memory_format=torch.channels_last)

@@ -15,7 +15,7 @@ import pytest
 from scipy import stats
 
 from squeezelab.analysis import build_report
-from squeezelab.analysis.evaluate import apply_holm, evaluate_claim
+from squeezelab.analysis.evaluate import apply_holm, evaluate_claim, evaluate_claims
 from squeezelab.analysis.figures import mean_curve
 from squeezelab.analysis.published import published_runs
 from squeezelab.analysis.report import protocol_groups
@@ -732,3 +732,101 @@ def test_a_finished_claim_in_a_family_with_an_interim_one_is_interim(tmp_path: P
     with (tmp_path / "r" / "claims.csv").open() as f:
         verdicts = [r["Verdict (declared rule)"] for r in csv.DictReader(f)]
     assert verdicts and all("(interim)" in v for v in verdicts)
+
+
+# --- equivalence: a reading of the protocol held to the published cells -------------------
+
+CELLS = {  # Table A1's values at three SqueezeNet cells (batch 64, momentum 0.9)
+    (0.001, 0.0): 37.49,
+    (0.01, 0.0): 27.69,
+    (0.05, 0.0): "nan",  # diverged in the study
+}
+
+
+def _reading_runs(shift: float, seeds: int = 3, sd: float = 1.0) -> list[RunRecord]:
+    rng = np.random.default_rng(7)
+    runs = []
+    for (lr, wd), pub in CELLS.items():
+        base = 10.0 if pub == "nan" else float(pub)
+        for seed in range(seeds):
+            acc = base + (0 if pub == "nan" else shift + rng.normal(0, sd))
+            runs.append(_run(acc, seed=seed, lr=lr, weight_decay=wd, batch_size=64,
+                             momentum=0.9))  # fmt: skip
+    return runs
+
+
+def _equivalence_claim(**changes: Any) -> ClaimSpec:
+    raw = {
+        "id": "reading",
+        "statement": "this reading reproduces Table A1",
+        "test": "equivalence",
+        "reference": ["table_a1"],
+        "by": ["lr", "weight_decay"],
+        "margin": 5.0,
+        "margin_reason": "three seed SDs",
+        **changes,
+    }
+    return parse_study({"claims": [raw]}, "e").claims[0]
+
+
+def _verdicts(claim: ClaimSpec, runs: list[RunRecord], rule: str = "chance") -> dict:
+    results = [r for r in evaluate_claims([(claim, runs, [], "")], bootstrap=False)
+               if r.rule == rule]  # fmt: skip
+    return {r.stratum: r for r in results}
+
+
+def test_equivalence_supports_a_matching_reading_and_contradicts_a_shifted_one() -> None:
+    claim = _equivalence_claim()
+    assert "< 5 points" in claim.hypothesis
+    same = _verdicts(claim, _reading_runs(0.0))
+    assert {r.verdict for r in same.values()} == {"supported"}
+    near = same["lr=0.001, weight_decay=0.0"]
+    assert near.qualifier == "within +-5 points of the reference"
+    assert -5 < near.ci_low < near.estimate < near.ci_high < 5
+    # The published figure is one run: its own seed noise is in the standard error.
+    pooled_sd = float(near.spread.split("seed SD ")[1].split(" ")[0])
+    assert near.ci_high - near.estimate > pooled_sd * math.sqrt(1 + 1 / 3)  # q > 1
+    far = _verdicts(claim, _reading_runs(20.0))
+    learned = [far[f"lr={lr}, weight_decay=0.0"] for lr in (0.001, 0.01)]
+    assert all(r.verdict == "contradicted" and r.ci_low > 5 for r in learned)
+    assert all(r.qualifier == "above the reference by more than 5 points" for r in learned)
+    assert far["lr=0.05, weight_decay=0.0"].verdict == "supported"  # both at chance: 10 = 10
+    open_ = _verdicts(claim, _reading_runs(5.0, sd=3.0))
+    assert all(r.verdict == "inconclusive" for r in open_.values() if r.estimate != 0)
+    advice = open_["lr=0.001, weight_decay=0.0"].advice
+    assert "seeds per cell" in advice or "no number of seeds" in advice
+
+
+def test_equivalence_needs_a_measured_seed_spread_and_a_published_cell() -> None:
+    claim = _equivalence_claim()
+    one = _verdicts(claim, _reading_runs(0.0, seeds=1))
+    assert all("one seed per cell" in r.reason for r in one.values() if r.stratum != "")
+    excluded = _verdicts(claim, _reading_runs(0.0), rule="exclude")
+    assert "published run diverged" in excluded["lr=0.05, weight_decay=0.0"].reason
+    elsewhere = [_run(50.0, seed=s, lr=0.3, batch_size=64, momentum=0.9) for s in range(2)]
+    (res,) = _verdicts(claim, elsewhere).values()
+    assert "no published cell of table_a1 matches" in res.reason
+    coarse = _verdicts(_equivalence_claim(by=["weight_decay"]), _reading_runs(0.0))
+    assert "match 3 different published cells" in coarse["weight_decay=0.0"].reason
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"reference": None}, "needs 'reference'"),
+        ({"reference": ["table_9"]}, "needs 'reference'"),
+        ({"by": []}, "needs 'by'"),
+        ({"field": "lr"}, "takes no 'field'"),
+        ({"direction": "greater"}, "is two-sided"),
+        ({"margin": None}, "needs 'margin' > 0"),
+    ],
+)
+def test_equivalence_claims_are_checked_when_declared(changes: dict, message: str) -> None:
+    raw = {k: v for k, v in changes.items() if v is not None}
+    drop = {k for k, v in changes.items() if v is None}
+    with pytest.raises(ConfigError, match=message):
+        base = {
+            "id": "r", "statement": "s", "test": "equivalence", "reference": ["table_a1"],
+            "by": ["lr"], "margin": 5.0, "margin_reason": "x",
+        }  # fmt: skip
+        parse_study({"claims": [{k: v for k, v in {**base, **raw}.items() if k not in drop}]}, "e")

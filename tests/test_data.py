@@ -14,6 +14,8 @@ import torch
 from PIL import Image
 
 from squeezelab.data import (
+    Augment,
+    Batches,
     DataError,
     Preprocess,
     load_source,
@@ -201,6 +203,102 @@ def test_preprocess_resizes_and_normalizes() -> None:
     assert out.shape == (2, 3, 64, 64) and out.dtype == torch.float32
     assert out.is_contiguous(memory_format=torch.channels_last)
     assert abs(out[0, 0].mean().item() - (124 / 255 - 0.485) / 0.229) < 1e-4
+
+
+# --- the readings of "randomly cropped, resized to 64x64, flipped before each use" ---------
+
+
+def test_random_resized_crop_boxes_keep_torchvision_ranges() -> None:
+    from squeezelab.data.pipeline import crop_boxes
+
+    boxes = crop_boxes(4000, 32, 32, (0.08, 1.0), torch.Generator().manual_seed(0))
+    top, left, h, w = boxes.T
+    area = (h * w).float() / (32 * 32)
+    assert area.min() >= 0.07 and area.max() <= 1.0  # rounding moves a box by under a pixel
+    assert area.min() < 0.12 and (area > 0.9).any()  # the range is used, end to end
+    ratio = w.float() / h.float()
+    assert ratio.min() >= 0.5 and ratio.max() <= 2.0  # 3/4-4/3, widened by rounding small boxes
+    assert (top >= 0).all() and (left >= 0).all()
+    assert (top + h <= 32).all() and (left + w <= 32).all()
+    narrow = crop_boxes(2000, 32, 32, (0.5, 1.0), torch.Generator().manual_seed(1))
+    assert (narrow[:, 2] * narrow[:, 3]).float().div(1024).min() >= 0.46
+
+
+def test_crop_and_resize_match_torchvision() -> None:
+    """One grid_sample per batch gives what torchvision's resized_crop gives per image."""
+    from torchvision.transforms.v2 import functional as TF
+
+    from squeezelab.data.pipeline import resample
+
+    x = torch.randint(0, 256, (3, 3, 32, 32), dtype=torch.uint8)
+    boxes = torch.tensor([[0, 0, 32, 32], [5, 7, 16, 20], [10, 2, 9, 9]])
+    flip = torch.tensor([False, True, False])
+    out = resample(x, boxes, flip, 64)
+    for i, (t, left, h, w) in enumerate(boxes.tolist()):
+        ref = TF.resized_crop(x[i].float(), t, left, h, w, [64, 64], antialias=False)
+        ref = ref.flip(-1) if flip[i] else ref
+        torch.testing.assert_close(out[i], ref, atol=1e-3, rtol=0)
+
+
+@pytest.mark.parametrize("kind", ["pad-crop", "random-resized-crop", "resize-then-crop"])
+def test_each_reading_gives_model_sized_batches(kind: str) -> None:
+    images = torch.randint(0, 256, (10, 3, 32, 32), dtype=torch.uint8)
+    labels = torch.arange(10)
+    batches = Batches(images, labels, 4, Preprocess(64), torch.Generator().manual_seed(0),
+                      augment=Augment(kind))  # fmt: skip
+    shapes = [x.shape for x, _ in batches]
+    assert shapes == [(4, 3, 64, 64), (4, 3, 64, 64), (2, 3, 64, 64)]
+    first, second = (torch.cat([x for x, _ in batches]) for _ in range(2))
+    assert not torch.equal(first, second)  # training draws new transforms every epoch
+
+
+def test_evaluation_under_training_transforms_repeats_and_keeps_order() -> None:
+    images = torch.randint(0, 256, (9, 3, 32, 32), dtype=torch.uint8)
+    labels = torch.arange(9)
+    batches = Batches(images, labels, 4, Preprocess(64), augment=Augment("random-resized-crop"),
+                      shuffle=False, reseed=0)  # fmt: skip
+    a = [(x, y) for x, y in batches]
+    b = [(x, y) for x, y in batches]
+    assert all(torch.equal(x1, x2) and torch.equal(y1, y2) for (x1, y1), (x2, y2) in zip(a, b))
+    assert torch.equal(torch.cat([y for _, y in a]), labels)  # no shuffle: labels stay aligned
+    plain = torch.cat([x for x, _ in Batches(images, labels, 4, Preprocess(64))])
+    assert not torch.equal(torch.cat([x for x, _ in a]), plain)  # the transforms were applied
+
+
+def test_resize_then_crop_crops_from_the_enlarged_image() -> None:
+    # A constant image stays constant; a gradient image keeps its direction under no flip.
+    x = torch.full((2, 3, 32, 32), 80, dtype=torch.uint8)
+    out = Augment("resize-then-crop")(x, torch.Generator().manual_seed(0), 64)
+    assert out.shape == (2, 3, 64, 64)
+    torch.testing.assert_close(out, torch.full_like(out, 80.0))
+
+
+def test_normalizations() -> None:
+    x = torch.full((1, 3, 8, 8), 255, dtype=torch.uint8)
+    assert torch.allclose(Preprocess(8, normalization="none")(x), torch.ones(1, 3, 8, 8))
+    cifar = Preprocess(8, normalization="cifar10")(x)
+    assert abs(cifar[0, 0, 0, 0].item() - (1 - 0.4914) / 0.2470) < 1e-4
+    with pytest.raises(ValueError, match="normalization must be one of"):
+        Preprocess(8, normalization="bogus")
+    with pytest.raises(ValueError, match="augmentation must be one of"):
+        Augment("random-crop")
+
+
+def test_config_names_every_reading_the_pipeline_implements() -> None:
+    from squeezelab.data import pipeline
+    from squeezelab.training import config
+
+    assert config.AUGMENTATIONS == pipeline.AUGMENTATIONS
+    assert tuple(pipeline.NORMALIZATIONS) == config.NORMALIZATIONS
+
+
+def test_a_folder_holding_only_an_archive_names_the_archive(tmp_path: Path) -> None:
+    from squeezelab.data import check_source
+
+    (tmp_path / "README.md").write_text("the images are in train.tar.gz")
+    (tmp_path / "train.tar.gz").write_bytes(b"")
+    with pytest.raises(DataError, match=r"holds no images .*train\.tar\.gz: pass that file"):
+        check_source(str(tmp_path))
 
 
 # --- bad inputs: every one a clear DataError naming the file, never a wrong data set --------

@@ -15,12 +15,14 @@ from pathlib import Path
 
 import pytest
 
+from squeezelab.analysis.published import published_runs, published_value
 from squeezelab.results import Store
 from squeezelab.studies import builtin_studies, load_study, parse_overrides, parse_study, run_study
+from squeezelab.studies.runner import run_key
 from squeezelab.studies.spec import parse_filters
-from squeezelab.training import ConfigError, RunConfig
+from squeezelab.training import ConfigError, RunConfig, from_dict
 
-from .conftest import run_cli
+from .conftest import last_json, run_cli
 
 SMALL = {"data": "synthetic:200", "epochs": 1, "image_size": 32, "batch_size": 32}
 
@@ -659,3 +661,62 @@ def test_a_report_says_first_how_many_runs_failed_and_why(tmp_path: Path) -> Non
     md = (tmp_path / "r" / "report.md").read_text()
     first = md.split("\n## ")[1]
     assert first.startswith("1 of 2 runs failed") and "ValueError: out of luck" in first
+
+
+def test_variants_cross_the_points_and_a_set_field_leaves_them() -> None:
+    text = """
+seeds = [0]
+[[points]]
+lr = 0.01
+[[points]]
+lr = 0.001
+[[variants]]
+augmentation = "pad-crop"
+[[variants]]
+augmentation = "random-resized-crop"
+crop_scale = 0.25
+"""
+    spec = parse_study(text, "v")
+    runs = spec.expand()
+    assert {(c.lr, c.augmentation, c.crop_scale) for c in runs} == {
+        (lr, aug, scale)
+        for lr in (0.01, 0.001)
+        for aug, scale in (("pad-crop", 0.08), ("random-resized-crop", 0.25))
+    }
+    fixed = spec.with_overrides({"augmentation": "resize-then-crop", "crop_scale": 0.08})
+    assert {c.augmentation for c in fixed.expand()} == {"resize-then-crop"}
+    assert len(fixed.expand()) == 2  # the variants collapse once the field is fixed
+    with pytest.raises(ConfigError, match=r"\[\[variants\]\]: unknown field 'augment'"):
+        parse_study("[[variants]]\naugment = 'x'\n", "v")
+
+
+def test_forensic_plan_crosses_readings_cells_and_seeds() -> None:
+    """The forensic study's plan (``--dry-run --json``): every reading at every published
+    cell, over its seeds, one equivalence claim per reading holding its cells to the tables."""
+    plan = last_json(run_cli("study", "run", "forensic", "--dry-run", "--json").stdout)
+    runs = [r["config"] for r in plan["runs"]]
+    readings = {(c["augmentation"], c["eval_transform"], c["normalization"]) for c in runs}
+    cells = {(c["model"], c["batch_norm"], c["lr"], c["weight_decay"]) for c in runs}
+    assert len(readings) == 6 and len(cells) == 5
+    assert len(runs) == plan["total"] == 6 * 5 * 2  # two seeds
+    assert ("pad-crop", "none", "imagenet") in readings  # squeezelab's default is one reading
+    assert all(
+        c["epochs"] == 10 and c["precision"] == "fp32" and c["batch_size"] == 64 for c in runs
+    )
+    for model, bn, lr, wd in cells:
+        cfg = {"model": model, "batch_norm": bn, "lr": lr, "weight_decay": wd,
+               "batch_size": 64, "momentum": 0.9, "fire_delta": 0, "init": None}  # fmt: skip
+        tables = ("table_a1", "table_a3")
+        assert any(published_value(published_runs(t), cfg) is not None for t in tables), cfg
+    spec = load_study("forensic")
+    assert len(plan["claims"]) == 6 and {c.test for c in spec.claims} == {"equivalence"}
+    wheres = {tuple(v[0] for v in c.where.values()) for c in spec.claims}
+    assert wheres == readings  # one claim per reading
+    default = [r for r in plan["runs"] if r["config"]["augmentation"] == "pad-crop"
+               and r["config"]["normalization"] == "imagenet"
+               and r["config"]["eval_transform"] == "none"]  # fmt: skip
+    # Naming the default reading changes no key: a grid run at the same cell is the same run.
+    unnamed = ("augmentation", "eval_transform", "normalization", "crop_scale")
+    for r in default:
+        bare = from_dict({k: v for k, v in r["config"].items() if k not in unnamed})
+        assert r["key"] == run_key(bare)

@@ -416,6 +416,27 @@ def test_run_keys_of_stored_runs_never_change() -> None:
     assert from_dict({"model": "alexnet", "lr": 0.05}).key() == "5d329cd25e5ae8ba"
     cfg = {"batch_norm": True, "bypass": "simple", "data": "cifar10", "init": "imagenet"}
     assert from_dict(cfg).key() == "4ba13d90429d96e3"
+    # the protocol readings join the key only when set away from their defaults
+    defaults = {"augmentation": "pad-crop", "eval_transform": "none", "normalization": "imagenet"}
+    assert from_dict(defaults).key() == "a380129cbe5e9652"
+    assert from_dict({"augmentation": "random-resized-crop"}).key() != "a380129cbe5e9652"
+
+
+def test_crop_scale_belongs_to_random_resized_crop() -> None:
+    assert from_dict({"augmentation": "random-resized-crop", "crop_scale": 0.25}).crop_scale == 0.25
+    with pytest.raises(ConfigError, match="crop_scale applies to augmentation='random-resized"):
+        from_dict({"crop_scale": 0.25})
+    with pytest.raises(ConfigError, match="eval_transform"):
+        from_dict({"eval_transform": "test"})
+
+
+def test_evaluation_under_training_transforms_is_recorded_and_repeats(tmp_path: Path) -> None:
+    from squeezelab.training.evaluation import evaluate_run
+
+    cfg = tiny(epochs=1, augmentation="random-resized-crop", eval_transform="train")
+    result = train(cfg, tmp_path / "r", verbose=False).result
+    again = evaluate_run(tmp_path / "r", split="test")
+    assert again["accuracy"] == pytest.approx(result.test_acc)
 
 
 def test_sgd_is_fused_and_matches_the_per_operation_update() -> None:

@@ -22,7 +22,8 @@ from .errors import SqueezelabError
 
 ALPHA = 0.05  # a claim's default significance level
 
-TESTS = ("paired", "welch", "noninferiority", "correlation")  # evaluate.TEST_TYPES decides each
+# evaluate.TEST_TYPES decides each
+TESTS = ("paired", "welch", "noninferiority", "correlation", "equivalence")
 DIRECTIONS = ("greater", "less", "two-sided")
 RULES = ("chance", "exclude")
 METRICS = ("test_acc", "val_acc")
@@ -56,6 +57,7 @@ class ClaimSpec:
     diverged: str = "chance"
     min_effect: float | None = None  # smallest effect of interest, for the power analysis
     published: str = ""  # the study's own figure, shown beside ours
+    reference: tuple[str, ...] = ()  # equivalence: the published tables each cell is held to
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -69,6 +71,12 @@ class ClaimSpec:
             if self.relative_to is None:
                 y = self.metric
             return f"r({self.x}, {y}) {sign} 0"
+        if self.test == "equivalence":
+            cells = ", ".join(self.by) or "the runs"
+            return (
+                f"per cell of {cells}: |mean - published ({', '.join(self.reference)})| "
+                f"< {self.margin:g} points"
+            )
         groups = f"{self.field}={_show(self.treatment)} vs {self.field}={_show(self.control)}"
         if self.test == "noninferiority":
             return f"{groups}: difference > -{self.margin:g} points"
@@ -83,9 +91,14 @@ _KEYS = set(ClaimSpec.__dataclass_fields__)
 
 
 def parse_claim(
-    raw: Any, where: str, coerce: Callable[[str, Any], Any], fields: Sequence[str]
+    raw: Any,
+    where: str,
+    coerce: Callable[[str, Any], Any],
+    fields: Sequence[str],
+    tables: Sequence[str] = (),
 ) -> ClaimSpec:
-    """Validate one ``[[claims]]`` table; ``coerce(field, value)`` types run-field values."""
+    """Validate one ``[[claims]]`` table; ``coerce(field, value)`` types run-field values;
+    ``tables`` are the published tables an equivalence claim may name (``reference``)."""
     if not isinstance(raw, dict):
         raise ClaimError(f"{where}: each [[claims]] entry must be a table, got {raw!r}")
     unknown = sorted(set(raw) - _KEYS)
@@ -115,7 +128,9 @@ def parse_claim(
         except ValueError as err:
             raise ClaimError(f"{where}: {err}") from None
 
-    if raw["test"] == "correlation":
+    if raw["test"] == "equivalence":
+        _equivalence(raw, values, where, tables)
+    elif raw["test"] == "correlation":
         values["x"] = run_field("x")
         if "relative_to" in raw:
             values["relative_to"] = typed(values["x"], raw["relative_to"])
@@ -127,13 +142,13 @@ def parse_claim(
             values[key] = typed(name, raw[key])
         if values["control"] == ANY:
             raise ClaimError(f"{where}: 'control' must be one value, not {ANY!r}")
-    if raw["test"] == "noninferiority":
+    if raw["test"] in ("noninferiority", "equivalence"):
         margin = raw.get("margin")
         if not _finite(margin) or margin <= 0:
-            raise ClaimError(f"{where}: a non-inferiority test needs 'margin' > 0 (points)")
+            raise ClaimError(f"{where}: a {raw['test']} test needs 'margin' > 0 (points)")
         if not str(raw.get("margin_reason", "")).strip():
             raise ClaimError(f"{where}: state why the margin is {margin} ('margin_reason')")
-        if raw.get("direction", "greater") != "greater":
+        if raw["test"] == "noninferiority" and raw.get("direction", "greater") != "greater":
             raise ClaimError(f"{where}: a non-inferiority test is one-sided: direction 'greater'")
         values["margin"] = float(margin)
     filt = raw.get("where", {})
@@ -149,6 +164,11 @@ def parse_claim(
     if not isinstance(by, list) or any(b not in fields for b in by):
         raise ClaimError(f"{where}: 'by' must be a list of run fields, got {by!r}")
     values["by"] = tuple(by)
+    if raw["test"] == "equivalence" and not by:
+        raise ClaimError(
+            f"{where}: an equivalence test needs 'by', the fields that make a published cell "
+            '(e.g. ["model", "lr"]): each cell is held to its published value'
+        )
     alpha = raw.get("alpha", ALPHA)
     if not _finite(alpha) or not 0 < alpha < 1:
         raise ClaimError(f"{where}: 'alpha' must lie in (0, 1), got {alpha!r}")
@@ -161,10 +181,32 @@ def parse_claim(
     return ClaimSpec(**values)
 
 
+def _equivalence(raw: dict[str, Any], values: dict[str, Any], where: str,
+                 tables: Sequence[str]) -> None:  # fmt: skip
+    """An equivalence claim: its published tables, two-sided by construction."""
+    ref = raw.get("reference")
+    ref = [ref] if isinstance(ref, str) else ref
+    if not isinstance(ref, list) or not ref or any(t not in tables for t in ref):
+        raise ClaimError(
+            f"{where}: an equivalence test needs 'reference', the published table(s) its "
+            f"cells are held to, from {', '.join(tables) or '(none known)'}; "
+            f"got {raw.get('reference')!r}"
+        )
+    for key in ("field", "treatment", "control", "x"):
+        if key in raw:
+            raise ClaimError(f"{where}: an equivalence test compares with published cells; "
+                             f"it takes no {key!r}")  # fmt: skip
+    if raw.get("direction", "two-sided") != "two-sided":
+        raise ClaimError(f"{where}: an equivalence test is two-sided: drop 'direction'")
+    values["reference"] = tuple(ref)
+    values["direction"] = "two-sided"
+
+
 def claim_from_dict(values: dict[str, Any]) -> ClaimSpec:
     """Rebuild a claim stored as a dict (as the store keeps a study's spec)."""
     data = {k: v for k, v in values.items() if k in _KEYS}
     data["by"] = tuple(data.get("by", ()))
+    data["reference"] = tuple(data.get("reference", ()))
     return ClaimSpec(**data)
 
 
@@ -260,6 +302,7 @@ class DeclaredStudy:
     notes: dict[str, Any] = dc_field(default_factory=dict)
     axes: dict[str, Any] = dc_field(default_factory=dict)
     points: tuple[dict[str, Any], ...] = ()
+    variants: tuple[dict[str, Any], ...] = ()
     best_of: dict[str, Any] = dc_field(default_factory=dict)
 
     @classmethod
@@ -275,5 +318,6 @@ class DeclaredStudy:
             notes=dict(spec.get("notes") or {}),
             axes=dict(spec.get("axes") or {}),
             points=tuple(spec.get("points") or ()),
+            variants=tuple(spec.get("variants") or ()),
             best_of=dict(spec.get("best_of") or {}),
         )

@@ -30,9 +30,11 @@ from dataclasses import field as dc_field
 from typing import Any
 
 import numpy as np
+from scipy import stats
 
 from ..declared import ANY, RULES, ClaimSpec
 from ..results.records import RunRecord, precision_mix
+from .published import published_runs, published_value
 from .selection import varying_fields
 from .stats import (
     ALPHA,
@@ -55,6 +57,7 @@ from .variance import (
 )
 from .verdicts import (
     CONTRADICTED,
+    EQUIVALENCE,
     INCONCLUSIVE,
     SUPPORTED,
     Pivot,
@@ -491,6 +494,110 @@ def _correlation(claim: ClaimSpec, runs: list[RunRecord], rule: str, chance: flo
     return Design(pivot, 0.0, advise, boot)
 
 
+def _reference(claim: ClaimSpec, config: dict[str, Any]) -> float | str | None:
+    """The published value of a run's cell in the claim's reference tables (``"nan"``: the
+    published run diverged; ``None``: no published cell matches)."""
+    for table in claim.reference:
+        value = published_value(published_runs(table), config)
+        if value is not None:
+            return value
+    return None
+
+
+def _seed_pool(claim: ClaimSpec, runs: list[RunRecord], rule: str, chance: float
+               ) -> tuple[float, int, int]:  # fmt: skip
+    """(pooled within-cell seed variance, its degrees of freedom, cells pooled) over the
+    claim's cells that learned; a cell whose every run is at chance has no spread to give."""
+    cells: dict[str, list[RunRecord]] = {}
+    for r in runs:
+        cells.setdefault(_condition(r.config, ()), []).append(r)
+    ss, df, used = 0.0, 0, 0
+    for members in cells.values():
+        values = [v for r in members if (v := run_value(r, claim.metric, rule, chance)) is not None]
+        if len(values) < 2 or _all_at_chance(members, claim.metric, chance):
+            continue
+        ss += float(np.sum((np.asarray(values) - np.mean(values)) ** 2))
+        df += len(values) - 1
+        used += 1
+    return (ss / df if df else math.nan), df, used
+
+
+def _equivalence(claim: ClaimSpec, runs: list[RunRecord], rule: str, chance: float,
+                 res: ClaimResult, pool_from: list[RunRecord] | None = None
+                 ) -> Design | None:  # fmt: skip
+    """Ours against a published cell: is the deviation within +-margin?
+
+    The published figure is one run of the study's protocol, so if ours is that protocol the
+    deviation of our k-seed mean has variance s^2 / k + s^2, s the seed-to-seed SD (pooled
+    over the claim's cells that learned, ``pool_from``: one cell rarely has seeds enough).
+    Supported when both bounds lie inside the margin (TOST), contradicted when one lies beyond.
+    """
+    res.statistic = "t (TOST)"
+    refs = {_hashable(_reference(claim, r.config)) for r in runs}
+    if refs == {None}:
+        res.reason = f"no published cell of {', '.join(claim.reference)} matches these runs"
+        return None
+    if len(refs) > 1:
+        res.reason = (
+            f"these runs match {len(refs)} different published cells: add the fields that tell "
+            "them apart to the claim's 'by'"
+        )
+        return None
+    ref = refs.pop()
+    if ref == "nan":
+        if rule == "exclude":
+            res.reason = "the published run diverged; the 'exclude' rule leaves no reference"
+            return None
+        ref = chance
+    values = [v for r in runs if (v := run_value(r, claim.metric, rule, chance)) is not None]
+    res.n = len(values)
+    if not values:
+        res.reason = "no run of this cell counts under this rule"
+        return None
+    var, df, cells = _seed_pool(claim, pool_from or runs, rule, chance)
+    if not df:
+        res.reason = (
+            "one seed per cell: the seed-to-seed spread is unmeasured, so how far a published "
+            "single run may fall from ours cannot be said; run a second seed of the cells"
+        )
+        return None
+    sd, k, margin = math.sqrt(var), len(values), float(claim.margin or 0.0)
+    mean = float(np.mean(values))
+    pivot = Pivot(mean - float(ref), sd * math.sqrt(1 / k + 1), float(df))
+    res.estimate = pivot.estimate
+    res.value, res.df = pivot.estimate / pivot.se, float(df)
+    res.p = float(np.maximum(pivot.p(-margin, "greater"), pivot.p(margin, "less")))
+    res.p_two_sided = float(pivot.p(0.0, "two-sided"))
+    res.details = (
+        f"ours {mean:.2f}% (n={k}), published {float(ref):.2f}% "
+        f"({', '.join(claim.reference)}); margin +-{margin:g} ({claim.margin_reason})"
+    )
+    res.spread = f"seed SD {sd:.2f} (pooled over {cells} cell(s) that learned, df {df})"
+
+    def power(seeds: int, level: float) -> float:
+        se = sd * math.sqrt(1 / seeds + 1)
+        dof = max(1, cells * (seeds - 1))
+        q = float(stats.t.isf(level, dof))
+        return max(0.0, 2 * float(stats.t.cdf(margin / se - q, dof)) - 1)
+
+    def advise(level: float) -> tuple[float | None, int | None, str, str]:
+        now = power(k, level)
+        needed = smallest(lambda m: power(m, level), limit=1000)
+        if needed is not None:
+            text = (
+                f"about {needed} seeds per cell (now {k}) would give {POWER:.0%} power to show "
+                f"a reading that matches the study within +-{margin:g} points"
+            )
+        else:
+            text = (
+                f"no number of seeds: the published figure is one run, whose own seed spread "
+                f"(SD {sd:.2f} if it is ours) limits the test; a wider margin would decide it"
+            )
+        return now, needed, "seeds per cell", text
+
+    return Design(pivot, 0.0, advise)
+
+
 TestFunction = Callable[[ClaimSpec, list[RunRecord], str, float, ClaimResult], Design | None]
 # One place per test type: its statistics and its Design. Parsing (claims.TESTS) names them.
 TEST_TYPES: dict[str, TestFunction] = {
@@ -498,6 +605,7 @@ TEST_TYPES: dict[str, TestFunction] = {
     "welch": _unpaired,
     "noninferiority": _unpaired,
     "correlation": _correlation,
+    "equivalence": _equivalence,
 }
 
 
@@ -531,13 +639,13 @@ def evaluate_claim(
             rule,
             claim.test,
             claim.hypothesis,
-            direction="greater" if claim.test == "noninferiority" else claim.direction,
+            direction=_direction(claim),
             stratum=label,
             alpha=claim.alpha,
             family=claim.family,
             published=claim.published,
             caveat=caveat,
-            min_effect=claim.min_effect,
+            min_effect=claim.margin if claim.test == "equivalence" else claim.min_effect,
         )
         compared = _compared(claim, members)
         if claim.test in ("paired", "correlation"):
@@ -546,6 +654,8 @@ def evaluate_claim(
             res.n_excluded = sum(at_chance_run(r, claim.metric, chance) for r in compared)
         if dead:
             res.reason = dead
+        elif claim.test == "equivalence":  # the seed spread is pooled over every cell
+            res.design = _equivalence(claim, members, rule, chance, res, runs)
         else:
             res.design = TEST_TYPES[claim.test](claim, members, rule, chance, res)
         if claim.test != "noninferiority" and claim.test != "welch":
@@ -569,6 +679,12 @@ def evaluate_claim(
             finalize(res, res.alpha)
         results.append(res)
     return results
+
+
+def _direction(claim: ClaimSpec) -> str:
+    if claim.test == "noninferiority":
+        return "greater"
+    return EQUIVALENCE if claim.test == "equivalence" else claim.direction
 
 
 def _add_note(res: ClaimResult, text: str) -> None:
@@ -621,7 +737,7 @@ def bootstrap_all(results: Iterable[ClaimResult]) -> None:
 
 
 def _by_group(claim: ClaimSpec, runs: list[RunRecord]) -> tuple[list[RunRecord], ...]:
-    if claim.test == "correlation":
+    if claim.test in ("correlation", "equivalence"):
         return (runs,)
     treated = [r for r in runs if in_group(r.config.get(claim.field), claim.treatment,
                                             claim.control)]  # fmt: skip
@@ -652,8 +768,9 @@ def _matched_runs(claim: ClaimSpec, runs: list[RunRecord]) -> list[RunRecord]:
 
 
 def _compared(claim: ClaimSpec, runs: list[RunRecord]) -> list[RunRecord]:
-    """The runs a claim's test reads: a correlation's every run, else its two groups' runs."""
-    if claim.test == "correlation":
+    """The runs a claim's test reads: a correlation's (an equivalence's) every run, else its
+    two groups' runs."""
+    if claim.test in ("correlation", "equivalence"):
         return runs
     return [
         r
@@ -681,7 +798,7 @@ def _all_at_chance(runs: Sequence[RunRecord], metric: str, chance: float) -> boo
 
 def _opposite(res: ClaimResult) -> None:
     """Name a significant effect against the claimed direction (at the claim's alpha)."""
-    if res.design is None or res.direction == "two-sided":
+    if res.design is None or res.direction in ("two-sided", EQUIVALENCE):
         return
     other = "less" if res.direction == "greater" else "greater"
     p = float(res.design.pivot.p(res.design.null, other))
@@ -771,4 +888,24 @@ def evaluate_claims(
     apply_holm(results)
     if bootstrap:
         bootstrap_all(results)
+    return results
+
+
+def analyze_published(
+    studies: list[tuple[str, list[ClaimSpec], list[str]]], chance: float = 10.0
+) -> list[ClaimResult]:
+    """Decide each study's claims on its published tables, under both divergence rules.
+
+    ``studies`` holds (study name, its claims, the published tables it reproduces).
+    """
+    todo, unpublished = [], set()
+    for _name, claims, tables in studies:
+        runs = [r for t in tables for r in published_runs(t)]
+        todo += [(c, runs, [], "") for c in claims]
+        if not tables:
+            unpublished |= {c.id for c in claims}
+    results = evaluate_claims(todo, chance)
+    for r in results:
+        if r.id in unpublished:
+            r.reason = "the study published no per-run numbers for it (only a figure)"
     return results

@@ -7,14 +7,13 @@ records every transcription choice and the rules that recover the study's r and 
 from __future__ import annotations
 
 import csv
+import functools
 import math
 from collections.abc import Mapping
 from importlib import resources
 from typing import Any
 
-from ..declared import ClaimSpec
 from ..results.records import RunRecord
-from .evaluate import ClaimResult, evaluate_claims
 from .tables import condition_value
 
 RUN_TABLES = ("table_3", "table_a1", "table_a2", "table_a3", "table_a4")
@@ -37,8 +36,17 @@ def _rows(name: str) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
+@functools.cache
+def _published_runs(name: str) -> tuple[RunRecord, ...]:
+    return tuple(_read_table(name))
+
+
 def published_runs(name: str) -> list[RunRecord]:
     """A published run table as run records (``nan`` = a diverged run)."""
+    return list(_published_runs(name))
+
+
+def _read_table(name: str) -> list[RunRecord]:
     if name not in RUN_TABLES:
         raise ValueError(f"unknown published table {name!r}; tables: {', '.join(RUN_TABLES)}")
     runs = []
@@ -93,23 +101,3 @@ def _equal(ours: Any, theirs: Any, key: str) -> bool:
     if isinstance(theirs, float) and isinstance(ours, (int, float)):
         return math.isclose(ours, theirs, rel_tol=1e-9)
     return ours == theirs
-
-
-def analyze_published(
-    studies: list[tuple[str, list[ClaimSpec], list[str]]], chance: float = 10.0
-) -> list[ClaimResult]:
-    """Decide each study's claims on its published tables, under both divergence rules.
-
-    ``studies`` holds (study name, its claims, the published tables it reproduces).
-    """
-    todo, unpublished = [], set()
-    for _name, claims, tables in studies:
-        runs = [r for t in tables for r in published_runs(t)]
-        todo += [(c, runs, [], "") for c in claims]
-        if not tables:
-            unpublished |= {c.id for c in claims}
-    results = evaluate_claims(todo, chance)
-    for r in results:
-        if r.id in unpublished:
-            r.reason = "the study published no per-run numbers for it (only a figure)"
-    return results

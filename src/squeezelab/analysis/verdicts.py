@@ -42,6 +42,9 @@ import numpy as np
 from scipy import stats
 
 SUPPORTED, CONTRADICTED, INCONCLUSIVE = "supported", "contradicted", "inconclusive"
+# The direction of an equivalence claim ("ours matches a reference within +-margin"): its
+# support is TOST's (both bounds inside the margin), its contradiction a bound beyond it.
+EQUIVALENCE = "equivalence"
 
 
 @dataclass(frozen=True)
@@ -128,6 +131,10 @@ def decide(
         supported, contradicted = low > null, high < null + m
     elif direction == "less":
         supported, contradicted = high < null, low > null - m
+    elif direction == EQUIVALENCE:  # m is the margin: inside it supports, beyond it contradicts
+        t_low, t_high = (low, high) if tost is None else (np.asarray(b, float) for b in tost)
+        supported = (low > null - m) & (high < null + m) & (m > 0)
+        contradicted = (t_low > null + m) | (t_high < null - m)
     else:
         t_low, t_high = (low, high) if tost is None else (np.asarray(b, float) for b in tost)
         supported = (low > null) | (high < null)
@@ -142,6 +149,8 @@ def contradiction_p(pivot: Pivot, direction: str, null: float = 0.0,
     (without one: "the effect is not reversed"); two-sided, the larger of the two one-sided
     tests (TOST). Holm runs over these apart from the support p-values."""
     m = 0.0 if min_effect is None else float(min_effect)
+    if direction == EQUIVALENCE:  # the deviation lies beyond the margin, on either side
+        return np.minimum(pivot.p(null + m, "greater"), pivot.p(null - m, "less"))
     if direction == "greater":
         return pivot.p(null + m, "less")
     if direction == "less":
@@ -173,6 +182,14 @@ def qualify(
 ) -> str:
     """What a verdict says beyond its word: a supported effect's size against the smallest
     effect of interest, and whether a contradicted one is absent or reversed."""
+    if direction == EQUIVALENCE:
+        m = 0.0 if min_effect is None else min_effect
+        if verdict == SUPPORTED:
+            return f"within +-{m:g} points of the reference"
+        if verdict == CONTRADICTED:
+            side = "above" if low > null + m else "below"
+            return f"{side} the reference by more than {m:g} points"
+        return ""
     sign = -1.0 if direction == "less" else 1.0
     near, far = (low, high) if sign > 0 else (-high, -low)  # bounds in the claimed direction
     null = sign * null
@@ -208,6 +225,9 @@ def bounds_at(pivot: Pivot, support: Any, contra: Any, direction: str) -> tuple[
     if direction == "two-sided":
         low, high = pivot.bounds(np.asarray(support) / 2)
         return low, high, pivot.bounds(contra)
+    if direction == EQUIVALENCE:  # TOST's bounds at the support level; either at contra
+        low, high = pivot.bounds(support)
+        return low, high, pivot.bounds(contra)
     s_low, s_high = pivot.bounds(support)
     c_low, c_high = pivot.bounds(contra)
     if direction == "greater":
@@ -236,6 +256,11 @@ def confidence_label(support: float, contra: float, direction: str) -> str:
         return f"{_pct(1 - support)} two-sided"
     if math.isclose(support, contra):
         return f"{_pct(1 - 2 * support)} two-sided (each bound one-sided {_pct(1 - support)})"
+    if direction == EQUIVALENCE:
+        return (
+            f"{_pct(1 - 2 * support)} two-sided for equivalence; a bound beyond the margin "
+            f"read one-sided {_pct(1 - contra)}"
+        )
     lower, upper = (support, contra) if direction == "greater" else (contra, support)
     return f"lower bound one-sided {_pct(1 - lower)}, upper {_pct(1 - upper)}"
 

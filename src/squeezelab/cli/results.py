@@ -109,7 +109,7 @@ def report(args: argparse.Namespace) -> int:
 
 
 def _report_published(as_json: bool) -> int:
-    from ..analysis.published import analyze_published
+    from ..analysis.evaluate import analyze_published
     from ..reproduce import OBJECTIVES
     from ..studies.spec import load_study
 

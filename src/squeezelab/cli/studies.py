@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..errors import ConfigError
 from .common import add_store_flag, command, print_json, require_store
 from .results import print_summary
 
@@ -76,6 +77,12 @@ def _study_args(p: argparse.ArgumentParser) -> None:
     run.add_argument("--runs-dir", help="where run directories go (default: beside the db)")
     run.add_argument("--dry-run", action="store_true", help="list the runs, run nothing")
     run.add_argument(
+        "--json",
+        action="store_true",
+        help="with --dry-run: print the plan as one JSON object (every run's key, status and "
+        "full config)",
+    )
+    run.add_argument(
         "--only",
         action="append",
         default=[],
@@ -110,8 +117,10 @@ def study(args: argparse.Namespace) -> int:
         overrides["data"] = args.data
     spec = load_study(args.study).with_overrides(overrides)
     only = parse_filters(args.only)
+    if args.json and not args.dry_run:
+        raise ConfigError("study run --json prints a plan: use it with --dry-run")
     if args.dry_run:
-        return _dry_run(spec, only, args.db)
+        return _dry_run(spec, only, args.db, args.json)
     counts = run_study(spec, args.db, runs_dir=args.runs_dir, only=only, **execution(args))
     print(f"{spec.name}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     if counts["failed"]:
@@ -124,9 +133,12 @@ def study(args: argparse.Namespace) -> int:
     return 0
 
 
-def _dry_run(spec: StudySpec, only: dict[str, tuple[Any, ...]], db: str) -> int:
+def _dry_run(
+    spec: StudySpec, only: dict[str, tuple[Any, ...]], db: str, as_json: bool = False
+) -> int:
     """Print each run's store key, its status in ``db`` (``new`` where the store has no such
-    run, or there is no store yet) and the fields that differ between the study's runs."""
+    run, or there is no store yet) and the fields that differ between the study's runs; with
+    ``as_json``, one object holding every run's full config."""
     from ..results import Store
     from ..results.records import FINISHED
     from ..studies.runner import no_points, run_key
@@ -147,9 +159,25 @@ def _dry_run(spec: StudySpec, only: dict[str, tuple[Any, ...]], db: str) -> int:
         raise no_points(spec, 0)  # what the run itself would refuse
     chosen = select_runs(runs, only, spec.name) if only else runs
     keys = [run_key(cfg) for cfg in chosen]
+    done = sum(stored.get(key) in FINISHED for key in keys)  # as the run itself counts them
+    if as_json:
+        print_json(
+            {
+                "study": spec.name,
+                "source": spec.source,
+                "varying": shown,
+                "runs": [
+                    {"key": key, "status": stored.get(key, "new"), "config": cfg.to_dict()}
+                    for key, cfg in zip(keys, chosen, strict=True)
+                ],
+                "claims": [c.id for c in spec.claims],
+                "total": len(keys),
+                "finished": done,
+            }
+        )
+        return 0
     for key, cfg in zip(keys, chosen, strict=True):
         print(key, f"{stored.get(key, 'new'):9s}", {k: getattr(cfg, k) for k in shown})
-    done = sum(stored.get(key) in FINISHED for key in keys)  # as the run itself counts them
     where = f"in {db}" if stored else f"({db} holds none)"
     print(
         f"{spec.name}: {len(keys)} run(s), {done} already finished {where}, "

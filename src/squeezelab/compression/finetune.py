@@ -10,9 +10,9 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from ..data import Batches, Preprocess
+from ..data import Batches
 from ..training.config import RunConfig
-from ..training.loop import evaluate, load_splits
+from ..training.loop import augment_of, eval_batches, evaluate, load_splits, preprocess_of
 from ..training.runtime import pick_device, resolve_precision
 from ..training.step import sgd, train_step
 
@@ -32,9 +32,9 @@ class Tuner:
             )
         self.dev = pick_device(device)
         self.precision = resolve_precision(self.cfg.precision, self.dev)
-        self.pre = Preprocess(self.cfg.image_size, self.dev)
+        self.pre = preprocess_of(self.cfg, self.dev)
         self.test, self.val = (
-            Batches.of(s, 256, self.pre) for s in (self.splits.test, self.splits.val)
+            eval_batches(s, self.cfg, self.pre) for s in (self.splits.test, self.splits.val)
         )
 
     def accuracy(self, model: nn.Module) -> float:
@@ -52,7 +52,12 @@ class Tuner:
         opt = sgd(params, self.dev, lr=lr, momentum=0.9, nesterov=True)
         gen = torch.Generator().manual_seed(self.cfg.seed)
         batches = Batches.of(
-            self.splits.train, self.cfg.batch_size, self.pre, gen, augment=True, drop_last=True
+            self.splits.train,
+            self.cfg.batch_size,
+            self.pre,
+            gen,
+            augment=augment_of(self.cfg),
+            drop_last=True,
         )
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs * len(batches))
         for epoch in range(1, epochs + 1):

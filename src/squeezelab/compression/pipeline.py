@@ -234,7 +234,7 @@ def load_for_inference(
     from ..training.loop import load_splits
 
     val = load_splits(config, data_dir).val
-    batches = Batches.of(val, 256, Preprocess(size, torch.device("cpu")))
+    batches = Batches.of(val, 256, Preprocess(size, torch.device("cpu"), config.normalization))
     what = f"validation images of {config.data} ({len(val):,})"
     return net, size, calibration_batches(size, batches), what
 

@@ -1,12 +1,13 @@
 """Data sources, seeded splits and the batched augmentation pipeline."""
 
 from .images import DataError, ImageSet
-from .pipeline import Batches, Preprocess, random_crop_flip, to_tensor
+from .pipeline import Augment, Batches, Preprocess, random_crop_flip, to_tensor
 from .sources import Source, cache_dir, check_source, load_source
 from .splits import Splits, split_source
 from .synthetic import make_synthetic
 
 __all__ = [
+    "Augment",
     "Batches",
     "DataError",
     "ImageSet",

@@ -115,7 +115,25 @@ def check_source(spec: str, data_dir: str | os.PathLike[str] | None = None) -> N
     if spec in CIFAR:
         _find_cifar(spec, data_dir)
         return
-    _local_path(spec)
+    path = _local_path(spec)
+    if path.is_dir():
+        _require_images(path)
+
+
+def _require_images(path: Path) -> None:
+    """A folder source holds at least one image (found without reading any): a folder
+    holding only an archive of the images is a common slip, and the message names the
+    archive to pass instead."""
+    archives: list[str] = []
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            lower = name.lower()
+            if lower.endswith(IMAGE_SUFFIXES):
+                return
+            if lower.endswith(ARCHIVE_SUFFIXES) and len(archives) < 3:
+                archives.append(str(Path(root, name)))
+    hint = f"; it holds {', '.join(archives)}: pass that file as the data" if archives else ""
+    raise DataError(f"{path} holds no images ({', '.join(IMAGE_SUFFIXES)}){hint}")
 
 
 def _local_path(spec: str) -> Path:
@@ -446,6 +464,8 @@ def _decode_image_folder(path: Path, progress: bool) -> ImageSet:
     folders = _bounded_listing(path)  # the total bounded before the first image is read
     files = sorted(_iter_image_files(path), key=lambda item: item[0])
     if not files:
+        if path.is_dir():
+            _require_images(path)  # raises, naming an archive inside if there is one
         raise DataError(f"{path} holds no images ({', '.join(IMAGE_SUFFIXES)})")
     dirs = {_class_of(rel) for rel, _ in files}
     if None in dirs:

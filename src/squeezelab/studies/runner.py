@@ -303,7 +303,8 @@ class Claim:
 def _varying(spec: StudySpec) -> list[str]:
     """The fields that tell a study's runs apart, for progress lines."""
     fields = {k for k, v in spec.axes.items() if len(v) > 1}
-    fields |= {k for p in spec.points for k in p if len({str(q.get(k)) for q in spec.points}) > 1}
+    for listed in (spec.points, spec.variants):
+        fields |= {k for p in listed for k in p if len({str(q.get(k)) for q in listed}) > 1}
     return sorted(fields) + (["seed"] if len(spec.seeds) > 1 else [])
 
 

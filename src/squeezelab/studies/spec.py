@@ -10,6 +10,8 @@ A study is a TOML file (see ``builtin/*.toml``)::
     lr = [0.05, 0.01]
     [[points]]                 # optional: explicit points, crossed with the axes
     model = "alexnet"
+    [[variants]]               # optional: named alternatives, crossed with points and axes
+    augmentation = "random-resized-crop"
     [best_of]                  # optional: take the points from a finished study's best runs
     study = "grid"
     [pretrain]                 # optional: a source model for init = "imagenet" when offline
@@ -56,6 +58,7 @@ SECTIONS = (
     "base",
     "axes",
     "points",
+    "variants",
     "best_of",
     "pretrain",
     "claims",
@@ -83,6 +86,7 @@ class StudySpec:
     base: dict[str, Any] = field(default_factory=dict)
     axes: dict[str, list[Any]] = field(default_factory=dict)
     points: tuple[dict[str, Any], ...] = ()
+    variants: tuple[dict[str, Any], ...] = ()  # crossed with the points (e.g. readings x cells)
     best_of: BestOf | None = None
     pretrain: dict[str, Any] | None = None
     source: str = ""
@@ -109,6 +113,8 @@ class StudySpec:
 
     def _expand(self, points: list[dict[str, Any]]) -> list[RunConfig]:
         names = list(self.axes)
+        variants = list(self.variants) or [{}]
+        points = [{**p, **v} for p in points for v in variants]
         size = len(points) * len(self.seeds) * math.prod(len(self.axes[n]) for n in names)
         if size > PLANNING_NOTE:  # a large plan takes a while: say so before it starts
             print(
@@ -176,7 +182,18 @@ def _toml(text: str, source: str) -> dict[str, Any]:
         raise ConfigError(f"{source}: not valid TOML: {err}") from None
 
 
-REPLACED = ("description", "seeds", "axes", "points", "best_of", "pretrain", "claims", "report")
+REPLACED = (
+    "description",
+    "seeds",
+    "axes",
+    "points",
+    "variants",
+    "best_of",
+    "pretrain",
+    "claims",
+    "report",
+)
+LISTS = ("points", "variants")  # arrays of tables of run fields
 
 
 def overlay(raw: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
@@ -186,7 +203,7 @@ def overlay(raw: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     ``--data`` < ``--set``. In each, a section name (``axes``, ``points``, ``seeds``,
     ``pretrain``, ``description``, ...) replaces the study's (``best_of = false`` removes
     it); then a run field fixes that field for every run: it is set in ``[base]`` and leaves
-    ``[axes]`` and ``[[points]]``.
+    ``[axes]``, ``[[points]]`` and ``[[variants]]``.
     """
     out = dict(raw)
     for key in (k for k in over if k in REPLACED):
@@ -199,7 +216,8 @@ def overlay(raw: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
             raise ConfigError("an overlay sets run fields directly, not a [base] section")
         out["base"] = {**out.get("base", {}), key: over[key]}
         out["axes"] = {k: v for k, v in out.get("axes", {}).items() if k != key}
-        out["points"] = [{k: v for k, v in p.items() if k != key} for p in out.get("points", [])]
+        for name in LISTS:
+            out[name] = [{k: v for k, v in p.items() if k != key} for p in out.get(name, [])]
     return out
 
 
@@ -224,9 +242,12 @@ def parse_study(
         if not isinstance(values, list) or not values:
             raise ConfigError(f"{where} [axes]: {k!r} must be a non-empty list of values")
         axes[k] = [parse_axis_value(k, v, where) for v in values]
-    points = tuple(
-        {k: coerce(k, v, f"{where} [[points]]") for k, v in p.items()}
-        for p in raw.get("points", [])
+    points, variants = (
+        tuple(
+            {k: coerce(k, v, f"{where} [[{name}]]") for k, v in p.items()}
+            for p in raw.get(name, [])
+        )
+        for name in LISTS
     )
     seeds = raw.get("seeds", [0])
     if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) for s in seeds):
@@ -238,6 +259,7 @@ def parse_study(
         base=base,
         axes=axes,
         points=points,
+        variants=variants,
         best_of=_best_of(raw.get("best_of"), where),
         pretrain=_pretrain(raw.get("pretrain"), where),
         source=source,
@@ -256,6 +278,7 @@ SHAPES = {
     "base": (dict, "a table of run fields ([base])"),
     "axes": (dict, "a table of run field = [values] ([axes])"),
     "points": (list, "an array of tables ([[points]])"),
+    "variants": (list, "an array of tables ([[variants]])"),
     "best_of": (dict, "a table ([best_of])"),
     "pretrain": (dict, "a table of run fields ([pretrain])"),
     "claims": (list, "an array of tables ([[claims]])"),
@@ -268,8 +291,9 @@ def _expect(raw: dict[str, Any], where: str) -> None:
     for key, (kind, words) in SHAPES.items():
         if key in raw and not isinstance(raw[key], kind):
             raise ConfigError(f"{where}: {key} must be {words}, got {raw[key]!r:.60}")
-    if not all(isinstance(p, dict) for p in raw.get("points", [])):
-        raise ConfigError(f"{where}: each [[points]] entry must be a table of run fields")
+    for name in LISTS:
+        if not all(isinstance(p, dict) for p in raw.get(name, [])):
+            raise ConfigError(f"{where}: each [[{name}]] entry must be a table of run fields")
     best = raw.get("best_of", {})
     for key in ("group_by", "fields"):
         if key in best and not (
@@ -361,7 +385,8 @@ def parse_claims(raw: Any, where: str) -> tuple[ClaimSpec, ...]:
         raise ConfigError(f"{where}: [[claims]] must be an array of tables")
     try:
         claims = tuple(
-            parse_claim(c, where, lambda k, v: coerce(k, v, where), field_names()) for c in raw
+            parse_claim(c, where, lambda k, v: coerce(k, v, where), field_names(), RUN_TABLES)
+            for c in raw
         )
     except ClaimError as err:
         raise ConfigError(str(err)) from None

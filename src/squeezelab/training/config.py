@@ -25,6 +25,11 @@ from .recipes import resolve as resolve_recipe
 
 SCHEDULERS = ("none", "step", "plateau", "linear", "cosine", "onecycle")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+# Readings of the study's "randomly cropped, resized to 64x64, and randomly flipped horizontally
+# before each use" (squeezelab.data.pipeline implements each; a test keeps the names in step).
+AUGMENTATIONS = ("pad-crop", "random-resized-crop", "resize-then-crop")
+EVAL_TRANSFORMS = ("none", "train")
+NORMALIZATIONS = ("imagenet", "cifar10", "none")
 SEED_MAX = 2**32 - 1
 EPOCHS_MAX = 100_000
 
@@ -55,6 +60,32 @@ class _RunFields:
         None, "train on the first N images of the seeded training split", kind=int, low=1,
         high=10**9,
     )  # fmt: skip
+    augmentation: str = option(
+        "pad-crop",
+        "training transform: pad-crop (4-pixel zero padding, random crop, resize, flip), "
+        "random-resized-crop (torchvision's RandomResizedCrop, scale crop_scale-1, then flip) or "
+        "resize-then-crop (resize to size / 0.875, random crop, flip)",
+        choices=AUGMENTATIONS,
+    )
+    crop_scale: float = option(
+        0.08,
+        "random-resized-crop: the smallest crop's fraction of the image's area",
+        low=0.0,
+        high=1.0,
+        low_open=True,
+    )
+    eval_transform: str = option(
+        "none",
+        "validation and test images: none (as they are) or train (the training transforms, "
+        "drawn from a fixed seed so an evaluation repeats)",
+        choices=EVAL_TRANSFORMS,
+    )
+    normalization: str = option(
+        "imagenet",
+        "input normalization: imagenet (its mean / std), cifar10 (CIFAR-10's) or none "
+        "(pixels in 0-1)",
+        choices=NORMALIZATIONS,
+    )
     # optimization
     epochs: int = option(10, "training epochs", low=1, high=EPOCHS_MAX)
     batch_size: int = option(64, "images per step", low=1, high=1 << 20)
@@ -104,6 +135,12 @@ class _RunFields:
             )
         check_all(self)
         check_recipe_name(self.recipe)
+        rrc = self.augmentation == "random-resized-crop"
+        if self.crop_scale != _DEFAULTS["crop_scale"] and not rrc:
+            raise ConfigError(
+                f"crop_scale applies to augmentation='random-resized-crop' only "
+                f"(augmentation is {self.augmentation!r})"
+            )
         if self.nesterov and self.momentum == 0:
             raise ConfigError("nesterov needs momentum > 0")
         if self.warmup_epochs and self.scheduler in ("plateau", "onecycle"):

@@ -8,13 +8,12 @@ from typing import Any
 
 import torch
 
-from ..data import Batches, Preprocess
 from ..errors import ConfigError
 from ..models import get_model, load_weights_into
 from .checkpoint import CheckpointError, load_weights
 from .config import RunConfig, from_dict
 from .layout import CONFIG
-from .loop import evaluate, load_splits
+from .loop import eval_batches, evaluate, load_splits, preprocess_of
 from .runtime import pick_device, resolve_precision
 
 
@@ -78,7 +77,7 @@ def evaluate_model(
     part = splits.get(split)
     dev = pick_device(device)
     model = model.to(dev, memory_format=torch.channels_last)
-    batches = Batches.of(part, 256, Preprocess(cfg.image_size, dev))
+    batches = eval_batches(part, cfg, preprocess_of(cfg, dev))
     loss, acc, n = evaluate(
         model, batches, dev, resolve_precision(cfg.precision, dev), cfg.tta_flip
     )

@@ -23,7 +23,8 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
-from ..data import Batches, Preprocess, Source, Splits, load_source, split_source
+from ..data import Batches, ImageSet, Preprocess, Source, Splits, load_source, split_source
+from ..data.pipeline import EVAL_SEED, Augment
 from ..errors import ConfigError, SqueezelabError
 from ..models import get_model
 from ..models.complexity import activation_bytes, count_params
@@ -290,6 +291,28 @@ def cached_source(spec: str, data_dir: str | None) -> Source:
     return load_source(spec, data_dir, progress=sys.stderr.isatty())
 
 
+def preprocess_of(cfg: RunConfig, dev: torch.device | str = "cpu") -> Preprocess:
+    """The run's conversion to float: its image size and its normalization."""
+    return Preprocess(cfg.image_size, dev, cfg.normalization)
+
+
+def augment_of(cfg: RunConfig) -> Augment:
+    """The run's training transform (its reading of "randomly cropped, resized, flipped")."""
+    return Augment(cfg.augmentation, cfg.crop_scale)
+
+
+def eval_batches(
+    part: ImageSet, cfg: RunConfig, preprocess: Preprocess, batch_size: int = 256
+) -> Batches:
+    """A split batched as the run evaluates it: as it is, or (``eval_transform = "train"``)
+    under the training transforms drawn from a fixed seed, so an evaluation repeats."""
+    if cfg.eval_transform == "train":
+        return Batches.of(
+            part, batch_size, preprocess, augment=augment_of(cfg), shuffle=False, reseed=EVAL_SEED
+        )
+    return Batches.of(part, batch_size, preprocess)
+
+
 def load_splits(cfg: RunConfig, data_dir: str | None = None) -> Splits:
     """Load and split ``cfg.data`` as the run does."""
     return split_source(
@@ -327,14 +350,14 @@ def _build(
     if cfg.init and fresh:
         init_from(model, cfg.init, cfg.model)
     model = model.to(dev, memory_format=torch.channels_last)
-    preprocess = Preprocess(cfg.image_size, dev)
+    preprocess = preprocess_of(cfg, dev)
     generator = torch.Generator().manual_seed(cfg.seed)
     train = Batches.of(
         splits.train,
         cfg.batch_size,
         preprocess,
         generator,
-        augment=True,
+        augment=augment_of(cfg),
         drop_last=len(splits.train) % cfg.batch_size == 1,  # a 1-image batch breaks batch norm
     )
     if len(train) == 0:
@@ -344,7 +367,7 @@ def _build(
             "--train-subset 2 or more"
         )
     eval_bs = max(256, cfg.batch_size)
-    val, test = (Batches.of(s, eval_bs, preprocess) for s in (splits.val, splits.test))
+    val, test = (eval_batches(s, cfg, preprocess, eval_bs) for s in (splits.val, splits.test))
     optimizer = sgd(
         model.parameters(),
         dev,

@@ -19,8 +19,8 @@ from ...fileio import write_text
 from ...results import RunRecord, Store, StoreError
 from ...results.records import left_chance, machine_of, precision_mix
 from .. import figures
-from ..evaluate import ClaimResult, evaluate_claims
-from ..published import analyze_published, published_runs, published_value
+from ..evaluate import ClaimResult, analyze_published, evaluate_claims
+from ..published import published_runs, published_value
 from ..render import render_html, render_markdown
 from ..selection import (
     best_runs,
@@ -647,7 +647,7 @@ def protocol_groups(runs: list[Any], spec: DeclaredStudy) -> dict[str, list[Any]
     best_of = spec.best_of
     designed = {
         *spec.axes,
-        *(k for point in spec.points for k in point),
+        *(k for point in (*spec.points, *spec.variants) for k in point),
         *best_of.get("group_by", ()),
         *best_of.get("fields", ()),
     }
