@@ -1,7 +1,8 @@
 """Error rates of squeezelab's verdicts, measured by simulating whole studies.
 
-For each claim type (paired, Welch, non-inferiority, correlation, and a Holm family of three
-paired claims) it simulates studies with a known true effect and decides each with the very
+For each claim type (paired, Welch, non-inferiority, correlation, a Holm family of three
+paired claims, and equivalence to published cells as the forensic study declares it) it
+simulates studies with a known true effect and decides each with the very
 functions the report uses (``analysis.verdicts``: Holm over the support and the contradiction
 p-values, the pivot's bounds at those levels, ``decide``, ``guard``), and counts:
 
@@ -11,6 +12,12 @@ p-values, the pivot's bounds at those levels, ``decide``, ``guard``), and counts
   false_contradicted    "contradicted" when the true effect is exactly min_effect
                         (non-inferiority: exactly on -margin); a family: any claim
   power                 "supported" when the true effect is 1.5 x min_effect (from the null)
+
+An equivalence claim (five published cells, two seeds each, the seed SD pooled over the
+cells, each published figure one run of the same spread) is wrongly supported, and wrongly
+contradicted, when the true deviation sits exactly on the margin; its power is "supported"
+at no deviation. Its cells form one Holm family, so its rates are family-wise (any cell).
+Stalled runs are not simulated for it.
 
 Per-seed outcomes: a condition effect (between conditions), seed noise within, and, with
 probability ``stall``, a run that ends at chance (it counts at 10% under the 'chance' rule and
@@ -39,6 +46,7 @@ import numpy as np
 
 from squeezelab.analysis.verdicts import (
     CONTRADICTED,
+    EQUIVALENCE,
     SUPPORTED,
     Pivot,
     bounds_at,
@@ -46,6 +54,7 @@ from squeezelab.analysis.verdicts import (
     decide,
     guard,
     holm_levels,
+    support_p,
 )
 from squeezelab.declared import ALPHA  # a claim's default level
 
@@ -53,6 +62,7 @@ CHANCE = 10.0
 BASE = 60.0  # a learned run's mean accuracy (points); only stalls' distance from it matters
 MIN_EFFECT = {"paired": 2.0, "welch": 2.0, "noninferiority": 2.0, "correlation": 0.3}
 MARGIN = 2.0
+EQ_MARGIN, EQ_CELLS, EQ_SEEDS = 5.0, 5, 2  # the forensic study's equivalence claims
 
 
 def _accuracy(
@@ -141,6 +151,19 @@ def correlation_pivot(rng: np.random.Generator, sims: int, rho: float,
     return Pivot(r, 1 / np.sqrt(np.maximum(n - 3, 1)), None, fisher=True), _mixed(stalled)
 
 
+def equivalence_pivots(rng: np.random.Generator, sims: int, effect: float,
+                       setup: dict[str, float], rule: str) -> tuple[Pivot, Any]:  # fmt: skip
+    """Per cell: our seeds' mean minus one published run, the seed SD pooled over the cells
+    (df = cells x (seeds - 1)), the published run's own noise in the standard error."""
+    sd = setup["seed_sd"]
+    ours = rng.normal(effect, sd, (sims, EQ_CELLS, EQ_SEEDS))
+    published = rng.normal(0.0, sd, (sims, EQ_CELLS))
+    pooled = ours.var(-1, ddof=1).mean(-1, keepdims=True)  # equal seeds per cell
+    se = np.broadcast_to(np.sqrt(pooled * (1 / EQ_SEEDS + 1)), published.shape)
+    pivot = Pivot(ours.mean(-1) - published, se, float(EQ_CELLS * (EQ_SEEDS - 1)))
+    return pivot, np.zeros(published.shape, bool)
+
+
 def verdicts(tested: tuple[Pivot, np.ndarray], direction: str, null: float,
              min_effect: float | None, rule: str) -> np.ndarray:  # fmt: skip
     """The report's rule, vectorized: Holm levels over the last axis (support and
@@ -153,7 +176,7 @@ def verdicts(tested: tuple[Pivot, np.ndarray], direction: str, null: float,
         rows = p.reshape(-1, est.shape[-1]) if est.ndim > 1 else p[:, None]
         return holm_levels(rows, ALPHA).reshape(est.shape)
 
-    support = levels(pivot.p(null, direction))
+    support = levels(support_p(pivot, direction, null, min_effect))
     contra = levels(contradiction_p(pivot, direction, null, min_effect))
     low, high, tost = bounds_at(pivot, support, contra, direction)
     return np.asarray(guard(decide(low, high, direction, null, min_effect, tost), mixed, rule))
@@ -177,15 +200,29 @@ def _paired_family(m: int) -> Simulate:
     return simulate
 
 
-def _types() -> dict[str, tuple[Simulate, float, float | None, tuple[float, float, float]]]:
+def _types() -> dict[str, tuple[Simulate, float, float | None, tuple[float, float, float], str]]:
     me, mw, mc = MIN_EFFECT["paired"], MIN_EFFECT["welch"], MIN_EFFECT["correlation"]
     return {
-        "paired": (_paired_family(1), 0.0, me, (0.0, me, 1.5 * me)),
-        "paired_holm_family_of_3": (_paired_family(3), 0.0, me, (0.0, me, 1.5 * me)),
-        "welch": (welch_pivot, 0.0, mw, (0.0, mw, 1.5 * mw)),
+        "paired": (_paired_family(1), 0.0, me, (0.0, me, 1.5 * me), "greater"),
+        "paired_holm_family_of_3": (_paired_family(3), 0.0, me, (0.0, me, 1.5 * me), "greater"),
+        "welch": (welch_pivot, 0.0, mw, (0.0, mw, 1.5 * mw), "greater"),
         # Non-inferiority: both errors sit on the margin; power 1.5 margins above it.
-        "noninferiority": (welch_pivot, -MARGIN, None, (-MARGIN, -MARGIN, 0.5 * MARGIN)),
-        "correlation": (correlation_pivot, 0.0, mc, (0.0, mc, 1.5 * mc)),
+        "noninferiority": (
+            welch_pivot,
+            -MARGIN,
+            None,
+            (-MARGIN, -MARGIN, 0.5 * MARGIN),
+            "greater",
+        ),
+        "correlation": (correlation_pivot, 0.0, mc, (0.0, mc, 1.5 * mc), "greater"),
+        # Equivalence: both errors on the margin; power at no deviation at all.
+        "equivalence_5_cells_2_seeds": (
+            equivalence_pivots,
+            0.0,
+            EQ_MARGIN,
+            (EQ_MARGIN, EQ_MARGIN, 0.0),
+            EQUIVALENCE,
+        ),
     }
 
 
@@ -193,19 +230,23 @@ def calibrate(sims: int, seed: int, setup: dict[str, float]) -> dict[str, dict[s
     out: dict[str, dict[str, Any]] = {}
     for rule in ("chance", "exclude"):
         rng = np.random.default_rng(seed)
-        for name, (simulate, null, min_effect, (zero, edge, strong)) in _types().items():
+        for name, (simulate, null, min_effect, (zero, edge, strong), way) in _types().items():
 
             def outcome(effect: float, simulate: Simulate = simulate, null: float = null,
                         min_effect: float | None = min_effect, rule: str = rule,
-                        rng: np.random.Generator = rng) -> np.ndarray:  # fmt: skip
+                        rng: np.random.Generator = rng, way: str = way) -> np.ndarray:  # fmt: skip
                 tested = simulate(rng, sims, effect, setup, rule)
-                return verdicts(tested, "greater", null, min_effect, rule)
+                return verdicts(tested, way, null, min_effect, rule)
 
             figures: dict[str, Any] = {
                 "false_supported": rate(outcome(zero), SUPPORTED),
                 "false_contradicted": rate(outcome(edge), CONTRADICTED),
                 "power_at_1.5x": rate(outcome(strong), SUPPORTED),
             }
+            if way == EQUIVALENCE:  # the reading's own verdict: every cell supported
+                figures["every_cell_supported_at_0"] = float(
+                    (outcome(0.0) == SUPPORTED).all(-1).mean()
+                )
             figures["within_target"] = (
                 figures["false_supported"] <= ALPHA + 0.01
                 and figures["false_contradicted"] <= ALPHA + 0.01
@@ -280,6 +321,7 @@ def main() -> None:
                 "seed": args.seed,
                 "min_effect": MIN_EFFECT,
                 "margin": MARGIN,
+                "equivalence": {"margin": EQ_MARGIN, "cells": EQ_CELLS, "seeds": EQ_SEEDS},
                 "setups": results,
                 "all_within_target": within,
                 "wall_s": round(time.perf_counter() - t0, 1),

@@ -69,6 +69,7 @@ from .verdicts import (
     qualify,
     read,
     smallest,
+    support_p,
     welch_power,
 )
 
@@ -566,7 +567,7 @@ def _equivalence(claim: ClaimSpec, runs: list[RunRecord], rule: str, chance: flo
     pivot = Pivot(mean - float(ref), sd * math.sqrt(1 / k + 1), float(df))
     res.estimate = pivot.estimate
     res.value, res.df = pivot.estimate / pivot.se, float(df)
-    res.p = float(np.maximum(pivot.p(-margin, "greater"), pivot.p(margin, "less")))
+    res.p = float(support_p(pivot, EQUIVALENCE, 0.0, margin))
     res.p_two_sided = float(pivot.p(0.0, "two-sided"))
     res.details = (
         f"ours {mean:.2f}% (n={k}), published {float(ref):.2f}% "

@@ -143,6 +143,16 @@ def decide(
     return str(out) if out.ndim == 0 else out
 
 
+def support_p(pivot: Pivot, direction: str, null: float = 0.0,
+              margin: float | None = None) -> Any:  # fmt: skip
+    """The p-value of the test that supports a claim: H0 "no effect" in its direction; an
+    equivalence claim's is TOST's, the larger of the two one-sided tests against +-margin."""
+    if direction == EQUIVALENCE:
+        m = 0.0 if margin is None else float(margin)
+        return np.maximum(pivot.p(null - m, "greater"), pivot.p(null + m, "less"))
+    return pivot.p(null, direction)
+
+
 def contradiction_p(pivot: Pivot, direction: str, null: float = 0.0,
                     min_effect: float | None = None) -> Any:  # fmt: skip
     """The p-value of the test that contradicts a claim: H0 "the effect reaches min_effect"
