@@ -17,7 +17,7 @@ from scipy import stats
 from squeezelab.analysis import build_report
 from squeezelab.analysis.evaluate import apply_holm, evaluate_claim, evaluate_claims
 from squeezelab.analysis.figures import mean_curve
-from squeezelab.analysis.published import published_runs
+from squeezelab.analysis.published import published_runs, published_value
 from squeezelab.analysis.report import protocol_groups
 from squeezelab.analysis.selection import select_best, selection_margins
 from squeezelab.analysis.stats import least_significant_difference, welch_test
@@ -777,7 +777,7 @@ def _verdicts(claim: ClaimSpec, runs: list[RunRecord], rule: str = "chance") -> 
 
 def test_equivalence_supports_a_matching_reading_and_contradicts_a_shifted_one() -> None:
     claim = _equivalence_claim()
-    assert "< 5 points" in claim.hypothesis
+    assert "within +-5 points" in claim.hypothesis
     same = _verdicts(claim, _reading_runs(0.0))
     assert {r.verdict for r in same.values()} == {"supported"}
     near = same["lr=0.001, weight_decay=0.0"]
@@ -830,3 +830,29 @@ def test_equivalence_claims_are_checked_when_declared(changes: dict, message: st
             "by": ["lr"], "margin": 5.0, "margin_reason": "x",
         }  # fmt: skip
         parse_study({"claims": [{k: v for k, v in {**base, **raw}.items() if k not in drop}]}, "e")
+
+
+def test_forensic_report_sets_each_reading_beside_the_study(tmp_path: Path) -> None:
+    """Constructed data: the 'no normalization' reading lands on the study's cells, the
+    default reading 20 points above them; the report says which reading is supported."""
+    db = tmp_path / "f.db"
+    published = [r for t in ("table_a1", "table_a3") for r in published_runs(t)]
+
+    def accuracy(c: RunConfig) -> float:
+        pub = published_value(published, c.to_dict())
+        base = 10.0 if pub == "nan" else float(pub)
+        jitter = 0.8 * (c.seed - 0.5) + 0.3 * (c.lr * 100 % 3)
+        if c.normalization == "none":
+            return base + jitter
+        return base + 20.0 + jitter
+
+    _store_builtin(db, "forensic", accuracy)
+    build_report(db, tmp_path / "r")
+    md = (tmp_path / "r" / "report.md").read_text()
+    part = md.split("Which reading reproduces the study")[1].split("\n## ")[0]
+    rows = {line.split("|")[1].strip(): line for line in part.splitlines() if "|" in line}
+    no_norm = next(v for k, v in rows.items() if "without input normalization" in k)
+    default = next(v for k, v in rows.items() if "squeezelab's default" in k)
+    assert "| supported |" in no_norm and "5 supported" in no_norm
+    assert "| contradicted |" in default and "+20.0 to +20.3" in default
+    assert "The study's own data, re-analysed" not in md  # nothing of it to re-analyse

@@ -74,8 +74,8 @@ class ClaimSpec:
         if self.test == "equivalence":
             cells = ", ".join(self.by) or "the runs"
             return (
-                f"per cell of {cells}: |mean - published ({', '.join(self.reference)})| "
-                f"< {self.margin:g} points"
+                f"per cell of {cells}: mean - published ({', '.join(self.reference)}) "
+                f"within +-{self.margin:g} points"
             )
         groups = f"{self.field}={_show(self.treatment)} vs {self.field}={_show(self.control)}"
         if self.test == "noninferiority":

@@ -46,7 +46,7 @@ from .store_sections import (
     model_size_section,
     timing_section,
 )
-from .verdicts import claims_section, published_section
+from .verdicts import claims_section, published_section, readings_section
 
 SEEDS_SHOWN = 6  # a study table lists each seed's accuracy when no row has more
 # Run fields that make a recipe, named in each study section when all its runs share them.
@@ -565,15 +565,20 @@ class ReportBuilder:
         for r in self.results:
             if not r.interim and r.family in waiting:
                 r.interim = f"its Holm family '{r.family}' holds a claim whose {waiting[r.family]}"
-        self.add_section(claims_section(self.results, {c.id: c.diverged for c in self.claims}), 1)
+        rule_of = {c.id: c.diverged for c in self.claims}
+        self.add_section(claims_section(self.results, rule_of), 1)
+        readings = readings_section(self.results, rule_of)
+        if readings is not None:
+            self.add_section(readings, 1)
 
     def published(self) -> None:
         """The study's own statistics, recomputed from its published tables, for comparison."""
-        todo = [
-            (spec.name, list(spec.claims), list(spec.report.published))
-            for spec in self.ctx.specs.values()
-            if spec.claims and spec.report.published
-        ]
+        todo = []
+        for spec in self.ctx.specs.values():
+            # an equivalence claim holds our runs to these very tables: nothing to re-analyse
+            claims = [c for c in spec.claims if c.test != "equivalence"]
+            if claims and spec.report.published:
+                todo.append((spec.name, claims, list(spec.report.published)))
         if todo:
             self.add_section(published_section(analyze_published(todo)))
 

@@ -148,6 +148,71 @@ def claim_text(r: ClaimResult, alt: ClaimResult | None = None) -> str:
     return text
 
 
+def reading_verdict(cells: list[ClaimResult]) -> str:
+    """A reading's verdict from its cells' (an intersection-union test): supported when every
+    cell is, contradicted when any cell is, else inconclusive."""
+    words = [c.verdict.split(" ")[0] for c in cells]
+    if words and all(w == "supported" for w in words):
+        return "supported"
+    return "contradicted" if "contradicted" in words else "inconclusive"
+
+
+def readings_section(results: list[ClaimResult], rule_of: dict[str, str]) -> Section | None:
+    """Equivalence claims (a reading of the protocol held to the published cells), one row
+    per reading: how far its cells land from the study's, and what that decides."""
+    readings: dict[str, list[ClaimResult]] = {}
+    for r in results:
+        if r.test == "equivalence" and r.rule == rule_of.get(r.id, "chance"):
+            readings.setdefault(r.id, []).append(r)
+    if not readings:
+        return None
+    s = Section("Which reading reproduces the study")
+    rows = []
+    for cells in readings.values():
+        tested = [c for c in cells if c.estimate is not None]
+        counts = {w: sum(c.verdict.startswith(w) for c in cells)
+                  for w in ("supported", "contradicted", "inconclusive")}  # fmt: skip
+        span = (
+            f"{min(c.estimate for c in tested):+.1f} to {max(c.estimate for c in tested):+.1f}"
+            if tested
+            else ""
+        )
+        rows.append(
+            [
+                cells[0].statement,
+                len(cells),
+                span,
+                "; ".join(f"{c.stratum}: {estimate_text(c)}" for c in tested),
+                ", ".join(f"{v} {w}" for w, v in counts.items() if v),
+                reading_verdict(cells) + (" (interim)" if any(c.interim for c in cells) else ""),
+                next((c.advice for c in cells if c.advice), ""),
+            ]
+        )
+    s.table(
+        Table(
+            "readings",
+            "Each reading of the protocol against the study's published cells",
+            [
+                "Reading",
+                "Cells",
+                "Ours - study (points, cell means)",
+                "Per cell: ours - study [interval at the Holm level]",
+                "Cell verdicts",
+                "Reading",
+                "What would decide it",
+            ],
+            rows,
+            "A cell's deviation is our seeds' mean minus the study's one published run; its "
+            "standard error counts both (our seeds' spread, pooled over the reading's cells "
+            "that learned, and the published run's own seed noise, taken as ours). A cell is "
+            "supported when its whole interval lies inside the margin (TOST), contradicted when "
+            "it lies beyond it. A reading is supported when every cell is (an intersection-"
+            "union test), contradicted when any cell is.",
+        )
+    )
+    return s
+
+
 def published_section(results: list[ClaimResult]) -> Section:
     """The study's own statistics, recomputed from its published tables, decided by the
     same rules, under both divergence rules."""
