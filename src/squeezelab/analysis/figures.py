@@ -4,6 +4,7 @@ accuracy (Figure 5), design-space plots (the paper's Figure 3) and a grid heatma
 
 from __future__ import annotations
 
+import textwrap
 import warnings
 from pathlib import Path
 from typing import Any
@@ -25,10 +26,31 @@ from .tables import group, label, mean_acc, relative_points, value_label
 COLORS = {"alexnet": "tab:red", "squeezenet1_0": "tab:blue", "squeezenet1_1": "tab:green"}
 
 
+TITLE_SIZE = 11
+LABEL_SIZE = 9
+
+
+def wrap_title(text: str, width_in: float, fontsize: float = TITLE_SIZE) -> str:
+    """``text`` broken into lines that fit ``width_in`` inches at ``fontsize`` (an average
+    glyph is about 0.55 em wide), so no title runs past its figure and is cut."""
+    chars = max(20, int(width_in * 72 / (fontsize * 0.55)))
+    return "\n".join(textwrap.fill(line, chars) for line in text.split("\n"))
+
+
+def _suptitle(fig: Any, text: str) -> None:
+    fig.suptitle(wrap_title(text, fig.get_figwidth() * 0.95), fontsize=TITLE_SIZE)
+
+
+def _title(ax: Any, text: str, fontsize: float = TITLE_SIZE) -> None:
+    width = ax.get_position().width * ax.figure.get_figwidth()
+    ax.set_title(wrap_title(text, max(width, 3.0), fontsize), fontsize=fontsize)
+
+
 def _save(fig: Any, path: Path) -> None:
     fig.tight_layout()
     try:
-        write_with(path, lambda tmp: fig.savefig(tmp, dpi=110))
+        # "tight" grows the canvas to every artist: a label never falls off the image
+        write_with(path, lambda tmp: fig.savefig(tmp, dpi=110, bbox_inches="tight"))
     finally:
         plt.close(fig)
 
@@ -95,12 +117,12 @@ def curves_figure(
                     color=color,
                     alpha=0.15,
                 )
-        ax.set_title(f"scheduler: {sched}")
+        _title(ax, f"scheduler: {sched}", LABEL_SIZE + 1)
         ax.set_xlabel("epoch")
         ax.set_ylabel(METRICS[metric].header)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    fig.suptitle(f"{title}\nthin: one seed; thick: mean; band: 95% CI", fontsize=10)
+    _suptitle(fig, f"{title}\nthin: one seed; thick: mean; band: 95% CI")
     _save(fig, path)
     return metric
 
@@ -145,7 +167,7 @@ def relative_figure(runs: list[RunRecord], x: str, base_value: Any, path: Path, 
         ],
     )
     ax.set_ylabel(f"{METRICS['test_acc'].label} minus {value_label(x, base_value)} (points)")
-    ax.set_title(title, fontsize=10)
+    _title(ax, title)
     ax.legend(fontsize=8)
     ax.grid(axis="y", alpha=0.3)
     _save(fig, path)
@@ -176,7 +198,7 @@ def design_figure(
     twin = ax.twinx()
     twin.plot(pos, [params[x] * 4 / 1e6 for x in xs], "s--", color="tab:gray")
     twin.set_ylabel(METRICS["size_mb"].header, color="tab:gray")
-    ax.set_title(f"{title}\nerror bars: 95% CI over seeds", fontsize=10)
+    _title(ax, f"{title}\nerror bars: 95% CI over seeds")
     ax.grid(alpha=0.3)
     _save(fig, path)
 
@@ -188,7 +210,8 @@ def heatmap_figure(
     half = max(1, len(rows) // 2)
     ykeys, xkeys = rows[:half], rows[half:]
     panels = group(runs, (panel,)) if panel else {("all",): runs}
-    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.5), squeeze=False)
+    tall = max(4.5, 0.35 * len(group(runs, rows[: max(1, len(rows) // 2)])) + 2)
+    fig, axes = plt.subplots(1, len(panels), figsize=(7 * len(panels), tall), squeeze=False)
     for ax, ((pv,), members) in zip(axes[0], panels.items()):
         ys = list(group(members, ykeys)) if ykeys else [()]
         xs = list(group(members, xkeys)) if xkeys else [()]
@@ -197,18 +220,19 @@ def heatmap_figure(
         im = ax.imshow(grid, cmap="viridis", aspect="auto")
         for (i, j), v in np.ndenumerate(grid):
             if not np.isnan(v):
-                ax.text(j, i, f"{v:.1f}", ha="center", va="center", fontsize=7, color="white")
+                ax.text(j, i, f"{v:.1f}", ha="center", va="center", fontsize=LABEL_SIZE - 1,
+                        color="white")  # fmt: skip
         ax.set_xticks(
             range(len(xs)),
             ["\n".join(f"{k}={v}" for k, v in zip(xkeys, x)) for x in xs],
-            fontsize=7,
+            fontsize=LABEL_SIZE,
         )
         ax.set_yticks(
             range(len(ys)),
             [", ".join(f"{k}={v}" for k, v in zip(ykeys, y)) for y in ys],
-            fontsize=7,
+            fontsize=LABEL_SIZE,
         )
-        ax.set_title(label(pv) if panel == "model" else str(pv), fontsize=9)
+        _title(ax, label(pv) if panel == "model" else str(pv), LABEL_SIZE + 1)
         fig.colorbar(im, ax=ax, label=METRICS["test_acc"].header)
-    fig.suptitle(title, fontsize=10)
+    _suptitle(fig, title)
     _save(fig, path)

@@ -57,23 +57,48 @@ class Table:
         return buf.getvalue()
 
     def to_markdown(self) -> str:
-        lines = ["| " + " | ".join(self.columns) + " |", "|" + "---|" * len(self.columns)]
+        def esc(text: str) -> str:  # a "|" in a cell would end it
+            return text.replace("|", "\\|")
+
+        head = "| " + " | ".join(map(esc, self.columns)) + " |"
+        lines = [head, "|" + "".join("---:|" if self._numeric(i) else "---|"
+                                     for i in range(len(self.columns)))]  # fmt: skip
         for row in self.rows:
-            cells = (self.cell(c, v) for c, v in zip(self.columns, row))
+            cells = (esc(self.cell(c, v)) for c, v in zip(self.columns, row))
             lines.append("| " + " | ".join(cells) + " |")
         return "\n".join(lines)
+
+    def _numeric(self, index: int) -> bool:
+        """Whether a column holds numbers (and blanks) only: those align right."""
+        values = [row[index] for row in self.rows if index < len(row) and row[index] is not None]
+        return bool(values) and all(_is_number(v) for v in values)
 
     def to_html(self) -> str:
         """The table as HTML, every header and cell escaped: claim statements, data paths and
         study names come from files a user may not have written."""
-        head = "".join(f"<th>{html.escape(str(c))}</th>" for c in self.columns)
+        numeric = [self._numeric(i) for i in range(len(self.columns))]
+        head = "".join(
+            f"<th{' class=num' if n else ''}>{html.escape(str(c))}</th>"
+            for c, n in zip(self.columns, numeric)
+        )
         body = "".join(
             "<tr>"
-            + "".join(f"<td>{html.escape(self.cell(c, v))}</td>" for c, v in zip(self.columns, row))
+            + "".join(
+                f"<td{' class=num' if _is_number(v) else ''}>{html.escape(self.cell(c, v))}</td>"
+                for c, v in zip(self.columns, row)
+            )
             + "</tr>"
             for row in self.rows
         )
-        return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+        # a wide table scrolls inside its own box instead of widening the page
+        return (
+            f"<div class=scroll><table><thead><tr>{head}</tr></thead>"
+            f"<tbody>{body}</tbody></table></div>"
+        )
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
 def label(model: str) -> str:

@@ -436,6 +436,8 @@ def _run_epoch(
         if not steps_per_iteration(parts.scheduler):
             parts.scheduler.step(val_loss)
     row["epoch_s"] = time.perf_counter() - t0
+    if hasattr(os, "getloadavg"):  # what else ran: an epoch time on a busy machine is not its speed
+        row["load"] = round(os.getloadavg()[0], 2)
     return row
 
 

@@ -111,6 +111,7 @@ def recipe(
         "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else cpu_name(),
         "precision": precision,
         "threads": torch.get_num_threads(),
+        "cores": os.cpu_count(),  # the machine's: the load average counts all of them
     }
 
 

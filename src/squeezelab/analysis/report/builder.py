@@ -48,6 +48,17 @@ from .store_sections import (
 )
 from .verdicts import claims_section, published_section, readings_section
 
+# The question of the study the built-in studies start from, in one sentence.
+STUDY_QUESTION = (
+    "The question: does SqueezeNet, with about 50 times fewer parameters than AlexNet, train "
+    "to AlexNet's accuracy on CIFAR-10 under the same protocol, and which of its design and "
+    'training choices decide that? ("Size isn\'t everything", SqueezeNet vs AlexNet)'
+)
+FORENSIC_QUESTION = (
+    "The question: which reading of the study's protocol (\"randomly cropped, resized to "
+    '64x64, and randomly flipped horizontally before each use") reproduces its published '
+    "accuracies?"
+)
 SEEDS_SHOWN = 6  # a study table lists each seed's accuracy when no row has more
 # Run fields that make a recipe, named in each study section when all its runs share them.
 TRAINING_FIELDS = (
@@ -149,6 +160,24 @@ class ReportBuilder:
         else:
             s.text("The runs match the study's budget; the verdicts below address its question.")
         self.sections.append(s)
+
+    def question(self) -> str:
+        """The report's first sentence: the question its runs answer. The study's own when a
+        study here follows a preset or compares with its published tables; the forensic one
+        when every study holds its readings to those tables; else each study's description."""
+        specs = list(self.ctx.specs.values())
+        if not specs:
+            return ""
+
+        def forensic(spec: DeclaredStudy) -> bool:
+            return bool(spec.claims) and all(c.test == "equivalence" for c in spec.claims)
+
+        if all(forensic(sp) for sp in specs):
+            return FORENSIC_QUESTION
+        if any(sp.protocol.get("name") or sp.report.published for sp in specs):
+            return STUDY_QUESTION
+        described = [f"{sp.name}: {sp.description}" for sp in specs if sp.description]
+        return "The questions these studies ask: " + "; ".join(described) if described else ""
 
     def protocol(self, reference: dict[str, dict[str, Any]]) -> None:
         protocols = {}
@@ -744,8 +773,9 @@ def build_report(
                     b.add_section(section)
     for t in b.tables:
         write_text(out / f"{t.name}.csv", t.to_csv())
-    write_text(out / "report.md", render_markdown(b.sections, db))
-    write_text(out / "report.html", render_html(b.sections, db))
+    question = b.question()
+    write_text(out / "report.md", render_markdown(b.sections, db, question))
+    write_text(out / "report.html", render_html(b.sections, db, question))
     return {
         "report": str(out / "report.html"),
         "tables": [t.name for t in b.tables],

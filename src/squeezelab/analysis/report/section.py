@@ -23,6 +23,10 @@ class Section:
     def figure(self, path: Path, caption: str) -> None:
         self.blocks.append(("figure", path, caption))
 
+    def details(self, summary: str, text: str) -> None:
+        """A paragraph folded under a one-line summary (HTML ``<details>``)."""
+        self.blocks.append(("details", summary, text))
+
 
 def fmt(x: float | None, spec: str = "{:.2f}") -> str:
     return "n/a" if x is None or not math.isfinite(x) else spec.format(x)

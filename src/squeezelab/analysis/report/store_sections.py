@@ -50,18 +50,33 @@ def timing_section(ctx: ReportContext) -> Section | None:
     by_setting: dict[tuple[str, str], list[RunRecord]] = {}
     for r in runs:
         by_setting.setdefault((r.config["model"], machine_of(recipes.get(r.key))), []).append(r)
+    busy_rows = 0
     for (model, machine), members in sorted(by_setting.items()):
-        times, per_image = [], []
+        times, per_image, loads, spare = [], [], [], []
         for r in members:
-            images = recipes.get(r.key, {}).get("train_images") or r.config.get("train_subset")
+            recipe = recipes.get(r.key, {})
+            images = recipe.get("train_images") or r.config.get("train_subset")
             for m in r.history:
                 if m.get("epoch_s"):
                     times.append(m["epoch_s"])
                     if images:
                         per_image.append(m["epoch_s"] / images)
+                    if m.get("load") is not None and recipe.get("cores"):
+                        loads.append(m["load"])
+                        # runnable work beyond this run's own threads: others shared the cores
+                        spare.append(m["load"] - (recipe.get("threads") or 1) > 0.5)
         if not times:
             continue
         scaled = statistics.median(per_image) * PLAIN_IMAGES if per_image else None
+        if loads:
+            cores = max(recipes.get(r.key, {}).get("cores") or 0 for r in members)
+            busy = sum(spare) > len(spare) / 2
+            busy_rows += busy
+            load = f"{statistics.median(loads):.1f} on {cores} cores" + (
+                " (busy: not this device's speed)" if busy else " (idle)"
+            )
+        else:
+            load = "not recorded"
         rows.append(
             [
                 label(model),
@@ -69,6 +84,7 @@ def timing_section(ctx: ReportContext) -> Section | None:
                 len(times),
                 statistics.median(times),
                 scaled,
+                load,
                 theirs.get(model),
             ]
         )
@@ -85,13 +101,23 @@ def timing_section(ctx: ReportContext) -> Section | None:
                 "Epochs timed",
                 "Median s/epoch (as run)",
                 "s per 45,000 images",
+                "Machine load while timed",
                 "The study (s/epoch)",
             ],
             rows,
             "As run: over each run's own training images (with validation). Scaled: the "
-            "median time per image x 45,000, the study's epoch.",
+            "median time per image x 45,000, the study's epoch. Load: the median 1-minute load "
+            "average at the end of each epoch; 'busy' when, for most epochs, more work was "
+            "runnable than the run's own threads (other runs or jobs shared the machine), so "
+            "the times are slower than the device alone would be. Time a device only idle: "
+            "benchmarks/train_throughput.py.",
         ),
     )
+    if busy_rows:
+        s.text(
+            f"{busy_rows} of these rows were timed on a busy machine: read them as what the "
+            "runs took, not as the device's speed."
+        )
     return s
 
 

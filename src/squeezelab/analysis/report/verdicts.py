@@ -104,7 +104,11 @@ def claims_section(results: list[ClaimResult], rule_of: dict[str, str]) -> Secti
         )
     )
     for r in declared:
-        s.text(claim_text(r, by_key.get((r.id, r.stratum, other[r.rule]))))
+        s.details(
+            f"**{r.verdict.capitalize()}**: {r.label}"
+            + (f" ({r.qualifier})" if r.qualifier else ""),
+            claim_text(r, by_key.get((r.id, r.stratum, other[r.rule]))),
+        )
     return s
 
 
