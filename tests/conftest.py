@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import os
@@ -9,12 +10,17 @@ import pickle
 import subprocess
 import sys
 import tarfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
+
+from squeezelab.results import Store
+from squeezelab.studies.spec import load_study
 
 
 @pytest.fixture(autouse=True)
@@ -105,3 +111,22 @@ def jpeg_archive(tmp_path: Path) -> Path:
 
 
 PYTHON = sys.executable
+
+
+def store_builtin(db: Path, name: str, accuracy: Callable[[Any], float | None]) -> list:
+    """A store holding built-in study ``name``, each run finished at ``accuracy(config)``
+    (validation and test alike; None leaves the run unfinished). Returns the study's runs."""
+    spec = load_study(name)
+    runs = spec.expand()
+    with Store(db) as store:
+        store.add_study(
+            spec.name,
+            {**dataclasses.asdict(spec), "notes": {}},
+            [(c.key(), c.to_dict(), "run") for c in runs],
+        )
+        for c in runs:
+            acc = accuracy(c)
+            if acc is not None:
+                result = {"val_acc": acc, "test_acc": acc, "epochs": c.epochs, "diverged": False}
+                store.finish_run(c.key(), result, [{"epoch": 1, "val_acc": acc, "epoch_s": 1.0}])
+    return runs

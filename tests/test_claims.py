@@ -6,7 +6,6 @@ import csv
 import dataclasses
 import math
 import warnings
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,7 @@ from squeezelab.results import RunRecord, RunScore, Store
 from squeezelab.studies.spec import load_study, parse_study
 from squeezelab.training import ConfigError, RunConfig
 
-from .conftest import last_json, modern_v2, run_cli
+from .conftest import last_json, modern_v2, run_cli, store_builtin
 
 # --- the study's own statistics, recovered from its published tables -----------------------
 
@@ -565,9 +564,9 @@ def test_a_recipe_version_that_changes_one_model_reports_one_experiment(
     def acc(c: Any) -> float:
         return 80.0 + 0.2 * c.seed + 5.0 * c.batch_norm
 
-    old = {c.key() for c in _store_builtin(db, "modern-compare", acc)}
+    old = {c.key() for c in store_builtin(db, "modern-compare", acc)}
     modern_v2(monkeypatch)
-    new = _store_builtin(db, "modern-compare", lambda c: acc(c) + 2.0 * (c.recipe == "modern@2"))
+    new = store_builtin(db, "modern-compare", lambda c: acc(c) + 2.0 * (c.recipe == "modern@2"))
     assert len({c.key() for c in new} - old) == 5 and {c.recipe for c in new} == {
         "modern@1",
         "modern@2",
@@ -587,31 +586,12 @@ def test_a_recipe_version_that_changes_one_model_reports_one_experiment(
     assert bn["n"] == "10" and bn["Estimate [interval at the Holm level]"].startswith("+7.00 pts")
 
 
-def _store_builtin(db: Path, name: str, accuracy: Callable[[Any], float | None]) -> list:
-    """A store holding built-in study ``name``, each run finished at ``accuracy(config)``
-    (validation and test alike; None leaves the run unfinished). Returns the study's runs."""
-    spec = load_study(name)
-    runs = spec.expand()
-    with Store(db) as store:
-        store.add_study(
-            spec.name,
-            {**dataclasses.asdict(spec), "notes": {}},
-            [(c.key(), c.to_dict(), "run") for c in runs],
-        )
-        for c in runs:
-            acc = accuracy(c)
-            if acc is not None:
-                result = {"val_acc": acc, "test_acc": acc, "epochs": c.epochs, "diverged": False}
-                store.finish_run(c.key(), result, [{"epoch": 1, "val_acc": acc, "epoch_s": 1.0}])
-    return runs
-
-
 def test_a_search_report_weighs_its_choice_and_claims_no_study_choice(tmp_path: Path) -> None:
     """A modern search's best-point table: no 'study's point' (the study chose nothing
     there), the choice weighed against seed noise, the diverged mark explained only if used."""
     db = tmp_path / "s.db"
     # batch 256 wins by far; the rest are within a point of each other
-    runs = _store_builtin(
+    runs = store_builtin(
         db,
         "modern-search-3",
         lambda c: (90.0 if c.batch_size == 256 else 79.0 + 0.1 * c.label_smoothing) + c.seed,
@@ -642,7 +622,7 @@ def test_a_study_table_shows_what_each_row_ran_and_its_spread(tmp_path: Path) ->
     beside each row, the fields every run shares above it, and each row's seed SD."""
     db = tmp_path / "m.db"
     # seeds 0 and 1 finished (SD over them: sqrt(2) = 1.41), and AlexNet's seed 2 (SD 2)
-    _store_builtin(
+    store_builtin(
         db,
         "modern-compare",
         lambda c: 80.0 + 2.0 * c.seed if c.seed < 2 + (c.model == "alexnet") else None,
@@ -676,7 +656,7 @@ def test_claims_of_a_study_with_runs_left_are_interim(tmp_path: Path) -> None:
         ]
 
     part = tmp_path / "part.db"
-    _store_builtin(part, "modern-compare", lambda c: acc(c) if c.seed < 3 else None)
+    store_builtin(part, "modern-compare", lambda c: acc(c) if c.seed < 3 else None)
     build_report(part, tmp_path / "p")
     with (tmp_path / "p" / "claims.csv").open() as f:
         rows = {r["Claim"]: r for r in csv.DictReader(f)}
@@ -690,7 +670,7 @@ def test_claims_of_a_study_with_runs_left_are_interim(tmp_path: Path) -> None:
     assert "[supported (interim)] (chance) Trained well, batch norm" in out
     assert "; interim: 8 of the 20 runs registered for modern-compare have not finished" in out
     full = tmp_path / "full.db"
-    _store_builtin(full, "modern-compare", acc)
+    store_builtin(full, "modern-compare", acc)
     build_report(full, tmp_path / "f")
     with (tmp_path / "f" / "claims.csv").open() as f:
         verdicts = {r["Verdict (declared rule)"] for r in csv.DictReader(f)}
@@ -706,13 +686,13 @@ def test_a_search_choice_on_part_of_its_runs_is_interim(tmp_path: Path) -> None:
     def acc(c: Any) -> float:
         return {0.025: 70.0, 0.05: 78.0, 0.1: 80.0}[c.lr] + 0.2 * c.seed
 
-    _store_builtin(db, "modern-search-5", lambda c: acc(c) if c.lr != 0.1 else None)
+    store_builtin(db, "modern-search-5", lambda c: acc(c) if c.lr != 0.1 else None)
     build_report(db, tmp_path / "p")
     md = (tmp_path / "p" / "report.md").read_text()
     row = next(line for line in md.splitlines() if line.startswith("| SqueezeNet 1.1 |"))
     assert "| lr=0.05 |" in row and "| decided (interim) |" in row
     assert "interim: 2 of the 6 runs registered for modern-search-5 have not finished" in md
-    _store_builtin(tmp_path / "f.db", "modern-search-5", acc)
+    store_builtin(tmp_path / "f.db", "modern-search-5", acc)
     build_report(tmp_path / "f.db", tmp_path / "f")
     md = (tmp_path / "f" / "report.md").read_text()
     row = next(line for line in md.splitlines() if line.startswith("| SqueezeNet 1.1 |"))
@@ -723,9 +703,9 @@ def test_a_finished_claim_in_a_family_with_an_interim_one_is_interim(tmp_path: P
     """macro and batchnorm share the Holm family 'study': with macro half run, batch norm's
     Holm p can still move, so its verdict is interim too, and says why."""
     db = tmp_path / "s.db"
-    _store_builtin(db, "batchnorm", lambda c: 60.0 + (5.0 + c.momentum) * c.batch_norm + 9 * c.lr)
+    store_builtin(db, "batchnorm", lambda c: 60.0 + (5.0 + c.momentum) * c.batch_norm + 9 * c.lr)
     first = load_study("macro").expand()[0].key()  # macro: registered, one run finished
-    _store_builtin(db, "macro", lambda c: 50.0 if c.key() == first else None)
+    store_builtin(db, "macro", lambda c: 50.0 if c.key() == first else None)
     build_report(db, tmp_path / "r")
     md = (tmp_path / "r" / "report.md").read_text()
     assert "its Holm family 'study' holds a claim whose" in md
@@ -846,7 +826,7 @@ def test_forensic_report_sets_each_reading_beside_the_study(tmp_path: Path) -> N
             return base + jitter
         return base + 20.0 + jitter
 
-    _store_builtin(db, "forensic", accuracy)
+    store_builtin(db, "forensic", accuracy)
     build_report(db, tmp_path / "r")
     md = (tmp_path / "r" / "report.md").read_text()
     part = md.split("Which reading reproduces the study")[1].split("\n## ")[0]
