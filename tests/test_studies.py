@@ -645,6 +645,20 @@ def test_missing_data_stops_a_study_and_reproduce_before_anything_is_written(
     init.write_text(STUDY.replace("[axes]", f'init = "{tmp_path / "nope.pth"}"\n[axes]'))
     proc = run_cli("study", "run", str(init), "--db", str(db), check=False)
     assert proc.returncode == 2 and "nope.pth': no such file or run directory" in proc.stderr
+    # train refuses it too, and leaves neither the run folder nor the parents it made for it
+    (tmp_path / "kept").mkdir()
+    for out in (tmp_path / "runs" / "deep" / "a", tmp_path / "kept" / "a"):
+        proc = run_cli("train", "--data", missing, "--out", str(out), check=False)
+        assert proc.returncode == 2 and "neither a known name" in proc.stderr
+    assert not (tmp_path / "runs").exists() and (tmp_path / "kept").is_dir()
+    assert list((tmp_path / "kept").iterdir()) == []
+    # a folder holding only the archive is named before anything starts
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "train.tar.gz").write_bytes(b"")
+    proc = run_cli("study", "run", "grid", "--data", str(tmp_path / "data"), "--db", str(db),
+                   check=False)  # fmt: skip
+    assert proc.returncode == 2 and "train.tar.gz: pass that file as the data" in proc.stderr
+    assert not db.exists()
 
 
 def test_a_report_says_first_how_many_runs_failed_and_why(tmp_path: Path) -> None:

@@ -134,6 +134,9 @@ def train(
         check_same_run(out, cfg)
         return read_outcome(out)
     made = not out.exists()
+    top = out  # the highest folder this call creates (runs/ of runs/a, when neither exists)
+    while not top.parent.exists():
+        top = top.parent
     out.mkdir(parents=True, exist_ok=True)
     try:
         with lock_dir(out):
@@ -145,6 +148,10 @@ def train(
         # folder this call made goes again when it holds only the lock.
         if made and {p.name for p in out.iterdir()} <= {".lock"}:
             shutil.rmtree(out, ignore_errors=True)
+            for parent in out.parents:  # and the empty parents it made for it
+                if not parent.is_relative_to(top) or any(parent.iterdir()):
+                    break
+                parent.rmdir()
         raise
 
 
