@@ -65,3 +65,26 @@ def test_layer_contracts_are_kept() -> None:
     root = Path(__file__).resolve().parents[1]  # where pyproject.toml declares the contracts
     proc = subprocess.run([lint], cwd=root, capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stdout[-3000:]
+
+
+def test_the_type_checker_sees_every_run_field() -> None:
+    """RunConfig is built from the model registry at run time; what a type checker reads is
+    a class over the families' option classes: both must name the same fields."""
+    import dataclasses
+
+    from squeezelab.models.alexnet import AlexNetOptions
+    from squeezelab.models.registry import all_options
+    from squeezelab.models.squeezenet import SqueezeNetOptions
+    from squeezelab.training.config import RunConfig, _RunFields
+
+    seen = {f.name for c in (_RunFields, SqueezeNetOptions, AlexNetOptions)
+            for f in dataclasses.fields(c)}  # fmt: skip
+    assert seen == {f.name for f in dataclasses.fields(RunConfig)}
+    assert set(all_options()) <= seen
+
+
+def test_the_command_line_offers_every_executor() -> None:
+    from squeezelab.cli.studies import EXECUTOR_NAMES
+    from squeezelab.studies.executors import EXECUTORS
+
+    assert tuple(EXECUTORS) == EXECUTOR_NAMES

@@ -16,7 +16,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from dataclasses import field as dc_field
-from typing import Any
+from typing import Any, TypeGuard
 
 from .errors import SqueezelabError
 
@@ -215,7 +215,7 @@ def _one_of(where: str, key: str, value: Any, allowed: Sequence[str]) -> None:
         raise ClaimError(f"{where}: {key!r} must be one of {', '.join(allowed)}; got {value!r}")
 
 
-def _finite(v: Any) -> bool:
+def _finite(v: Any) -> TypeGuard[float]:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
@@ -281,13 +281,12 @@ def report_from_dict(values: dict[str, Any] | None) -> ReportSpec:
     """Rebuild a stored ``[report]`` section."""
     if not values:
         return ReportSpec()
-    return ReportSpec(
-        **{
-            k: tuple(v) if isinstance(v, list) else v
-            for k, v in values.items()
-            if k in ReportSpec.__dataclass_fields__
-        }
-    )
+    known: dict[str, Any] = {
+        k: tuple(v) if isinstance(v, list) else v
+        for k, v in values.items()
+        if k in ReportSpec.__dataclass_fields__
+    }
+    return ReportSpec(**known)
 
 
 @dataclass(frozen=True)

@@ -52,9 +52,13 @@ class FieldInfo:
         return self.default is None
 
 
-@functools.cache
 def describe(cls: type) -> dict[str, FieldInfo]:
-    """The declared fields of dataclass ``cls``, in declaration order."""
+    """The declared fields of dataclass ``cls``, in declaration order (read once per class)."""
+    return _describe(cls)
+
+
+@functools.cache
+def _describe(cls: Any) -> dict[str, FieldInfo]:
     out = {}
     for f in dataclasses.fields(cls):
         spec = f.metadata.get("spec") or Spec(f.name.replace("_", " "))

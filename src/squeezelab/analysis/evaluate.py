@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Hashable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from dataclasses import field as dc_field
 from typing import Any
@@ -157,7 +157,7 @@ def _json_safe(v: Any) -> Any:
     return None if isinstance(v, float) and not math.isfinite(v) else v
 
 
-def matches(config: dict[str, Any], where: dict[str, list[Any]]) -> bool:
+def matches(config: Mapping[str, Any], where: dict[str, list[Any]]) -> bool:
     """Whether a run config passes a claim's ``where`` filter."""
     return all(_same(config.get(k), allowed) for k, allowed in where.items())
 
@@ -225,14 +225,16 @@ def _paired(claim: ClaimSpec, runs: list[RunRecord], rule: str, chance: float,
     def treated(g: Hashable) -> bool:
         return in_group(g, claim.treatment, claim.control)
 
-    a, b, matched = [], [], []
+    a: list[float] = []
+    b: list[float] = []
+    matched: list[Cluster] = []
     for cluster in clusters.values():
-        t = [v for g, vs in cluster.items() if treated(g) for v in vs]
+        tv = [v for g, vs in cluster.items() if treated(g) for v in vs]
         c = cluster.get(claim.control)
-        if t and c:
-            a.append(float(np.mean(t)))
+        if tv and c:
+            a.append(float(np.mean(tv)))
             b.append(float(np.mean(c)))
-            matched.append({"t": t, "c": list(c)})  # the cells whose seeds give the within spread
+            matched.append({"t": tv, "c": list(c)})  # the cells whose seeds give the within spread
     res.n = len(a)
     res.statistic = "t"
     if len(a) < 2:
@@ -386,7 +388,7 @@ def _unpaired(claim: ClaimSpec, runs: list[RunRecord], rule: str, chance: float,
     )
     res.mixed, res.note = _stragglers(members, claim.metric, chance, unpaired=True)
     _add_note(res, _pooled_conditions(members))
-    clusters = [{group: values} for (group, _), values in cells.items()]
+    clusters: list[Cluster] = [{group: values} for (group, _), values in cells.items()]
     strata = [group for group, _ in cells]
     parts = components(clusters)
     res.spread = parts.describe()
@@ -495,7 +497,7 @@ def _correlation(claim: ClaimSpec, runs: list[RunRecord], rule: str, chance: flo
     return Design(pivot, 0.0, advise, boot)
 
 
-def _reference(claim: ClaimSpec, config: dict[str, Any]) -> float | str | None:
+def _reference(claim: ClaimSpec, config: Mapping[str, Any]) -> float | str | None:
     """The published value of a run's cell in the claim's reference tables (``"nan"``: the
     published run diverged; ``None``: no published cell matches)."""
     for table in claim.reference:
@@ -740,9 +742,9 @@ def bootstrap_all(results: Iterable[ClaimResult]) -> None:
 def _by_group(claim: ClaimSpec, runs: list[RunRecord]) -> tuple[list[RunRecord], ...]:
     if claim.test in ("correlation", "equivalence"):
         return (runs,)
-    treated = [r for r in runs if in_group(r.config.get(claim.field), claim.treatment,
-                                            claim.control)]  # fmt: skip
-    control = [r for r in runs if r.config.get(claim.field) == claim.control]
+    field = claim.field or ""
+    treated = [r for r in runs if in_group(r.config.get(field), claim.treatment, claim.control)]
+    control = [r for r in runs if r.config.get(field) == claim.control]
     return treated, control
 
 
@@ -776,7 +778,7 @@ def _compared(claim: ClaimSpec, runs: list[RunRecord]) -> list[RunRecord]:
     return [
         r
         for r in runs
-        if (v := r.config.get(claim.field)) == claim.control
+        if (v := r.config.get(claim.field or "")) == claim.control
         or in_group(v, claim.treatment, claim.control)
     ]
 
@@ -865,10 +867,11 @@ def apply_holm(results: list[ClaimResult]) -> None:
         if r.design is not None and r.p is not None:
             families.setdefault((r.family, r.rule), []).append(r)
     for members in families.values():
-        ps = [m.p for m in members]
+        ps = [float(m.p) for m in members if m.p is not None]
         alpha = min(m.alpha for m in members)
         levels = holm_levels(ps, alpha)[0]
-        contra = holm_levels([m.p_contra for m in members], alpha)[0]
+        contra = holm_levels([1.0 if m.p_contra is None else m.p_contra for m in members],
+                             alpha)[0]  # fmt: skip
         for r, p, level, con in zip(members, holm(ps), levels, contra):
             r.p_holm = p
             finalize(r, float(level), float(con))
@@ -899,7 +902,8 @@ def analyze_published(
 
     ``studies`` holds (study name, its claims, the published tables it reproduces).
     """
-    todo, unpublished = [], set()
+    todo: list[tuple[ClaimSpec, list[RunRecord], list[RunRecord], str]] = []
+    unpublished: set[str] = set()
     for _name, claims, tables in studies:
         runs = [r for t in tables for r in published_runs(t)]
         todo += [(c, runs, [], "") for c in claims]

@@ -4,6 +4,7 @@ accuracy (Figure 5), design-space plots (the paper's Figure 3) and a grid heatma
 
 from __future__ import annotations
 
+import math
 import textwrap
 import warnings
 from pathlib import Path
@@ -181,14 +182,14 @@ def design_figure(
     cells = group(runs, (axis,))
     xs = [k[0] for k in cells]
     accs = [[r.result.test_acc for r in m if r.result.test_acc is not None] for m in cells.values()]
-    means = [np.mean(a) if a else np.nan for a in accs]
+    means = [float(np.mean(a)) if a else math.nan for a in accs]
     fig, ax = plt.subplots(figsize=(6, 4))
     categorical = any(isinstance(x, str) for x in xs)
     pos = list(range(len(xs))) if categorical else xs
     summaries = [METRICS["test_acc"].cut(summarize(a))[0] if a else None for a in accs]
-    errs = [
-        [sm.mean - sm.ci_low if sm is not None and sm.n > 1 else 0.0 for sm in summaries],
-        [sm.ci_high - sm.mean if sm is not None and sm.n > 1 else 0.0 for sm in summaries],
+    errs: list[list[float]] = [
+        [float(sm.mean - sm.ci_low) if sm is not None and sm.n > 1 else 0.0 for sm in summaries],
+        [float(sm.ci_high - sm.mean) if sm is not None and sm.n > 1 else 0.0 for sm in summaries],
     ]
     ax.errorbar(pos, means, yerr=errs, fmt="o-", color="tab:blue", capsize=3)
     ax.set_xlabel(axis)

@@ -24,12 +24,17 @@ REPRODUCE_EXAMPLE = """examples:
   squeezelab reproduce --preset rigorous --data cifar10 --out study"""
 
 
+# studies.executors.EXECUTORS' names (importing it would import torch for --help; a test
+# keeps the two in step)
+EXECUTOR_NAMES = ("local", "ray")
+
+
 def add_execution_flags(p: argparse.ArgumentParser) -> None:
     """Where and how a study's runs execute (``study run`` and ``reproduce``)."""
     p.add_argument(
         "--executor",
         default="local",
-        choices=("local", "ray"),
+        choices=EXECUTOR_NAMES,
         help="local processes (default) or a Ray cluster (needs the [ray] extra)",
     )
     p.add_argument("--workers", type=int, default=1, help="runs at a time (default 1)")

@@ -6,6 +6,7 @@ installed. Warm-up first, then the median of repeated timed runs (GUIDE: time ho
 
 from __future__ import annotations
 
+import functools
 import statistics
 import tempfile
 import time
@@ -54,7 +55,7 @@ def bench_model(
     results: dict[str, Any] = {"image_size": image_size, "threads": torch.get_num_threads()}
     with torch.no_grad():
         for name, run in runners.items():
-            lat = time_call(lambda run=run: run(x1), repeats=repeats)
-            thr = time_call(lambda run=run: run(x64), warmup=3, repeats=max(5, repeats // 3))
+            lat = time_call(functools.partial(run, x1), repeats=repeats)
+            thr = time_call(functools.partial(run, x64), warmup=3, repeats=max(5, repeats // 3))
             results[name] = {"latency_ms_b1": lat * 1e3, "throughput_img_s_b64": 64 / thr}
     return results

@@ -35,7 +35,9 @@ def code_lengths(counts: np.ndarray, max_len: int = MAX_LEN) -> np.ndarray:
 
 
 def _huffman_depths(weights: np.ndarray) -> np.ndarray:
-    heap = [(w, i, (i,)) for i, w in enumerate(weights)]
+    heap: list[tuple[float, int, tuple[int, ...]]] = [
+        (float(w), i, (i,)) for i, w in enumerate(weights)
+    ]
     heapq.heapify(heap)
     depth = np.zeros(len(weights), dtype=np.int64)
     tie = len(weights)

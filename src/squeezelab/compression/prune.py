@@ -16,7 +16,10 @@ from torch.nn.utils import prune
 SCOPES = ("per_layer", "global")
 
 
-def prunable(model: nn.Module) -> dict[str, nn.Module]:
+Prunable = nn.Conv2d | nn.Linear
+
+
+def prunable(model: nn.Module) -> dict[str, Prunable]:
     """Return the modules whose ``weight`` is pruned and shared: convs and linear layers."""
     return {n: m for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))}
 
@@ -56,7 +59,7 @@ def _keep_largest(values: torch.Tensor, sparsity: float) -> torch.Tensor:
     return mask
 
 
-def _split(flat: torch.Tensor, layers: dict[str, nn.Module]) -> dict[str, torch.Tensor]:
+def _split(flat: torch.Tensor, layers: dict[str, Prunable]) -> dict[str, torch.Tensor]:
     out, start = {}, 0
     for name, m in layers.items():
         n = m.weight.numel()

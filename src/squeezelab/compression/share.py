@@ -44,6 +44,10 @@ def kmeans_1d(values: torch.Tensor, k: int, iters: int = 30) -> tuple[torch.Tens
 class SharedWeight(nn.Module):
     """A parametrization: the weight is ``centroids[index]``, zero where pruned."""
 
+    index: torch.Tensor
+    mask: torch.Tensor
+    counts: torch.Tensor
+
     def __init__(self, centroids: torch.Tensor, index: torch.Tensor, mask: torch.Tensor) -> None:
         super().__init__()
         self.centroids = nn.Parameter(centroids)

@@ -48,7 +48,9 @@ class FormatError(SqueezelabError, RuntimeError):
     """A compressed file is truncated, corrupt or not squeezelab's."""
 
 
-def _entries(flat_nonzero: np.ndarray, codes: np.ndarray, index_bits: int, filler: int):
+def _entries(
+    flat_nonzero: np.ndarray, codes: np.ndarray, index_bits: int, filler: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Turn non-zero positions and their codes into (gap, code) entries with fillers."""
     max_gap = (1 << index_bits) - 1
     gaps = np.diff(np.concatenate([[-1], flat_nonzero])) - 1

@@ -17,7 +17,7 @@ import warnings
 import zipfile
 import zlib
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, ClassVar
@@ -40,25 +40,39 @@ MAX_SOURCE_BYTES = int(os.environ.get("SQUEEZELAB_MAX_SOURCE_BYTES", 4 << 30))
 # The largest member of a CIFAR archive read (an official batch is 31 MB).
 MAX_CIFAR_MEMBER_BYTES = 256 << 20
 
+
+@dataclass(frozen=True)
+class CifarInfo:
+    """Where a CIFAR release comes from and how its python-format archive is laid out."""
+
+    url: str
+    md5: str
+    folder: str
+    train: tuple[str, ...]
+    test: tuple[str, ...]
+    label_key: bytes
+    meta: tuple[str, bytes]  # (file, key of the class names)
+
+
 CIFAR = {
-    "cifar10": {
-        "url": "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
-        "md5": "c58f30108f718f92721af3b95e74349a",
-        "folder": "cifar-10-batches-py",
-        "train": [f"data_batch_{i}" for i in range(1, 6)],
-        "test": ["test_batch"],
-        "label_key": b"labels",
-        "meta": ("batches.meta", b"label_names"),
-    },
-    "cifar100": {
-        "url": "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
-        "md5": "eb9058c3a382ffc7106e4002c42a8d85",
-        "folder": "cifar-100-python",
-        "train": ["train"],
-        "test": ["test"],
-        "label_key": b"fine_labels",
-        "meta": ("meta", b"fine_label_names"),
-    },
+    "cifar10": CifarInfo(
+        url="https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
+        md5="c58f30108f718f92721af3b95e74349a",
+        folder="cifar-10-batches-py",
+        train=tuple(f"data_batch_{i}" for i in range(1, 6)),
+        test=("test_batch",),
+        label_key=b"labels",
+        meta=("batches.meta", b"label_names"),
+    ),
+    "cifar100": CifarInfo(
+        url="https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
+        md5="eb9058c3a382ffc7106e4002c42a8d85",
+        folder="cifar-100-python",
+        train=("train",),
+        test=("test",),
+        label_key=b"fine_labels",
+        meta=("meta", b"fine_label_names"),
+    ),
 }
 
 
@@ -97,7 +111,7 @@ def load_source(
         return _load_cifar(spec, _find_cifar(spec, data_dir), data_dir)
     path = _local_path(spec)
     for name, info in CIFAR.items():
-        if _looks_like_cifar(path, info["folder"]):
+        if _looks_like_cifar(path, info.folder):
             return _load_cifar(name, path, data_dir)
     return Source(str(path), _cached(path, data_dir, progress, _decode_image_folder))
 
@@ -179,19 +193,19 @@ def _parse_int(text: str, spec: str) -> int:
 def _find_cifar(name: str, data_dir: str | os.PathLike[str] | None) -> Path:
     info = CIFAR[name]
     root = cache_dir(data_dir)
-    archive = root / Path(info["url"]).name
-    if (root / info["folder"]).is_dir():
-        return root / info["folder"]
+    archive = root / Path(info.url).name
+    if (root / info.folder).is_dir():
+        return root / info.folder
     if archive.is_file():
         return archive
     try:
         from torchvision.datasets.utils import download_url
 
-        download_url(info["url"], str(root), md5=info["md5"])
+        download_url(info.url, str(root), md5=info.md5)
     except Exception as err:
         raise DataError(
             f"{name} is not in {root} and could not be downloaded ({err}). Download "
-            f"{info['url']} and pass its path with --data PATH, or put it in {root} "
+            f"{info.url} and pass its path with --data PATH, or put it in {root} "
             f"(or set --data-dir / ${CACHE_ENV})."
         ) from None
     return archive
@@ -256,21 +270,22 @@ def _cifar_members(path: Path, folder: str, wanted: set[str]) -> Iterator[tuple[
                 name = Path(member.name).name
                 if member.isfile() and name in wanted:
                     check(f"{path}:{member.name}", member.size)
-                    yield name, tar.extractfile(member).read()
+                    stream = tar.extractfile(member)
+                    yield name, stream.read() if stream is not None else b""
     except (tarfile.TarError, OSError, EOFError) as err:
         raise DataError(f"corrupt archive {path}: {err}") from None
 
 
 def _load_cifar(name: str, path: Path, data_dir: str | os.PathLike[str] | None) -> Source:
     info = CIFAR[name]
-    wanted = {*info["train"], *info["test"], info["meta"][0]}
-    files = dict(_cifar_members(path, info["folder"], wanted))
+    wanted = {*info.train, *info.test, info.meta[0]}
+    files = dict(_cifar_members(path, info.folder, wanted))
     n_classes = 10 if name == "cifar10" else 100
-    missing = [f for f in info["train"] + info["test"] if f not in files]
+    missing = [f for f in (*info.train, *info.test) if f not in files]
     if missing:
         raise DataError(f"{path} is not an official {name} archive: missing {missing}")
 
-    def read(names: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    def read(names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         images, labels = [], []
         for f in names:
             batch = _read_batch(files[f], f"{path}:{f}")
@@ -278,7 +293,7 @@ def _load_cifar(name: str, path: Path, data_dir: str | os.PathLike[str] | None) 
                 raw = np.asarray(batch[b"data"])
                 if raw.dtype != np.uint8:
                     raise ValueError(f"pixels must be uint8, found {raw.dtype}")
-                found = np.asarray(batch[info["label_key"]], dtype=np.int64)
+                found = np.asarray(batch[info.label_key], dtype=np.int64)
                 if found.size and (found.min() < 0 or found.max() >= n_classes):
                     raise ValueError(
                         f"labels must lie in 0..{n_classes - 1}, found {found.min()}..{found.max()}"
@@ -291,13 +306,13 @@ def _load_cifar(name: str, path: Path, data_dir: str | os.PathLike[str] | None) 
                 raise DataError(f"malformed CIFAR batch {path}:{f}: {err}") from None
         return np.ascontiguousarray(np.concatenate(images)), np.concatenate(labels)
 
-    meta_file, meta_key = info["meta"]
+    meta_file, meta_key = info.meta
     classes = [str(i) for i in range(n_classes)]
     if meta_file in files:
         names = _read_batch(files[meta_file], f"{path}:{meta_file}").get(meta_key)
         if names:
             classes = [n.decode() if isinstance(n, bytes) else str(n) for n in names]
-    train, test = read(info["train"]), read(info["test"])
+    train, test = read(info.train), read(info.test)
     return Source(name, ImageSet(*train, classes), ImageSet(*test, classes))
 
 
@@ -332,8 +347,8 @@ def content_hash(path: Path) -> str:
     """SHA-256 (24 hex digits) of a file's bytes, or of a folder's file names, sizes, times."""
     h = hashlib.sha256()
     if path.is_file():
-        with path.open("rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
+        with path.open("rb") as stream:
+            for chunk in iter(lambda: stream.read(1 << 20), b""):
                 h.update(chunk)
     else:  # a folder: hash the names, sizes and modification times of its files
         for f in sorted(p for p in path.rglob("*") if p.is_file()):
@@ -361,8 +376,8 @@ def _iter_image_files(path: Path) -> Iterator[tuple[str, bytes]]:
                 for info in sorted(z.infolist(), key=lambda i: i.filename):
                     if not info.is_dir() and Path(info.filename).suffix.lower() in IMAGE_SUFFIXES:
                         _check_entry(path, info.filename, info.file_size)
-                        with z.open(info) as f:
-                            yield info.filename, _read_capped(f, f"{path}:{info.filename}")
+                        with z.open(info) as entry:
+                            yield info.filename, _read_capped(entry, f"{path}:{info.filename}")
         elif any(name.endswith(s) for s in (".tar", ".tar.gz", ".tgz")):
             with tarfile.open(path) as tar:
                 for m in tar:
@@ -467,8 +482,9 @@ def _decode_image_folder(path: Path, progress: bool) -> ImageSet:
         if path.is_dir():
             _require_images(path)  # raises, naming an archive inside if there is one
         raise DataError(f"{path} holds no images ({', '.join(IMAGE_SUFFIXES)})")
-    dirs = {_class_of(rel) for rel, _ in files}
-    if None in dirs:
+    found = {_class_of(rel) for rel, _ in files}
+    dirs = {d for d in found if d is not None}
+    if None in found:
         raise DataError(f"{path}: images must sit in class folders (found one at the top level)")
     # Class folders sit at the top level or under one common top folder.
     tops = {d.split("/")[0] for d in dirs}
@@ -489,7 +505,7 @@ def _decode_image_folder(path: Path, progress: bool) -> ImageSet:
         files, desc=f"decoding {path.name}", disable=None if progress else True, unit="img"
     ):
         images.append(_decode(data, f"{path}:{rel}"))
-        labels.append(index[labels_of[_class_of(rel)]])
+        labels.append(index[labels_of[_class_of(rel) or ""]])
     if len({im.shape for im in images}) > 1:
         # Mixed sizes: every image becomes a square of the most common shorter side.
         side = Counter(min(im.shape[:2]) for im in images).most_common(1)[0][0]
@@ -503,7 +519,7 @@ def _decode_image_folder(path: Path, progress: bool) -> ImageSet:
     return ImageSet(np.stack(images), np.asarray(labels, dtype=np.int64), classes)
 
 
-def _empty_class_folders(folders: set[str], with_images: set[str | None], strip: bool) -> list[str]:
+def _empty_class_folders(folders: set[str], with_images: set[str], strip: bool) -> list[str]:
     """Class folders (a folder's or an archive's folder entries) that hold no image: on disk
     and in an archive alike an error, not a class silently dropped."""
     top = next(iter({d.split("/")[0] for d in with_images if d}), "") if strip else ""

@@ -58,10 +58,16 @@ class SqueezeNetOptions:
 
 
 # Stem conv and the 0-based Fire indices followed by a max-pool, per version.
-_VERSIONS = {
-    "1_0": {"stem": dict(out_channels=96, kernel_size=7, stride=2), "pool_after": (2, 6)},
-    "1_1": {"stem": dict(out_channels=64, kernel_size=3, stride=2), "pool_after": (1, 3)},
-}
+@dataclass(frozen=True)
+class _Layout:
+    """What tells SqueezeNet 1.0 and 1.1 apart: the stem, and the Fire modules a pool follows."""
+
+    stem_channels: int
+    stem_kernel: int
+    pool_after: tuple[int, ...]
+
+
+_VERSIONS = {"1_0": _Layout(96, 7, (2, 6)), "1_1": _Layout(64, 3, (1, 3))}
 
 
 @dataclass(frozen=True)
@@ -113,9 +119,9 @@ class SqueezeNet(nn.Module):
         specs = _fire_specs(opts)
         self.num_classes = num_classes
         layout = _VERSIONS[version]
-        stem_channels = layout["stem"]["out_channels"]
+        stem_channels = layout.stem_channels
         layers: list[nn.Module] = [
-            nn.Conv2d(3, **{**layout["stem"], "stride": opts.stem_stride}),
+            nn.Conv2d(3, stem_channels, kernel_size=layout.stem_kernel, stride=opts.stem_stride),
             nn.ReLU(inplace=True),
             nn.MaxPool2d(kernel_size=3, stride=2, ceil_mode=True),
         ]
@@ -132,7 +138,7 @@ class SqueezeNet(nn.Module):
                 )
             )
             channels = spec.out_channels
-            if i in layout["pool_after"] and i + 1 < len(specs):
+            if i in layout.pool_after and i + 1 < len(specs):
                 layers.append(nn.MaxPool2d(kernel_size=3, stride=2, ceil_mode=True))
         self.features = nn.Sequential(*layers)
         # The classifier adapts to the last Fire module's width (the study's macro ablation).

@@ -145,7 +145,8 @@ class _Source:
 
     @classmethod
     def read(cls, store: Store, rekey: Rekey | None = None) -> _Source:
-        runs, keys = {}, {}
+        runs: dict[str, Any] = {}
+        keys: dict[str, str] = {}
         for row in _rows(store, "SELECT * FROM runs"):
             key, config = row["key"], json.loads(row["config"])
             if rekey is not None:

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from multiprocessing import get_context
-from typing import Any
+from typing import Any, Protocol
 
 
 @dataclass(frozen=True)
@@ -267,12 +267,32 @@ class RayExecutor:
         )
 
 
+class Executor(Protocol):
+    """Runs a study's tasks and yields each outcome (a dict with "key" and "error", or
+    "result", "history" and "recipe") as it finishes; ``on_start`` may skip a task."""
+
+    def run(self, tasks: list[RunTask], on_start: OnStart) -> Iterator[dict[str, Any]]: ...
+
+
+def _local(workers: int, address: str | None, runs_per_device: int | None) -> Executor:
+    return LocalExecutor(workers, runs_per_device)
+
+
+def _ray(workers: int, address: str | None, runs_per_device: int | None) -> Executor:
+    return RayExecutor(address, workers, runs_per_device)
+
+
+# The executors by name: the command line's --executor choices are these keys.
+EXECUTORS: dict[str, Callable[[int, str | None, int | None], Executor]] = {
+    "local": _local,
+    "ray": _ray,
+}
+
+
 def make_executor(
     name: str, workers: int = 1, address: str | None = None, runs_per_device: int | None = None
-):
-    """Return the executor ``name`` (local or ray)."""
-    if name == "local":
-        return LocalExecutor(workers, runs_per_device)
-    if name == "ray":
-        return RayExecutor(address, workers, runs_per_device)
-    raise ValueError(f"executor must be local or ray, got {name!r}")
+) -> Executor:
+    """Return the executor ``name`` (one of :data:`EXECUTORS`)."""
+    if name not in EXECUTORS:
+        raise ValueError(f"executor must be one of {', '.join(EXECUTORS)}, got {name!r}")
+    return EXECUTORS[name](workers, address, runs_per_device)

@@ -27,7 +27,7 @@ from ..results.records import FINISHED, left_chance
 from ..results.store import Heartbeat, owner_id
 from ..training.config import ConfigError, RunConfig, from_dict
 from ..training.layout import MODEL
-from .executors import RunTask, make_executor
+from .executors import Executor, RunTask, make_executor
 from .spec import BestOf, StudySpec, select_runs
 
 Log = Callable[[str], None]
@@ -345,7 +345,16 @@ def work_of(config: RunConfig) -> float:
     return float(max(macs, 1)) * (config.train_subset or FULL_SET) * config.epochs
 
 
-def _execute(store, runner, todo, runs_root, data_dir, log, spec, claim) -> None:
+def _execute(
+    store: Store,
+    runner: Executor,
+    todo: list[tuple[str, RunConfig]],
+    runs_root: Path,
+    data_dir: str | None,
+    log: Callable[[str], None],
+    spec: StudySpec,
+    claim: Claim,
+) -> None:
     verbose = not sys.stderr.isatty()
     # Longest runs first (stable): in the study's order AlexNet and the most epochs come
     # last, and one such run keeps a slot busy while the others idle.

@@ -13,7 +13,7 @@ import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
 from ..fields import FieldInfo, check_all, describe, option
@@ -188,16 +188,27 @@ def _model_field(info: FieldInfo) -> tuple[str, type, Any]:
     )
 
 
-RunConfig = dataclasses.make_dataclass(
-    "RunConfig",
-    [_model_field(info) for info in all_options().values()],
-    bases=(_RunFields,),
-    frozen=True,
-    namespace={
-        "__doc__": "Everything that determines one run's result (not where it runs).",
-        "__module__": __name__,
-    },
-)
+if TYPE_CHECKING:
+    # What a type checker sees: the run's fields and every family's options. The runtime
+    # class below is built from the registry itself; a test keeps the two in step.
+    from ..models.alexnet import AlexNetOptions
+    from ..models.squeezenet import SqueezeNetOptions
+
+    @dataclass(frozen=True)
+    class RunConfig(_RunFields, SqueezeNetOptions, AlexNetOptions):
+        """Everything that determines one run's result (not where it runs)."""
+
+else:
+    RunConfig = dataclasses.make_dataclass(
+        "RunConfig",
+        [_model_field(info) for info in all_options().values()],
+        bases=(_RunFields,),
+        frozen=True,
+        namespace={
+            "__doc__": "Everything that determines one run's result (not where it runs).",
+            "__module__": __name__,
+        },
+    )
 MODEL_FIELDS = tuple(all_options())
 _FIELDS: dict[str, FieldInfo] = describe(RunConfig)
 _DEFAULTS = {name: info.default for name, info in _FIELDS.items()}

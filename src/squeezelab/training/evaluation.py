@@ -76,7 +76,7 @@ def evaluate_model(
         )
     part = splits.get(split)
     dev = pick_device(device)
-    model = model.to(dev, memory_format=torch.channels_last)
+    model = model.to(dev, memory_format=torch.channels_last)  # type: ignore[call-overload]
     batches = eval_batches(part, cfg, preprocess_of(cfg, dev))
     loss, acc, n = evaluate(
         model, batches, dev, resolve_precision(cfg.precision, dev), cfg.tta_flip

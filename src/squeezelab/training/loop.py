@@ -356,7 +356,7 @@ def _build(
     _check_memory(model, cfg, dev)
     if cfg.init and fresh:
         init_from(model, cfg.init, cfg.model)
-    model = model.to(dev, memory_format=torch.channels_last)
+    model = model.to(dev, memory_format=torch.channels_last)  # type: ignore[call-overload]
     preprocess = preprocess_of(cfg, dev)
     generator = torch.Generator().manual_seed(cfg.seed)
     train = Batches.of(

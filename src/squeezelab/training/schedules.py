@@ -72,5 +72,5 @@ def lr_curve(
                 opt.step()
                 sched.step()
         else:
-            sched.step(val_losses[epoch] if val_losses else 1.0)
+            sched.step(val_losses[epoch] if val_losses else 1.0)  # type: ignore[arg-type]
     return lrs

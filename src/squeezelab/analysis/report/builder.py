@@ -108,11 +108,11 @@ class ReportBuilder:
         )
         data = Counter(r.config["data"] for r in runs)
         epochs = sorted({r.config["epochs"] for r in runs})
-        images = Counter(
+        counts = (
             self.ctx.recipes.get(r.key, {}).get("train_images") or r.config.get("train_subset")
             for r in runs
         )
-        images.pop(None, None)
+        images = Counter(int(n) for n in counts if n is not None)
         s.text(
             f"Preset: {', '.join(names) or 'none (study files run directly)'}. "
             f"Data: {'; '.join(f'{k} ({v} runs)' for k, v in data.items()) or 'none'}. "
@@ -257,7 +257,7 @@ class ReportBuilder:
                 self._study_section(name, spec, runs, tag, len(members))
 
     def _study_section(
-        self, name: str, spec: DeclaredStudy, runs: list[dict], setting: str, declared: int
+        self, name: str, spec: DeclaredStudy, runs: list[RunRecord], setting: str, declared: int
     ) -> None:
         report = spec.report
         tag = f"{name}_{_slug(setting)}" if setting else name  # file names stay apart
@@ -302,7 +302,7 @@ class ReportBuilder:
         self._collect_claims(name, spec, runs, setting, unfinished)
         self.sections.append(s)
 
-    def _description(self, spec: DeclaredStudy, runs: list[dict], unfinished: str) -> str:
+    def _description(self, spec: DeclaredStudy, runs: list[RunRecord], unfinished: str) -> str:
         epochs = sorted({r.config["epochs"] for r in runs})
         per_cell = [len(m) for m in group(runs, varying_fields(runs, exclude=("seed",))).values()]
         fewest, most = min(per_cell), max(per_cell)
@@ -321,10 +321,10 @@ class ReportBuilder:
     def _study_table(
         self,
         name: str,
-        runs: list[dict],
+        runs: list[RunRecord],
         report: ReportSpec,
         spec: DeclaredStudy,
-        published: list[dict],
+        published: list[RunRecord],
     ) -> Table:
         axes = [k for k in spec.axes if k != report.columns]
         rows_by = list(report.rows) or axes or ["model"]
@@ -398,9 +398,9 @@ class ReportBuilder:
         self,
         s: Section,
         name: str,
-        runs: list[dict],
+        runs: list[RunRecord],
         report: ReportSpec,
-        published: list[dict],
+        published: list[RunRecord],
         unfinished: str = "",
     ) -> None:
         """The best point per group on validation accuracy, and what test selection adds.
@@ -513,7 +513,7 @@ class ReportBuilder:
         )
 
     def _figures(
-        self, s: Section, name: str, runs: list[dict], report: ReportSpec, spec: DeclaredStudy
+        self, s: Section, name: str, runs: list[RunRecord], report: ReportSpec, spec: DeclaredStudy
     ) -> None:
         title = report.title or name
         for kind in report.figures:
@@ -523,8 +523,8 @@ class ReportBuilder:
                 metric = figures.curves_figure(runs, curves, path, title)
                 s.figure(path, f"{title}: {metric} per epoch.")
             elif kind == "relative":
-                rel = [c for c in spec.claims if c.relative_to is not None]
-                if rel:
+                rel = [c for c in spec.claims if c.relative_to is not None and c.x]
+                if rel and rel[0].x:
                     x, base = rel[0].x, rel[0].relative_to
                     if figures.relative_figure(runs, x, base, path, title):
                         s.figure(
@@ -543,7 +543,7 @@ class ReportBuilder:
                 figures.heatmap_figure(runs, report.rows, report.columns, path, title)
                 s.figure(path, f"{title}: mean test accuracy per cell.")
 
-    def _best_curves(self, s: Section, name: str, runs: list[dict], title: str) -> None:
+    def _best_curves(self, s: Section, name: str, runs: list[RunRecord], title: str) -> None:
         """Learning curves of each model's best cell (validation-selected), every seed."""
         best = best_runs(runs)
         curves = {r.key: list(r.history) for r in best}
@@ -554,7 +554,7 @@ class ReportBuilder:
         s.figure(path, f"{title}: {metric} per epoch of each model's best cell (by validation).")
 
     def _collect_claims(
-        self, name: str, spec: DeclaredStudy, runs: list[dict], setting: str, unfinished: str
+        self, name: str, spec: DeclaredStudy, runs: list[RunRecord], setting: str, unfinished: str
     ) -> None:
         claims = list(spec.claims)
         if not claims:
@@ -706,7 +706,7 @@ def protocol_groups(runs: list[Any], spec: DeclaredStudy) -> dict[str, list[Any]
     }
 
 
-def _common_training_fields(runs: list[dict]) -> dict[str, Any]:
+def _common_training_fields(runs: list[RunRecord]) -> dict[str, Any]:
     """The training fields every run shares (by :data:`TRAINING_FIELDS`), to say what ran."""
     varying, first = varying_fields(runs, exclude=()), runs[0].config
     return {f: first[f] for f in TRAINING_FIELDS if f not in varying and first.get(f) is not None}
@@ -729,7 +729,7 @@ def _slug(text: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in text).strip("_")
 
 
-def _epochs(runs: list[dict]) -> str:
+def _epochs(runs: list[RunRecord]) -> str:
     return "/".join(map(str, sorted({r.config["epochs"] for r in runs})))
 
 
