@@ -21,8 +21,61 @@ EXPECTED = {
 MACS_224 = {"squeezenet1_0": 818_924_576, "squeezenet1_1": 349_151_936, "alexnet": 714_188_480}
 
 
-def test_registry_lists_models() -> None:
-    assert list_models() == ["alexnet", "squeezenet1_0", "squeezenet1_1"]
+def test_registry_lists_models_with_what_the_house_shows_of_them() -> None:
+    from squeezelab.models import model_info, variant_of
+
+    assert {"alexnet", "squeezenet1_0", "squeezenet1_1"} <= set(list_models())
+    assert list_models() == sorted(list_models())
+    assert model_info("squeezenet1_0").label == "SqueezeNet 1.0"
+    assert variant_of("squeezenet1_0", {"batch_norm": True}) == "squeezenet1_0+bn"
+    assert variant_of("alexnet", {"batch_norm": True}) == "alexnet"  # not an AlexNet option
+    assert model_info("resnet50").label == "resnet50"  # unknown: shown as named
+
+
+class _TinyResNet(torch.nn.Module):
+    """A two-block residual network: a family the house has never seen."""
+
+    def __init__(self, num_classes: int) -> None:
+        super().__init__()
+        self.stem = torch.nn.Conv2d(3, 8, 3, padding=1)
+        self.block = torch.nn.Sequential(
+            torch.nn.Conv2d(8, 8, 3, padding=1), torch.nn.BatchNorm2d(8), torch.nn.ReLU()
+        )
+        self.head = torch.nn.Linear(8, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.stem(x))
+        x = x + self.block(x)
+        return self.head(x.mean((2, 3)))
+
+
+@pytest.fixture
+def tiny_family():
+    """A family registered as a user's module would (and removed again afterwards)."""
+    from squeezelab.models import register_model, registry
+
+    @register_model(label="Tiny ResNet", color="tab:purple")
+    def tinyresnet(num_classes: int = 1000) -> torch.nn.Module:
+        return _TinyResNet(num_classes)
+
+    yield "tinyresnet"
+    del registry._MODELS["tinyresnet"]
+
+
+def test_a_new_family_is_one_registration(tiny_family: str, tmp_path) -> None:
+    """Registering a builder is all a family needs: configs, training and the report's
+    labels read it from the registry."""
+    from squeezelab.analysis.tables import label
+    from squeezelab.training import from_dict, train
+
+    assert tiny_family in list_models()
+    cfg = from_dict({"model": tiny_family, "data": "synthetic:200", "image_size": 16,
+                     "epochs": 1, "batch_size": 32})  # fmt: skip
+    outcome = train(cfg, tmp_path / "run", verbose=False)
+    assert outcome.result.test_acc is not None
+    assert label(tiny_family) == "Tiny ResNet"
+    with pytest.raises(ValueError, match="has no option 'batch_norm'"):
+        from_dict({"model": tiny_family, "batch_norm": True})
 
 
 def test_unknown_model_and_option_are_named() -> None:

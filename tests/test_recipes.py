@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from squeezelab.data import Batches, Preprocess, make_synthetic
-from squeezelab.models import get_model
+from squeezelab.models import get_model, variant_of
 from squeezelab.studies import load_study
 from squeezelab.studies.spec import parse_study
 from squeezelab.training import ConfigError, from_dict, load_checkpoint, train
@@ -106,7 +106,7 @@ def test_the_modern_studies_search_then_compare_at_the_recipe() -> None:
             (m, False, 30, None) for m in models
         }
         assert {r.lr for r in runs} == rates and {r.seed for r in runs} == seeds
-        own = {m: recipe_fields("modern", m, False)["lr"] for m in models}
+        own = {m: recipe_fields("modern", m)["lr"] for m in models}
         shared = {r.key() for r in runs if r.lr == own[r.model]}
         assert {r.key() for r in runs} & compare_keys == shared
     earlier = {r.key() for s in ("modern-search-4", "modern-search-5") for r in stages[s]}
@@ -129,7 +129,7 @@ def test_the_modern_studies_search_then_compare_at_the_recipe() -> None:
             (model, bn, 30, None)
         }
         assert {r.seed for r in runs} == set(range(seeds))
-        own = recipe_fields("modern", model, bn)
+        own = recipe_fields("modern", model, variant_of(model, {"batch_norm": bn}))
         shared = [r for r in runs if r.key() in compare_keys]
         assert len(shared) == seeds and all(r.lr == own["lr"] for r in shared)
         new = sorted(
@@ -144,7 +144,8 @@ def test_the_modern_studies_search_then_compare_at_the_recipe() -> None:
     runs = compare.expand()
     assert len(runs) == 4 * 5 and {r.epochs for r in runs} == {30}
     rates = {(r.model, r.batch_norm): r.lr for r in runs}
-    assert rates[("squeezenet1_0", True)] == recipe_fields("modern", "squeezenet1_0", True)["lr"]
+    bn_lr = recipe_fields("modern", "squeezenet1_0", "squeezenet1_0+bn")["lr"]
+    assert rates[("squeezenet1_0", True)] == bn_lr
     assert {c.id for c in compare.claims} == {"modern-alexnet-level", "modern-bn", "modern-size"}
     assert all(c.published or c.id == "modern-size" for c in compare.claims)
 
@@ -181,13 +182,15 @@ def test_a_new_version_moves_only_the_models_it_changed(monkeypatch) -> None:
         new = from_dict({"recipe": "modern", "model": model, "batch_norm": bn})
         if bn:  # the changed model: its version, its new field, a new run
             assert new.recipe == "modern@2" and new.dropout == 0.0 and new.key() != old.key()
-            assert "since" not in recipe_fields("modern", model, bn)
+            assert "since" not in recipe_fields(
+                "modern", model, variant_of(model, {"batch_norm": bn})
+            )
         else:  # unchanged since version 1: the same run, whichever current version is named
             assert new.recipe == "modern@1" and new.key() == old.key()
             for name in ("modern@1", "modern@2"):
                 assert from_dict({"recipe": name, "model": model}).key() == old.key()
     # 1.0 + BN as version 1 had it: gone, unless the run holds every field (a stored run)
-    with pytest.raises(ConfigError, match="where squeezenet1_0 \\+ BN's fields date from modern@2"):
+    with pytest.raises(ConfigError, match="where squeezenet1_0\\+bn's fields date from modern@2"):
         from_dict({"recipe": "modern@1", "batch_norm": True})
     stored = before[("squeezenet1_0", True)]
     assert from_dict(stored.to_dict()).key() == stored.key()

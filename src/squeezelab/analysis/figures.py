@@ -19,13 +19,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from ..fileio import write_with
+from ..models.registry import model_info
 from .metrics import METRICS
 from .selection import varying_fields
 from .stats import summarize
 from .tables import group, label, mean_acc, relative_points, value_label
-
-COLORS = {"alexnet": "tab:red", "squeezenet1_0": "tab:blue", "squeezenet1_1": "tab:green"}
-
 
 TITLE_SIZE = 11
 LABEL_SIZE = 9
@@ -97,7 +95,7 @@ def curves_figure(
             series = [s for s in series if s]
             if not series:
                 continue
-            color = COLORS.get(model)
+            color = model_info(model).color
             for s in series:
                 ax.plot(range(1, len(s) + 1), s, color=color, alpha=0.3, lw=0.8)
             mean, _ = mean_curve(series)

@@ -14,13 +14,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..models.registry import model_info
 from ..results.records import RunRecord
 
-MODEL_LABELS = {
-    "alexnet": "AlexNet",
-    "squeezenet1_0": "SqueezeNet 1.0",
-    "squeezenet1_1": "SqueezeNet 1.1",
-}
 DIVERGED = "†"
 CUT = "‡"  # a confidence interval cut at the values an accuracy can take
 CUT_NOTE = (
@@ -102,7 +98,8 @@ def _is_number(v: Any) -> bool:
 
 
 def label(model: str) -> str:
-    return MODEL_LABELS.get(model, model)
+    """A model's display label, as its family registered it."""
+    return model_info(model).label
 
 
 def finished(runs: Iterable[RunRecord]) -> list[RunRecord]:

@@ -85,11 +85,13 @@ TRAIN_EXAMPLE = """examples:
 
 def _show_fields(args: argparse.Namespace, cfg: Any) -> int:
     """Print each field of ``cfg`` and where it came from: a flag, the recipe or the default."""
+    from ..models import variant_of
     from ..training.config import field_names
     from ..training.recipes import recipe_fields
 
     given = {n for n in field_names() if getattr(args, n, None) is not None}
-    by_recipe = set(recipe_fields(cfg.recipe, cfg.model, cfg.batch_norm)) - given
+    variant = variant_of(cfg.model, cfg.to_dict())
+    by_recipe = set(recipe_fields(cfg.recipe, cfg.model, variant)) - given
     values = cfg.to_dict()
     source = {
         n: "flag" if n in given else "recipe" if n in by_recipe else "default" for n in values

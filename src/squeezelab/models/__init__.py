@@ -5,18 +5,22 @@ from . import squeezenet as _squeezenet  # noqa: F401
 from .complexity import Complexity, count_macs, count_params, measure
 from .fire import Fire
 from .registry import (
+    ModelInfo,
     WeightsError,
     get_model,
     list_models,
     load_weights_into,
+    model_info,
     model_options,
     register_model,
+    variant_of,
 )
 from .squeezenet import SqueezeNet, fire_specs
 
 __all__ = [
     "Complexity",
     "Fire",
+    "ModelInfo",
     "SqueezeNet",
     "WeightsError",
     "count_macs",
@@ -26,6 +30,8 @@ __all__ = [
     "list_models",
     "load_weights_into",
     "measure",
+    "model_info",
     "model_options",
     "register_model",
+    "variant_of",
 ]

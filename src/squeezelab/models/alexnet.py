@@ -17,7 +17,7 @@ class AlexNetOptions:
     dropout: float = option(0.5, "dropout before the final conv", low=0.0, high=1.0, high_open=True)
 
 
-@register_model(options=AlexNetOptions)
+@register_model(options=AlexNetOptions, label="AlexNet", color="tab:red")
 def alexnet(num_classes: int = 1000, dropout: float = AlexNetOptions.dropout) -> nn.Module:
     """AlexNet (Krizhevsky et al. 2012) in torchvision's single-tower form."""
     from torchvision.models import alexnet as tv_alexnet  # imported on use: slow to import

@@ -3,11 +3,15 @@
 Each builder is registered with its family's options class (a frozen dataclass made with
 :func:`squeezelab.fields.option`): the one place where an option's default, help text and
 allowed values live. The run config, the command line and study files read them from here.
+The entry also carries what the rest of the house shows of a model: its display label, its
+colour in figures, and its *variant* (a key naming the options that change how it trains,
+``squeezenet1_0+bn``, which recipes are written for). A new family is one module that
+registers its builders, and its test.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,31 +36,71 @@ class NoOptions:
     """The options of a model that takes none."""
 
 
+Variant = Callable[[str, Mapping[str, Any]], str]
+
+
+def plain_variant(name: str, options: Mapping[str, Any]) -> str:
+    """A family whose options do not change how it trains: its variant is its name."""
+    return name
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the house shows of a registered model."""
+
+    name: str
+    label: str  # in tables and figures: "SqueezeNet 1.0"
+    color: str | None  # a matplotlib colour, or None for the next in the cycle
+    variant: Variant  # (name, options) -> the key recipes are written for
+
+
 @dataclass(frozen=True)
 class _Entry:
     builder: Callable[..., nn.Module]
     options: type
+    info: ModelInfo
 
 
 _MODELS: dict[str, _Entry] = {}
 
 
 def register_model(
-    fn: Callable[..., nn.Module] | None = None, /, *, options: type = NoOptions
+    fn: Callable[..., nn.Module] | None = None,
+    /,
+    *,
+    options: type = NoOptions,
+    label: str | None = None,
+    color: str | None = None,
+    variant: Variant = plain_variant,
 ) -> Any:
-    """Register a builder under its function name with its options class; reject duplicates.
+    """Register a builder under its function name with its options class, display label,
+    figure colour and variant; reject duplicates.
 
-    Use as ``@register_model`` or ``@register_model(options=MyOptions)``.
+    Use as ``@register_model`` or ``@register_model(options=MyOptions, label="My net")``.
     """
 
     def add(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         name = builder.__name__
         if name in _MODELS:
             raise ValueError(f"model {name!r} is already registered")
-        _MODELS[name] = _Entry(builder, options)
+        info = ModelInfo(name, label or name, color, variant)
+        _MODELS[name] = _Entry(builder, options, info)
         return builder
 
     return add(fn) if fn is not None else add
+
+
+def model_info(name: str) -> ModelInfo:
+    """Model ``name``'s label, colour and variant; an unknown name shows as itself."""
+    if name in _MODELS:
+        return _MODELS[name].info
+    return ModelInfo(name, name, None, plain_variant)
+
+
+def variant_of(name: str, options: Mapping[str, Any]) -> str:
+    """The variant of model ``name`` under ``options`` (a run config's fields will do)."""
+    info = model_info(name)
+    return info.variant(name, options)
 
 
 def list_models() -> list[str]:

@@ -13,6 +13,7 @@ The defaults (128, 128, 2, 0.5, 0.125) reproduce SqueezeNet 1.0's eight modules 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -177,13 +178,22 @@ def _bypass_kind(bypass: str, in_channels: int, out_channels: int) -> str:
     return "conv" if bypass == "complex" else "none"
 
 
-@register_model(options=SqueezeNetOptions)
+def _variant(name: str, options: Mapping[str, Any]) -> str:
+    """Batch norm inside the Fire modules trains differently (its own recipe fields)."""
+    return f"{name}+bn" if options.get("batch_norm") else name
+
+
+@register_model(
+    options=SqueezeNetOptions, label="SqueezeNet 1.0", color="tab:blue", variant=_variant
+)
 def squeezenet1_0(num_classes: int = 1000, **options: Any) -> SqueezeNet:
     """SqueezeNet 1.0 (Iandola et al. 2016), torchvision-compatible layout."""
     return SqueezeNet("1_0", num_classes, **options)
 
 
-@register_model(options=SqueezeNetOptions)
+@register_model(
+    options=SqueezeNetOptions, label="SqueezeNet 1.1", color="tab:green", variant=_variant
+)
 def squeezenet1_1(num_classes: int = 1000, **options: Any) -> SqueezeNet:
     """SqueezeNet 1.1 (2.4x fewer MACs than 1.0 at equal accuracy), torchvision layout."""
     return SqueezeNet("1_1", num_classes, **options)

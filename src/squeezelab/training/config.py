@@ -39,7 +39,7 @@ class _RunFields:
     """The run's own fields (the model's come from its family's options class)."""
 
     model: str = option(
-        "squeezenet1_0", "network: squeezenet1_0, squeezenet1_1 or alexnet (squeezelab info --list)"
+        "squeezenet1_0", f"network: {', '.join(list_models())} (squeezelab info --list)"
     )
     init: str | None = option(
         None, "start from: imagenet (torchvision's weights) or a .pth / run directory", kind=str

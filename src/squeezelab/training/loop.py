@@ -26,7 +26,7 @@ from tqdm import tqdm
 from ..data import Batches, ImageSet, Preprocess, Source, Splits, load_source, split_source
 from ..data.pipeline import EVAL_SEED, Augment
 from ..errors import ConfigError, SqueezelabError
-from ..models import get_model
+from ..models import get_model, variant_of
 from ..models.complexity import activation_bytes, count_params
 from ..results.records import left_chance, machine_of
 from .checkpoint import CheckpointError, TrainingState, save_atomic, save_checkpoint
@@ -571,7 +571,7 @@ def stall_note(
         f"note: validation accuracy is still at chance ({chance:g}%) after {STALL_EPOCHS} "
         f"epochs at lr {cfg.lr:g}: this run may have stalled"
     )
-    if cfg.model.startswith("squeezenet") and not cfg.batch_norm:
+    if variant_of(cfg.model, cfg.to_dict()) in ("squeezenet1_0", "squeezenet1_1"):
         return (
             f"{head} (plain SqueezeNet at a high learning rate can). Watch the next epochs; "
             "a lower --lr or --batch-norm trains more reliably."
@@ -613,7 +613,7 @@ def _start_line(cfg: RunConfig, parts: _Parts, run_recipe: dict[str, Any]) -> st
     ):
         why = " (auto: this CPU has no bf16 matrix units)"
     return (
-        f"training {cfg.model}{' + BN' if cfg.batch_norm else ''} on {cfg.data} "
+        f"training {variant_of(cfg.model, cfg.to_dict())} on {cfg.data} "
         f"({sizes} train / val / test images), {cfg.epochs} epoch{'s' * (cfg.epochs != 1)}, on "
         f"{machine_of(run_recipe)}{why}"
     )

@@ -27,6 +27,7 @@ from importlib import resources
 from typing import Any
 
 from ..errors import ConfigError
+from ..models.registry import variant_of
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -72,15 +73,16 @@ def check_versions(raw: dict[str, Any], where: str) -> None:
         )
 
 
-def _section(raw: dict[str, Any], model: str, batch_norm: bool) -> dict[str, Any]:
+def _section(raw: dict[str, Any], model: str, variant: str | None) -> dict[str, Any]:
+    """A recipe's fields for a model's variant (``squeezenet1_0+bn``), else for the model."""
     models = raw.get("models", {})
-    key = f"{model}+bn" if batch_norm and f"{model}+bn" in models else model
+    key = variant if variant in models else model
     return models.get(key, {})
 
 
-def model_version(raw: dict[str, Any], model: str, batch_norm: bool = False) -> int:
-    """The version of recipe ``raw`` in which ``model``'s fields last changed."""
-    since = _section(raw, model, batch_norm).get("since", 1)
+def model_version(raw: dict[str, Any], model: str, variant: str | None = None) -> int:
+    """The version of recipe ``raw`` in which ``model``'s (variant's) fields last changed."""
+    since = _section(raw, model, variant).get("since", 1)
     return max(raw.get("fields_since", 1), since)
 
 
@@ -99,17 +101,16 @@ def check_recipe_name(name: str) -> None:
         raise ConfigError(f"unknown recipe {name!r}; recipes: {', '.join(recipe_names())}")
 
 
-def _current(raw: dict[str, Any], version: str, model: str, batch_norm: bool) -> bool:
+def _current(raw: dict[str, Any], version: str, model: str, variant: str | None) -> bool:
     """Whether ``version`` asks for ``model``'s fields as this squeezelab ships them."""
     if not version:
         return True
     return (
-        version.isdigit()
-        and model_version(raw, model, batch_norm) <= int(version) <= raw["version"]
+        version.isdigit() and model_version(raw, model, variant) <= int(version) <= raw["version"]
     )
 
 
-def pinned(name: str, model: str = "squeezenet1_0", batch_norm: bool = False) -> str:
+def pinned(name: str, model: str = "squeezenet1_0", variant: str | None = None) -> str:
     """``modern`` -> ``modern@1``: the version in which ``model``'s fields last changed; a
     pinned name is checked (any version from that one to the file's names the same fields)."""
     if name == NONE:
@@ -118,23 +119,23 @@ def pinned(name: str, model: str = "squeezenet1_0", batch_norm: bool = False) ->
     raw = recipes().get(base)
     if raw is None:
         raise ConfigError(f"unknown recipe {name!r}; recipes: {', '.join(recipe_names())}")
-    since = model_version(raw, model, batch_norm)
-    if not _current(raw, version, model, batch_norm):
-        variant = f"{model}{' + BN' if batch_norm else ''}"
+    since = model_version(raw, model, variant)
+    if not _current(raw, version, model, variant):
         raise ConfigError(
             f"recipe {name!r}: this squeezelab ships {base}@{raw['version']} only"
-            + (f", where {variant}'s fields date from {base}@{since}" if since > 1 else "")
+            + (f", where {variant or model}'s fields date from {base}@{since}" if since > 1 else "")
             + " (a run made with another version keeps its recorded fields in config.json)"
         )
     return f"{base}@{since}"
 
 
-def recipe_fields(name: str, model: str, batch_norm: bool = False) -> dict[str, Any]:
-    """The run fields recipe ``name`` sets for ``model`` (with or without batch norm)."""
+def recipe_fields(name: str, model: str, variant: str | None = None) -> dict[str, Any]:
+    """The run fields recipe ``name`` sets for ``model``'s ``variant`` (its registry's
+    :func:`~squeezelab.models.variant_of`, e.g. ``squeezenet1_0+bn``; none: the model's)."""
     if name == NONE:
         return {}
-    raw = recipes()[pinned(name, model, batch_norm).partition("@")[0]]
-    own = {k: v for k, v in _section(raw, model, batch_norm).items() if k != "since"}
+    raw = recipes()[pinned(name, model, variant).partition("@")[0]]
+    own = {k: v for k, v in _section(raw, model, variant).items() if k != "since"}
     return {**raw.get("fields", {}), **own}
 
 
@@ -146,15 +147,15 @@ def resolve(values: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(name, str):
         raise ConfigError(f"recipe must be a name ({', '.join(recipe_names())}), got {name!r}")
     model = values.get("model", "squeezenet1_0")
-    batch_norm = bool(values.get("batch_norm", False))
+    variant = variant_of(model, values)
     base, _, version = name.partition("@")
     raw = recipes().get(base)
-    if raw is not None and version.isdigit() and not _current(raw, version, model, batch_norm):
+    if raw is not None and version.isdigit() and not _current(raw, version, model, variant):
         # A stored run (config.json, the store) made with another version of the recipe holds
         # every field it resolved to: it stays what it was, to resume, evaluate or compress.
         # Only a config that leaves some recipe field to the (other) version is refused.
-        current = recipe_fields(base, model, batch_norm)
+        current = recipe_fields(base, model, variant)
         if all(k in values for k in current):
             return dict(values)
-    filled = recipe_fields(name, model, batch_norm)
-    return {**filled, **values, "recipe": pinned(name, model, batch_norm)}
+    filled = recipe_fields(name, model, variant)
+    return {**filled, **values, "recipe": pinned(name, model, variant)}
