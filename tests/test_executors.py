@@ -90,8 +90,9 @@ def test_packed_runs_equal_the_same_runs_alone(tmp_path: Path) -> None:
             keys = ("epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc")
             return [{k: row[k] for k in keys} for row in history]
 
-        assert numbers(alone["history"]) == numbers(record.history)
-        assert alone["result"]["test_acc"] == record.result.test_acc
+        assert alone.result is not None and alone.error is None
+        assert numbers(alone.history) == numbers(record.history)
+        assert alone.result["test_acc"] == record.result.test_acc
 
 
 torch = pytest.importorskip("torch")
@@ -108,7 +109,7 @@ def test_packed_runs_on_one_gpu_equal_runs_alone(tmp_path: Path) -> None:
     for key, record in packed.items():
         task = RunTask(key, dict(record.config), str(tmp_path / "alone" / key), device="cuda:0")
         alone = executors.execute_run(task)
-        assert alone["result"]["val_acc"] == record.result.val_acc
+        assert alone.result is not None and alone.result["val_acc"] == record.result.val_acc
 
 
 @pytest.mark.gpu

@@ -31,7 +31,24 @@ class RunTask:
     verbose: bool = False  # one line per epoch (for logs; a TTY gets a progress bar instead)
 
 
-def execute_run(task: RunTask) -> dict[str, Any]:
+@dataclass(frozen=True)
+class RunOutcome:
+    """What an executor hands back for one run: its result, every epoch's metrics and its
+    provenance (the run's recorded recipe: versions, device, precision), or the error that
+    stopped it. Plain data: it crosses process and Ray boundaries."""
+
+    key: str
+    error: str | None = None
+    result: dict[str, Any] | None = None
+    history: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    provenance: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def failed(cls, key: str, error: str) -> RunOutcome:
+        return cls(key, error=error)
+
+
+def execute_run(task: RunTask) -> RunOutcome:
     """Train (or resume, or just read back) one run; return its result, history and recipe."""
     import torch
 
@@ -54,13 +71,8 @@ def execute_run(task: RunTask) -> dict[str, Any]:
         raise
     except Exception as err:  # a failing run is recorded, and the study goes on
         detail = traceback.format_exception_only(type(err), err)[-1].strip()
-        return {"key": task.key, "error": detail}
-    return {
-        "key": task.key,
-        "result": outcome.result.to_dict(),
-        "history": outcome.history,
-        "recipe": outcome.recipe,
-    }
+        return RunOutcome.failed(task.key, detail)
+    return RunOutcome(task.key, None, outcome.result.to_dict(), outcome.history, outcome.recipe)
 
 
 def _gpu_count() -> int:
@@ -132,9 +144,9 @@ def _pipeline(
     limit: int,
     submit: Callable[[RunTask], Any],
     wait_one: Callable[[list[Any]], list[Any]],
-    collect: Callable[[Any, RunTask], dict[str, Any]],
+    collect: Callable[[Any, RunTask], RunOutcome],
     on_start: OnStart,
-) -> Iterator[dict[str, Any]]:
+) -> Iterator[RunOutcome]:
     """Keep at most ``limit`` tasks in flight; yield outcomes as they complete."""
     queue = list(tasks)
     in_flight: dict[Any, RunTask] = {}
@@ -154,7 +166,7 @@ class LocalExecutor:
     def __init__(self, workers: int = 1, runs_per_device: int | None = None) -> None:
         self.slots = plan_slots(_gpu_count(), cpu_count(), workers, runs_per_device)
 
-    def run(self, tasks: list[RunTask], on_start: OnStart) -> Iterator[dict[str, Any]]:
+    def run(self, tasks: list[RunTask], on_start: OnStart) -> Iterator[RunOutcome]:
         placer = Placer(self.slots)
         if len(self.slots) == 1:  # one run at a time: in this process
             for task in tasks:
@@ -163,10 +175,10 @@ class LocalExecutor:
                     placer.give_back(task)
             return
 
-        def collect(fut: Future, task: RunTask) -> dict[str, Any]:
+        def collect(fut: Future, task: RunTask) -> RunOutcome:
             placer.give_back(task)
             err = fut.exception()
-            return {"key": task.key, "error": f"worker died: {err!r}"} if err else fut.result()
+            return RunOutcome.failed(task.key, f"worker died: {err!r}") if err else fut.result()
 
         pool = ProcessPoolExecutor(
             len(self.slots),
@@ -243,7 +255,7 @@ class RayExecutor:
         cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
         self.workers = gpus * self.runs_per_device if gpus else workers or cpus
 
-    def run(self, tasks: list[RunTask], on_start: OnStart) -> Iterator[dict[str, Any]]:
+    def run(self, tasks: list[RunTask], on_start: OnStart) -> Iterator[RunOutcome]:
         ray = self.ray
         gpus = ray.cluster_resources().get("GPU", 0)
         # max_retries re-runs a task whose worker process died; it resumes from its checkpoint.
@@ -251,11 +263,11 @@ class RayExecutor:
         share = 1.0 / self.runs_per_device if gpus else 0
         remote = ray.remote(num_cpus=1, num_gpus=share, max_retries=3)(execute_run)
 
-        def collect(ref: Any, task: RunTask) -> dict[str, Any]:
+        def collect(ref: Any, task: RunTask) -> RunOutcome:
             try:
                 return ray.get(ref)
             except Exception as err:  # failed even after its retries
-                return {"key": task.key, "error": f"ray task failed: {err}"}
+                return RunOutcome.failed(task.key, f"ray task failed: {err}")
 
         yield from _pipeline(
             tasks,
@@ -268,10 +280,10 @@ class RayExecutor:
 
 
 class Executor(Protocol):
-    """Runs a study's tasks and yields each outcome (a dict with "key" and "error", or
-    "result", "history" and "recipe") as it finishes; ``on_start`` may skip a task."""
+    """Runs a study's tasks and yields each :class:`RunOutcome` as it finishes; ``on_start``
+    is called as each task starts and may skip it (False: another process holds it)."""
 
-    def run(self, tasks: list[RunTask], on_start: OnStart) -> Iterator[dict[str, Any]]: ...
+    def run(self, tasks: list[RunTask], on_start: OnStart) -> Iterator[RunOutcome]: ...
 
 
 def _local(workers: int, address: str | None, runs_per_device: int | None) -> Executor:

@@ -384,16 +384,16 @@ def _execute(
         return True
 
     for outcome in runner.run(tasks, on_start):
-        key = outcome["key"]
+        key = outcome.key
         left[0] -= work[key]
         left[1] += work[key]
         claim.release(key)
-        if "error" in outcome:
-            store.fail_run(key, outcome["error"])
-            log(f"run {key} failed: {outcome['error']}")
+        if outcome.error is not None or outcome.result is None:
+            store.fail_run(key, outcome.error or "no result")
+            log(f"run {key} failed: {outcome.error}")
         else:
-            store.finish_run(key, outcome["result"], outcome["history"], outcome["recipe"])
-            res = outcome["result"]
+            store.finish_run(key, outcome.result, outcome.history, outcome.provenance)
+            res = outcome.result
             state = "diverged" if res["diverged"] else f"val_acc {res['val_acc']:.2f}"
             state += f", test_acc {res['test_acc']:.2f} ({res['train_s']:.0f}s)"
             if bar.disable:
