@@ -182,17 +182,8 @@ def _toml(text: str, source: str) -> dict[str, Any]:
         raise ConfigError(f"{source}: not valid TOML: {err}") from None
 
 
-REPLACED = (
-    "description",
-    "seeds",
-    "axes",
-    "points",
-    "variants",
-    "best_of",
-    "pretrain",
-    "claims",
-    "report",
-)
+# An overlay replaces these sections whole; [base] alone is merged field by field.
+REPLACED = tuple(s for s in SECTIONS if s != "base")
 LISTS = ("points", "variants")  # arrays of tables of run fields
 
 
