@@ -133,14 +133,40 @@ def test_schema_1_store_is_migrated(tmp_path: Path) -> None:
     db = tmp_path / "old.db"
     run_study(parse_study(STUDY.replace("seeds = [0, 1]", "seeds = [0]"), "t"), db,
               log=lambda m: None)  # fmt: skip
-    with sqlite3.connect(db) as conn:  # back to schema 1: no claim columns
+    with sqlite3.connect(db) as conn:  # back to schema 1: no claim columns, no load
         conn.execute("ALTER TABLE runs DROP COLUMN owner")
         conn.execute("ALTER TABLE runs DROP COLUMN heartbeat")
+        conn.execute("ALTER TABLE metrics DROP COLUMN load")
         conn.execute("UPDATE meta SET value='1' WHERE key='schema_version'")
+    with Store(db, readonly=True) as store:  # read as it is: no load recorded
+        runs = store.runs("t")
+        assert len(runs) == 4 and all("load" not in row for r in runs for row in r.history)
+    other = tmp_path / "other.db"  # merged from, read-only: its epochs come without load
+    assert run_cli("results", "merge", str(db), "--db", str(other)).returncode == 0
+    with Store(other, readonly=True) as store:
+        assert all(row["load"] is None for r in store.runs("t") for row in r.history)
     with Store(db) as store:
         assert store.status_counts("t")["done"] == 4
         columns = {r[1] for r in store.conn.execute("PRAGMA table_info(runs)")}
         assert {"owner", "heartbeat"} <= columns
+        assert "load" in {r[1] for r in store.conn.execute("PRAGMA table_info(metrics)")}
+
+
+def test_table_1_names_the_load_its_epochs_were_timed_under(tmp_path: Path) -> None:
+    from squeezelab.analysis import build_report
+
+    db = tmp_path / "s.db"
+    run_study(parse_study(STUDY.replace("seeds = [0, 1]", "seeds = [0]"), "t"), db,
+              log=lambda m: None)  # fmt: skip
+    with Store(db) as store:
+        loads = [row.get("load") for r in store.runs("t") for row in r.history]
+        assert loads and all(isinstance(x, float) for x in loads)  # recorded, stored
+        store.conn.execute("UPDATE metrics SET load = 9.0")  # as if other jobs shared the cores
+    build_report(db, tmp_path / "r")
+    md = (tmp_path / "r" / "report.md").read_text()
+    table = md.split("## Table 1: training time")[1].split("\n## ")[0]
+    assert "9.0 on" in table and "(busy: not this device's speed)" in table
+    assert "timed on a busy machine" in table
 
 
 # --- study files -----------------------------------------------------------------------------

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from .records import FINISHED, precision_mix
-from .store import METRICS, Store, StoreError, _alive
+from .store import METRICS, Store, StoreError, _alive, metric_select
 
 _COPIED = (
     "config",
@@ -158,10 +158,10 @@ class _Source:
             if key in runs and runs[key]["status"] in FINISHED:
                 continue  # the store held the run under both paths: its finished one counts
             runs[key] = {**row, "key": key, "origin": row["key"]}
-        cols = ", ".join(("key", "epoch", *METRICS))
         metrics: dict[str, list[tuple]] = {}
         kept = {row["origin"] for row in runs.values()}
-        for m in store.conn.execute(f"SELECT {cols} FROM metrics ORDER BY key, epoch"):
+        select = metric_select(store.conn)
+        for m in store.conn.execute(f"SELECT {select} FROM metrics ORDER BY key, epoch"):
             if m[0] in kept:  # each run's own epochs, under the key it has here
                 metrics.setdefault(keys[m[0]], []).append((keys[m[0]], *m[1:]))
         return cls(

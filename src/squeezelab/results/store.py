@@ -22,7 +22,9 @@ from typing import Any
 from ..errors import SqueezelabError
 from .records import FINISHED, RESULT_FIELDS, Fields, RunRecord, RunScore
 
-SCHEMA_VERSION = 2  # 2: runs.owner and runs.heartbeat (claims by concurrent studies)
+# 2: runs.owner and runs.heartbeat (claims by concurrent studies); 3: metrics.load (the
+# machine's load average as each epoch ended)
+SCHEMA_VERSION = 3
 STATUSES = ("pending", "running", "done", "diverged", "failed")
 METRICS = (
     "train_loss",
@@ -33,6 +35,7 @@ METRICS = (
     "test_acc",
     "lr",
     "epoch_s",
+    "load",
 )
 
 _SCHEMA = """
@@ -65,10 +68,21 @@ CREATE TABLE IF NOT EXISTS metrics (
     key TEXT NOT NULL REFERENCES runs(key),
     epoch INTEGER NOT NULL,
     train_loss REAL, train_acc REAL, val_loss REAL, val_acc REAL,
-    test_loss REAL, test_acc REAL, lr REAL, epoch_s REAL,
+    test_loss REAL, test_acc REAL, lr REAL, epoch_s REAL, load REAL,
     PRIMARY KEY (key, epoch)
 );
 """
+
+
+def metric_columns(conn: sqlite3.Connection) -> set[str]:
+    """The columns a store's metrics table has (an older store may lack the newest)."""
+    return {r[1] for r in conn.execute("PRAGMA table_info(metrics)")}
+
+
+def metric_select(conn: sqlite3.Connection) -> str:
+    """``key, epoch`` and every metric column, NULL for a column the store lacks."""
+    have = metric_columns(conn)
+    return ", ".join(("key", "epoch", *(m if m in have else f"NULL AS {m}" for m in METRICS)))
 
 
 OPEN_TIMEOUT_S = 60.0  # how long opening waits for another process creating the same store
@@ -217,6 +231,8 @@ class Store:
             for name, kind in (("owner", "TEXT"), ("heartbeat", "REAL")):  # schema 1 -> 2
                 if name not in columns:
                     self.conn.execute(f"ALTER TABLE runs ADD COLUMN {name} {kind}")
+            if "load" not in metric_columns(self.conn):  # schema 2 -> 3
+                self.conn.execute("ALTER TABLE metrics ADD COLUMN load REAL")
             self.conn.execute(
                 "INSERT INTO meta VALUES ('schema_version', ?) "
                 "ON CONFLICT(key) DO UPDATE SET value=excluded.value",
@@ -373,7 +389,10 @@ class Store:
             "ORDER BY key, epoch",
             args,
         ):
-            history.setdefault(m["key"], []).append({k: m[k] for k in ("epoch", *METRICS)})
+            have = m.keys()  # a store opened read-only may predate a column
+            history.setdefault(m["key"], []).append(
+                {k: m[k] for k in ("epoch", *METRICS) if k in have}
+            )
         return [_record(row, history.get(row["key"], [])) for row in rows]
 
     def stored_statuses(self) -> dict[str, str]:
@@ -419,8 +438,8 @@ def _record(row: sqlite3.Row, history: list[dict[str, Any]]) -> RunRecord:
         run_dir=d["run_dir"],
         attempts=d["attempts"],
         error=d["error"],
-        owner=d["owner"],
-        heartbeat=d["heartbeat"],
+        owner=d.get("owner"),  # a schema-1 store read as it is has no claims
+        heartbeat=d.get("heartbeat"),
         started=d["started"],
         finished=d["finished"],
     )
