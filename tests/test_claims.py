@@ -781,6 +781,8 @@ def test_equivalence_needs_a_measured_seed_spread_and_a_published_cell() -> None
     claim = _equivalence_claim()
     one = _verdicts(claim, _reading_runs(0.0, seeds=1))
     assert all("one seed per cell" in r.reason for r in one.values() if r.stratum != "")
+    shown = one["lr=0.001, weight_decay=0.0"]  # the deviation is shown, without an interval
+    assert shown.estimate is not None and abs(shown.estimate) < 4 and shown.ci_low is None
     excluded = _verdicts(claim, _reading_runs(0.0), rule="exclude")
     assert "published run diverged" in excluded["lr=0.05, weight_decay=0.0"].reason
     elsewhere = [_run(50.0, seed=s, lr=0.3, batch_size=64, momentum=0.9) for s in range(2)]

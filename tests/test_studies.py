@@ -588,6 +588,7 @@ def test_longest_runs_start_first(tmp_path: Path, monkeypatch) -> None:
     """AlexNet (more MACs) and the longer runs start before cheap ones, whatever the file's
     order, so parallel slots finish close together; ties keep the study's order."""
     from squeezelab.studies import runner as runner_mod
+    from squeezelab.studies.executors import RunOutcome
 
     started: list[dict] = []
 
@@ -596,7 +597,7 @@ def test_longest_runs_start_first(tmp_path: Path, monkeypatch) -> None:
             for task in tasks:
                 if on_start(task):
                     started.append(task.config)
-                    yield {"key": task.key, "error": "not trained (test)"}
+                    yield RunOutcome.failed(task.key, "not trained (test)")
 
     monkeypatch.setattr(runner_mod, "make_executor", lambda *a, **k: Recorder())
     path = tmp_path / "order.toml"

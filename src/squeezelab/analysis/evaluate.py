@@ -557,6 +557,9 @@ def _equivalence(claim: ClaimSpec, runs: list[RunRecord], rule: str, chance: flo
     if not values:
         res.reason = "no run of this cell counts under this rule"
         return None
+    mean = float(np.mean(values))
+    res.estimate = mean - float(ref)  # shown even when no interval can be put around it
+    res.details = f"ours {mean:.2f}% (n={len(values)}), published {float(ref):.2f}%"
     var, df, cells = _seed_pool(claim, pool_from or runs, rule, chance)
     if not df:
         res.reason = (
@@ -565,7 +568,6 @@ def _equivalence(claim: ClaimSpec, runs: list[RunRecord], rule: str, chance: flo
         )
         return None
     sd, k, margin = math.sqrt(var), len(values), float(claim.margin or 0.0)
-    mean = float(np.mean(values))
     pivot = Pivot(mean - float(ref), sd * math.sqrt(1 / k + 1), float(df))
     res.estimate = pivot.estimate
     res.value, res.df = pivot.estimate / pivot.se, float(df)

@@ -35,6 +35,8 @@ def estimate_text(r: ClaimResult) -> str:
     if r.estimate is None:
         return ""
     unit = "" if r.test == "correlation" else " pts"
+    if r.ci_low is None and r.ci_high is None:
+        return f"{r.estimate:+.2f}{unit} (no interval)"
     level = f" ({r.confidence})" if r.confidence else ""
     return f"{r.estimate:+.2f}{unit} [{_bound(r.ci_low)}, {_bound(r.ci_high)}]{level}"
 
