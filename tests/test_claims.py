@@ -838,3 +838,18 @@ def test_forensic_report_sets_each_reading_beside_the_study(tmp_path: Path) -> N
     assert "| supported |" in no_norm and "5 supported" in no_norm
     assert "| contradicted |" in default and "+20.0 to +20.3" in default
     assert "The study's own data, re-analysed" not in md  # nothing of it to re-analyse
+
+
+def test_the_paper_preset_documents_the_reading_the_evidence_favours(tmp_path: Path) -> None:
+    """The faithful preset keeps its default reading until one is supported, and says which
+    reading the forensic evidence favours and how to use it, in every report."""
+    from squeezelab.studies.presets import load_preset, reference_protocols
+
+    reading = load_preset("paper")["protocol"]["reading"]
+    assert "RandomResizedCrop" in reading and "37.49%" in reading
+    db = tmp_path / "s.db"
+    store_builtin(db, "grid", lambda c: 40.0 + c.seed)
+    build_report(db, tmp_path / "r", reference_protocols())
+    md = (tmp_path / "r" / "report.md").read_text()
+    assert "Reading of the study's augmentation: Default kept" in md
+    assert "--set augmentation=random-resized-crop --set eval_transform=train" in md

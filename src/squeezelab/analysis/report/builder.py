@@ -201,6 +201,8 @@ class ReportBuilder:
                 s.text(f"Seeds: {p['seeds']}")
             for d in p.get("deviations", []):
                 s.text(f"Deviation from the study: {d}")
+            if p.get("reading"):
+                s.text(f"Reading of the study's augmentation: {p['reading']}")
         if claims:
             rows = [
                 [
