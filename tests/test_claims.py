@@ -788,6 +788,8 @@ def test_equivalence_needs_a_measured_seed_spread_and_a_published_cell() -> None
     elsewhere = [_run(50.0, seed=s, lr=0.3, batch_size=64, momentum=0.9) for s in range(2)]
     (res,) = _verdicts(claim, elsewhere).values()
     assert "no published cell of table_a1 matches" in res.reason
+    (none,) = _verdicts(claim, []).values()  # a reading none of whose runs has finished
+    assert none.reason == "no run of it has finished yet" and none.verdict == "inconclusive"
     coarse = _verdicts(_equivalence_claim(by=["weight_decay"]), _reading_runs(0.0))
     assert "match 3 different published cells" in coarse["weight_decay=0.0"].reason
 

@@ -536,6 +536,9 @@ def _equivalence(claim: ClaimSpec, runs: list[RunRecord], rule: str, chance: flo
     Supported when both bounds lie inside the margin (TOST), contradicted when one lies beyond.
     """
     res.statistic = "t (TOST)"
+    if not runs:
+        res.reason = "no run of it has finished yet"
+        return None
     refs = {_hashable(_reference(claim, r.config)) for r in runs}
     if refs == {None}:
         res.reason = f"no published cell of {', '.join(claim.reference)} matches these runs"

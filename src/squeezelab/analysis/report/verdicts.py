@@ -183,12 +183,13 @@ def readings_section(results: list[ClaimResult], rule_of: dict[str, str]) -> Sec
         rows.append(
             [
                 cells[0].statement,
-                len(cells),
+                sum(1 for c in cells if c.stratum),  # cells with a finished run
                 span,
                 "; ".join(f"{c.stratum}: {estimate_text(c)}" for c in tested),
                 ", ".join(f"{v} {w}" for w, v in counts.items() if v),
                 reading_verdict(cells) + (" (interim)" if any(c.interim for c in cells) else ""),
-                next((c.advice for c in cells if c.advice), ""),
+                next((c.advice for c in cells if c.advice), "")
+                or next((c.reason for c in cells if c.reason), ""),
             ]
         )
     s.table(
