@@ -140,7 +140,7 @@ def test_schema_1_store_is_migrated(tmp_path: Path) -> None:
         conn.execute("UPDATE meta SET value='1' WHERE key='schema_version'")
     with Store(db, readonly=True) as store:  # read as it is: no load recorded
         runs = store.runs("t")
-        assert len(runs) == 4 and all("load" not in row for r in runs for row in r.history)
+        assert len(runs) == 4 and all(row["load"] is None for r in runs for row in r.history)
     other = tmp_path / "other.db"  # merged from, read-only: its epochs come without load
     assert run_cli("results", "merge", str(db), "--db", str(other)).returncode == 0
     with Store(other, readonly=True) as store:

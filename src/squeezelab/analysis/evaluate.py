@@ -43,6 +43,7 @@ from .stats import (
     holm,
     paired_test,
     pearson,
+    pooled_variance,
     welch_test,
 )
 from .variance import (
@@ -514,15 +515,13 @@ def _seed_pool(claim: ClaimSpec, runs: list[RunRecord], rule: str, chance: float
     cells: dict[str, list[RunRecord]] = {}
     for r in runs:
         cells.setdefault(_condition(r.config, ()), []).append(r)
-    ss, df, used = 0.0, 0, 0
-    for members in cells.values():
-        values = [v for r in members if (v := run_value(r, claim.metric, rule, chance)) is not None]
-        if len(values) < 2 or _all_at_chance(members, claim.metric, chance):
-            continue
-        ss += float(np.sum((np.asarray(values) - np.mean(values)) ** 2))
-        df += len(values) - 1
-        used += 1
-    return (ss / df if df else math.nan), df, used
+    groups = [
+        [v for r in members if (v := run_value(r, claim.metric, rule, chance)) is not None]
+        for members in cells.values()
+        if not _all_at_chance(members, claim.metric, chance)
+    ]
+    var, df = pooled_variance(groups)
+    return (math.nan if var is None else var), df, sum(len(g) > 1 for g in groups)
 
 
 def _equivalence(claim: ClaimSpec, runs: list[RunRecord], rule: str, chance: float,
@@ -560,9 +559,9 @@ def _equivalence(claim: ClaimSpec, runs: list[RunRecord], rule: str, chance: flo
     if not values:
         res.reason = "no run of this cell counts under this rule"
         return None
-    mean = float(np.mean(values))
+    mean, k = float(np.mean(values)), len(values)
     res.estimate = mean - float(ref)  # shown even when no interval can be put around it
-    res.details = f"ours {mean:.2f}% (n={len(values)}), published {float(ref):.2f}%"
+    res.details = f"ours {mean:.2f}% (n={k}), published {float(ref):.2f}%"
     var, df, cells = _seed_pool(claim, pool_from or runs, rule, chance)
     if not df:
         res.reason = (
@@ -570,16 +569,12 @@ def _equivalence(claim: ClaimSpec, runs: list[RunRecord], rule: str, chance: flo
             "single run may fall from ours cannot be said; run a second seed of the cells"
         )
         return None
-    sd, k, margin = math.sqrt(var), len(values), float(claim.margin or 0.0)
-    pivot = Pivot(mean - float(ref), sd * math.sqrt(1 / k + 1), float(df))
-    res.estimate = pivot.estimate
+    sd, margin = math.sqrt(var), float(claim.margin or 0.0)
+    pivot = Pivot(res.estimate, sd * math.sqrt(1 / k + 1), float(df))
     res.value, res.df = pivot.estimate / pivot.se, float(df)
     res.p = float(support_p(pivot, EQUIVALENCE, 0.0, margin))
     res.p_two_sided = float(pivot.p(0.0, "two-sided"))
-    res.details = (
-        f"ours {mean:.2f}% (n={k}), published {float(ref):.2f}% "
-        f"({', '.join(claim.reference)}); margin +-{margin:g} ({claim.margin_reason})"
-    )
+    res.details += f" ({', '.join(claim.reference)}); margin +-{margin:g} ({claim.margin_reason})"
     res.spread = f"seed SD {sd:.2f} (pooled over {cells} cell(s) that learned, df {df})"
 
     def power(seeds: int, level: float) -> float:

@@ -230,11 +230,11 @@ def load_for_inference(
     if config is None:
         noise = "seeded noise (no data is known for a weights file): agreement on noise only"
         return net, size, calibration_batches(size), noise
-    from ..data import Batches, Preprocess
-    from ..training.loop import load_splits
+    from ..data import Batches
+    from ..training.loop import load_splits, preprocess_of
 
     val = load_splits(config, data_dir).val
-    batches = Batches.of(val, 256, Preprocess(size, torch.device("cpu"), config.normalization))
+    batches = Batches.of(val, 256, preprocess_of(config.replace(image_size=size)))
     what = f"validation images of {config.data} ({len(val):,})"
     return net, size, calibration_batches(size, batches), what
 

@@ -384,15 +384,12 @@ class Store:
             args,
         ).fetchall()
         history: dict[str, list[dict[str, Any]]] = {}
-        for m in self.conn.execute(
-            f"SELECT * FROM metrics WHERE key IN (SELECT s.key FROM study_runs s{cond}) "
-            "ORDER BY key, epoch",
+        for m in self.conn.execute(  # a store opened read-only may predate a column: NULL
+            f"SELECT {metric_select(self.conn)} FROM metrics "
+            f"WHERE key IN (SELECT s.key FROM study_runs s{cond}) ORDER BY key, epoch",
             args,
         ):
-            have = m.keys()  # a store opened read-only may predate a column
-            history.setdefault(m["key"], []).append(
-                {k: m[k] for k in ("epoch", *METRICS) if k in have}
-            )
+            history.setdefault(m["key"], []).append({k: m[k] for k in ("epoch", *METRICS)})
         return [_record(row, history.get(row["key"], [])) for row in rows]
 
     def stored_statuses(self) -> dict[str, str]:

@@ -389,8 +389,9 @@ def _execute(
         left[1] += work[key]
         claim.release(key)
         if outcome.error is not None or outcome.result is None:
-            store.fail_run(key, outcome.error or "no result")
-            log(f"run {key} failed: {outcome.error}")
+            error = outcome.error or "no result"
+            store.fail_run(key, error)
+            log(f"run {key} failed: {error}")
         else:
             store.finish_run(key, outcome.result, outcome.history, outcome.provenance)
             res = outcome.result

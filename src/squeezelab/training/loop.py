@@ -571,7 +571,7 @@ def stall_note(
         f"note: validation accuracy is still at chance ({chance:g}%) after {STALL_EPOCHS} "
         f"epochs at lr {cfg.lr:g}: this run may have stalled"
     )
-    if variant_of(cfg.model, cfg.to_dict()) in ("squeezenet1_0", "squeezenet1_1"):
+    if cfg.model.startswith("squeezenet") and not cfg.batch_norm:
         return (
             f"{head} (plain SqueezeNet at a high learning rate can). Watch the next epochs; "
             "a lower --lr or --batch-norm trains more reliably."

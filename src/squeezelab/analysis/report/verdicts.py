@@ -176,7 +176,7 @@ def readings_section(results: list[ClaimResult], rule_of: dict[str, str]) -> Sec
     rows = []
     for cells in readings.values():
         tested = [c for c in cells if c.estimate is not None]
-        deviations = [float(c.estimate) for c in cells if c.estimate is not None]
+        deviations = [float(c.estimate) for c in tested if c.estimate is not None]
         counts = {w: sum(c.verdict.startswith(w) for c in cells)
                   for w in ("supported", "contradicted", "inconclusive")}  # fmt: skip
         span = f"{min(deviations):+.1f} to {max(deviations):+.1f}" if deviations else ""
