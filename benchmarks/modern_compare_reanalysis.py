@@ -34,7 +34,7 @@ for cfg in spec.expand():
             "done",
             test_acc=acc,
             val_acc=acc,
-            recipe={"test_images": 5000, "val_images": 5000, "num_classes": 10},
+            provenance={"test_images": 5000, "val_images": 5000, "num_classes": 10},
         )
     )
 results = evaluate_claims([(c, runs, [], "") for c in spec.claims])

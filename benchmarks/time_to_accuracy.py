@@ -125,8 +125,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "batch_norm": cfg.batch_norm,
         "recipe": cfg.recipe,
         "data": cfg.data,
-        "device": outcome.recipe.get("device_name"),
-        "precision": outcome.recipe.get("precision"),
+        "device": outcome.provenance.get("device_name"),
+        "precision": outcome.provenance.get("precision"),
         "epochs": len(history),
         "time_to": time_to_targets(history, targets),
         "final_val_acc": outcome.result.val_acc,
@@ -162,14 +162,14 @@ def from_store(db: Path, study: str | None, targets: list[float], out: Path) -> 
     # apart, each named by the fields that set it apart.
     # Runs from several machines (a merged store) are timed apart, each group naming its own.
     other = varying_fields(runs, exclude=("model", "batch_norm", "seed"))
-    machines = {machine_of(r.recipe) for r in runs}
+    machines = {machine_of(r.provenance) for r in runs}
     groups: dict[str, list[Any]] = {}
     for r in runs:
         name = f"{r.config['model']}{' + BN' if r.config.get('batch_norm') else ''}"
         if other:
             name += f" ({', '.join(f'{k}={r.config.get(k)}' for k in other)})"
         if len(machines) > 1:
-            name += f" [{machine_of(r.recipe)}]"
+            name += f" [{machine_of(r.provenance)}]"
         groups.setdefault(name, []).append(r)
     if not groups:
         raise SystemExit(f"{db}: no finished run with a history{f' in {study}' if study else ''}")
@@ -179,8 +179,8 @@ def from_store(db: Path, study: str | None, targets: list[float], out: Path) -> 
             {
                 "seed": r.config.get("seed"),
                 "lr": r.config.get("lr"),
-                "threads": (r.recipe or {}).get("threads"),
-                "device": (r.recipe or {}).get("device_name"),
+                "threads": (r.provenance or {}).get("threads"),
+                "device": (r.provenance or {}).get("device_name"),
                 "time_to": time_to_targets(list(r.history), targets),
                 "final_val_acc": r.result.val_acc,
                 "test_acc": r.result.test_acc,

@@ -243,16 +243,16 @@ def test_a_claim_over_runs_computed_at_two_precisions_says_so() -> None:
     runs += [_run(70 + i, seed=i) for i in range(3)]
     (res,) = evaluate_claim(claim, runs, "chance")
     assert "precision" not in res.note  # no recipe recorded: nothing to say
-    runs = [r.replace(recipe={"precision": "bf16" if r.config["batch_norm"] else "fp32"})
+    runs = [r.replace(provenance={"precision": "bf16" if r.config["batch_norm"] else "fp32"})
             for r in runs]  # fmt: skip
     (res,) = evaluate_claim(claim, runs, "chance")
     assert "more than one precision (bf16 x 3, fp32 x 3" in res.note
     # Only the runs its test reads: a third model's run at fp16 is not the claim's
     sizes = ClaimSpec("size", "1.1 ~ 1.0", "welch", field="model", treatment="squeezenet1_1",
                       control="squeezenet1_0")  # fmt: skip
-    runs = [_run(70 + i, seed=i, model=m).replace(recipe={"precision": "bf16"})
+    runs = [_run(70 + i, seed=i, model=m).replace(provenance={"precision": "bf16"})
             for i in range(3) for m in ("squeezenet1_0", "squeezenet1_1")]  # fmt: skip
-    runs.append(_run(60.0, model="alexnet").replace(recipe={"precision": "fp16"}))
+    runs.append(_run(60.0, model="alexnet").replace(provenance={"precision": "fp16"}))
     (res,) = evaluate_claim(sizes, runs, "chance")
     assert "precision" not in res.note
 

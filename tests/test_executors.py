@@ -81,7 +81,7 @@ def test_packed_runs_equal_the_same_runs_alone(tmp_path: Path) -> None:
     threads = plan_slots(0, os.cpu_count() or 1, runs_per_device=2)[0].threads
     with Store(tmp_path / "p.db") as store:
         packed = {r.key: r for r in store.runs(spec.name)}
-    assert {r.recipe["threads"] for r in packed.values()} == {threads}
+    assert {r.provenance["threads"] for r in packed.values()} == {threads}
     for key, record in packed.items():
         task = RunTask(key, dict(record.config), str(tmp_path / "alone" / key), threads=threads)
         alone = executors.execute_run(task)
@@ -105,7 +105,7 @@ def test_packed_runs_on_one_gpu_equal_runs_alone(tmp_path: Path) -> None:
     run_study(spec, tmp_path / "g.db", runs_per_device=4, log=lambda m: None)
     with Store(tmp_path / "g.db") as store:
         packed = {r.key: r for r in store.runs(spec.name)}
-    assert {r.recipe["device"] for r in packed.values()} == {"cuda:0"}
+    assert {r.provenance["device"] for r in packed.values()} == {"cuda:0"}
     for key, record in packed.items():
         task = RunTask(key, dict(record.config), str(tmp_path / "alone" / key), device="cuda:0")
         alone = executors.execute_run(task)
@@ -125,8 +125,8 @@ def test_a_cuda_run_trains_in_mixed_precision(tmp_path: Path) -> None:
         | {"batch_norm": True}
     )
     outcome = train(cfg, tmp_path / "g", device="cuda", verbose=False)
-    assert outcome.recipe["device"].startswith("cuda")
-    assert outcome.recipe["precision"] in ("bf16", "fp16")
+    assert outcome.provenance["device"].startswith("cuda")
+    assert outcome.provenance["precision"] in ("bf16", "fp16")
     losses = [row["train_loss"] for row in outcome.history]
     assert not outcome.result.diverged
     assert losses[-1] < losses[0] - 0.1 and losses[-1] < 2.2

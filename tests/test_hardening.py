@@ -69,8 +69,8 @@ def test_a_killed_owner_shows_interrupted_and_is_taken_over(tmp_path: Path) -> N
             (f"{__import__('socket').gethostname()}:999999999:dead", time.time(), key),
         )
         assert store.status_counts("i")["interrupted"] == 1
-        assert store.claim_run(key, str(tmp_path), "me:1:x")
-        assert not store.claim_run(key, str(tmp_path), "other:2:y")  # alive: me, beating
+        assert store.lease_run(key, str(tmp_path), "me:1:x")
+        assert not store.lease_run(key, str(tmp_path), "other:2:y")  # alive: me, beating
 
 
 # --- stores ------------------------------------------------------------------------------------

@@ -60,14 +60,14 @@ def _store(
             elif status == "failed":
                 store.fail_run(key, "boom")
             elif status == "running":  # a trainer that died on the other machine
-                store.claim_run(key, "/elsewhere/" + key, "otherhost:1:dead")
+                store.lease_run(key, "/elsewhere/" + key, "otherhost:1:dead")
     return path
 
 
 def _table(path: Path) -> list[tuple]:
     with Store(path, readonly=True) as store:
         runs = [
-            (r.key, r.status, r.result.val_acc, r.history, r.error, r.recipe)
+            (r.key, r.status, r.result.val_acc, r.history, r.error, r.provenance)
             for r in store.runs(role=None)
         ]
         metrics = store.conn.execute("SELECT COUNT(*) FROM metrics").fetchone()[0]
@@ -108,7 +108,7 @@ def test_a_study_split_across_two_stores_merges_into_the_single_store_result(
         merged = {r.key: r for r in store.runs("split")}
     for key, run in theirs.items():
         assert merged[key].result == run.result and merged[key].history == run.history
-        assert merged[key].recipe == run.recipe and merged[key].run_dir == run.run_dir
+        assert merged[key].provenance == run.provenance and merged[key].run_dir == run.run_dir
     messages: list[str] = []
     run_study(spec, here, log=messages.append)
     assert any("4 already finished, 0 to run" in m for m in messages)
@@ -148,7 +148,7 @@ def test_merge_keeps_what_the_destination_finished_and_fills_what_it_did_not(
 def test_merge_leaves_a_run_this_machine_is_training_alone(tmp_path: Path) -> None:
     here = _store(tmp_path / "a.db", {"k1": "pending"})
     with Store(here) as store:
-        assert store.claim_run("k1", str(tmp_path / "k1"), owner_id())  # this live process
+        assert store.lease_run("k1", str(tmp_path / "k1"), owner_id())  # this live process
     there = _store(tmp_path / "b.db", {"k1": "done"})
     [plan] = merge_stores([there], here)
     assert plan.live == ["k1"] and not plan.taken
@@ -253,7 +253,7 @@ def test_data_path_maps_the_same_data_under_another_path_and_refuses_other_data(
     [key] = left
     assert runs[key].result == theirs.result and runs[key].history == theirs.history
     assert runs[key].config.data == str(jpeg_archive)  # as if trained here
-    assert runs[key].recipe == theirs.recipe  # where it really read its data, kept
+    assert runs[key].provenance == theirs.provenance  # where it really read its data, kept
 
 
 def test_a_run_held_under_two_paths_merges_once(tmp_path: Path) -> None:

@@ -135,10 +135,10 @@ def test_study_runs_resumes_and_stores_everything(tmp_path: Path) -> None:
         runs = store.runs("tiny")
         assert len(runs) == 8
         for r in runs:
-            assert r.result.val_acc is not None and r.recipe is not None
+            assert r.result.val_acc is not None and r.provenance is not None
             assert len(r.history) == 1 and r.history[0]["epoch"] == 1
             assert r.history[0]["val_acc"] == r.result.val_acc and r.config.epochs == 1
-            assert r.recipe["key"] == r.key
+            assert r.provenance["key"] == r.key
             # The store keeps every float exactly as the run wrote it.
             line = json.loads((Path(r.run_dir) / "metrics.jsonl").read_text().splitlines()[0])
             assert r.history[0]["train_loss"] == line["train_loss"]
@@ -334,7 +334,7 @@ def test_workers_run_in_parallel_processes(tmp_path: Path) -> None:
         runs = store.runs()
         assert sorted(r.key for r in runs) == sorted(c.key() for c in spec.expand())
         # Each worker ran with its share of the cores (1 thread each on 2 cores).
-        assert {r.recipe["threads"] for r in runs} == {max(1, os.cpu_count() // 2)}
+        assert {r.provenance["threads"] for r in runs} == {max(1, os.cpu_count() // 2)}
 
 
 def test_store_survives_a_corrupt_file_with_a_clear_error(tmp_path: Path) -> None:
@@ -502,7 +502,7 @@ def test_ray_executor_on_a_local_instance(tmp_path: Path) -> None:
         assert sorted(r.key for r in runs) == sorted(c.key() for c in spec.expand())
         assert all(len(r.history) == 1 for r in runs)
         # Ray gives each task one CPU; torch in its workers uses one thread.
-        assert {r.recipe["threads"] for r in runs} == {1}
+        assert {r.provenance["threads"] for r in runs} == {1}
 
 
 def _quick_runs(study: str) -> list:

@@ -112,7 +112,7 @@ def test_finished_runs_keep_no_resume_checkpoint(tmp_path: Path) -> None:
     assert result.checkpoint == str(tmp_path / "r" / "model.safetensors")
     again = train(tiny(epochs=1), tmp_path / "r", resume=True, verbose=False)  # read back
     assert again.result == result and again.history == first.history
-    assert again.recipe == first.recipe == json.loads((tmp_path / "r" / "config.json").read_text())
+    assert again.provenance == first.provenance == json.loads((tmp_path / "r" / "config.json").read_text())
     kept = train(tiny(epochs=1), tmp_path / "k", verbose=False, keep_checkpoint=True).result
     assert (
         Path(kept.checkpoint).name == "checkpoint.safetensors" and Path(kept.checkpoint).is_file()
@@ -178,10 +178,10 @@ def test_a_run_resumed_at_another_precision_records_both(
     other = "fp32" if here == "bf16" else "bf16"
     config.write_text(json.dumps({**recipe, "precision": other}))  # cut on the other kind
     outcome = train(cfg, tmp_path / "r", resume=True)
-    assert outcome.recipe["precision"] == f"{other} then {here}"
+    assert outcome.provenance["precision"] == f"{other} then {here}"
     assert f"epochs 1-1 of this run were computed at {other}" in capsys.readouterr().err
     again = train(cfg, tmp_path / "r", resume=True)  # read back: nothing new to say
-    assert again.recipe["precision"] == f"{other} then {here}"
+    assert again.provenance["precision"] == f"{other} then {here}"
 
 
 @pytest.mark.parametrize("scheduler", ["plateau", "step"])

@@ -27,7 +27,7 @@ def _run(acc: float | None, status: str = "done", seed: int = 0, images: int | N
          **cfg: object) -> RunRecord:  # fmt: skip
     config = {**RunConfig(seed=seed).to_dict(), **cfg}
     recipe = {"test_images": images, "val_images": images} if images else None
-    return RunRecord.of(str(id(config)), config, status, test_acc=acc, val_acc=acc, recipe=recipe)
+    return RunRecord.of(str(id(config)), config, status, test_acc=acc, val_acc=acc, provenance=recipe)
 
 
 LRS = (0.1, 0.05, 0.02, 0.01, 0.005, 0.002)

@@ -26,7 +26,7 @@ ALPHA = 0.05  # a claim's default significance level
 TESTS = ("paired", "welch", "noninferiority", "correlation", "equivalence")
 DIRECTIONS = ("greater", "less", "two-sided")
 RULES = ("chance", "exclude")
-METRICS = ("test_acc", "val_acc")
+CLAIM_METRICS = ("test_acc", "val_acc")
 ANY = "*"  # a treatment value matching every value but the control's
 
 
@@ -109,7 +109,7 @@ def parse_claim(
             raise ClaimError(f"{where}: {key!r} is required (a non-empty string)")
     where = f"{where} claim {raw['id']!r}"
     _one_of(where, "test", raw["test"], TESTS)
-    _one_of(where, "metric", raw.get("metric", "test_acc"), METRICS)
+    _one_of(where, "metric", raw.get("metric", "test_acc"), CLAIM_METRICS)
     _one_of(where, "direction", raw.get("direction", "greater"), DIRECTIONS)
     _one_of(where, "diverged", raw.get("diverged", "chance"), RULES)
     values = dict(raw)

@@ -64,7 +64,7 @@ def _read_table(name: str) -> list[RunRecord]:
                 config,
                 "diverged" if diverged else "done",
                 test_acc=None if diverged else acc,
-                recipe={"test_images": TEST_IMAGES, "num_classes": 10},
+                provenance={"test_images": TEST_IMAGES, "num_classes": 10},
             )
         )
     return runs

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from .records import FINISHED, precision_mix
-from .store import METRICS, Store, StoreError, _alive, metric_select
+from .store import METRIC_COLUMNS, Store, StoreError, _alive, metric_select
 
 _COPIED = (
     "config",
@@ -292,11 +292,11 @@ def merge_into(source: _Source, dest: Store) -> MergePlan:
                 + ", owner=NULL, heartbeat=NULL",
                 (key, *(row[col] for col in _COPIED)),
             )
-        cols = ", ".join(("key", "epoch", *METRICS))
+        cols = ", ".join(("key", "epoch", *METRIC_COLUMNS))
         for key in plan.taken:
             c.execute("DELETE FROM metrics WHERE key=?", (key,))
             c.executemany(
-                f"INSERT INTO metrics ({cols}) VALUES ({', '.join('?' * (len(METRICS) + 2))})",
+                f"INSERT INTO metrics ({cols}) VALUES ({', '.join('?' * (len(METRIC_COLUMNS) + 2))})",
                 source.metrics.get(key, []),
             )
         c.executemany(

@@ -28,15 +28,15 @@ def precision_mix(precisions: Iterable[str | None]) -> str:
     return ", ".join(f"{p} x {n}" for p, n in sorted(counts.items()))
 
 
-def machine_of(recipe: Mapping[str, Any] | None) -> str:
-    """Where and how a run computed, from its recipe: 'AMD EPYC, fp32, 1 thread'. Epoch times
+def machine_of(provenance: Mapping[str, Any] | None) -> str:
+    """Where and how a run computed, from its provenance: 'AMD EPYC, fp32, 1 thread'. Epoch times
     of two such settings (a GPU and a CPU, one thread or two) are not one sample."""
-    recipe = recipe or {}
-    parts = [str(recipe.get("device_name", "?"))]
-    if recipe.get("precision"):
-        parts.append(str(recipe["precision"]))
-    threads = recipe.get("threads")
-    if threads and str(recipe.get("device", "cpu")) == "cpu":
+    prov = provenance or {}
+    parts = [str(prov.get("device_name", "?"))]
+    if prov.get("precision"):
+        parts.append(str(prov["precision"]))
+    threads = prov.get("threads")
+    if threads and str(prov.get("device", "cpu")) == "cpu":
         parts.append(f"{threads} thread{'s' if threads != 1 else ''}")
     return ", ".join(parts)
 
@@ -118,14 +118,14 @@ class RunScore:
 
 @dataclass(frozen=True)
 class RunRecord:
-    """One run as stored: identity, config, status, result, per-epoch history and recipe."""
+    """One run as stored: identity, config, status, result, per-epoch history and provenance."""
 
     key: str
     config: Fields
     status: str = "done"
     result: RunScore = field(default_factory=RunScore)
     history: tuple[dict[str, Any], ...] = ()
-    recipe: dict[str, Any] | None = None
+    provenance: dict[str, Any] | None = None
     study: str | None = None
     role: str | None = None
     run_dir: str | None = None
@@ -147,13 +147,13 @@ class RunRecord:
     @property
     def precision(self) -> str | None:
         """The precision the run was computed at (``auto`` resolved), when it recorded one."""
-        return (self.recipe or {}).get("precision")
+        return (self.provenance or {}).get("precision")
 
     def images(self, metric: str) -> int | None:
         """How many images ``metric`` (``val_acc`` / ``test_acc``) was measured on, when the
         run recorded it."""
         split = {"val_acc": "val_images", "test_acc": "test_images"}.get(metric)
-        value = (self.recipe or {}).get(split) if split else None
+        value = (self.provenance or {}).get(split) if split else None
         return int(value) if value else None
 
     def stalled(self, metric: str, chance: float) -> bool:

@@ -22,11 +22,11 @@ from typing import Any
 from ..errors import SqueezelabError
 from .records import FINISHED, RESULT_FIELDS, Fields, RunRecord, RunScore
 
-# 2: runs.owner and runs.heartbeat (claims by concurrent studies); 3: metrics.load (the
+# 2: runs.owner and runs.heartbeat (leases by concurrent studies); 3: metrics.load (the
 # machine's load average as each epoch ended)
 SCHEMA_VERSION = 3
 STATUSES = ("pending", "running", "done", "diverged", "failed")
-METRICS = (
+METRIC_COLUMNS = (
     "train_loss",
     "train_acc",
     "val_loss",
@@ -55,7 +55,7 @@ CREATE TABLE IF NOT EXISTS runs (
     epochs INTEGER, train_s REAL,
     started REAL, finished REAL,
     attempts INTEGER NOT NULL DEFAULT 0,
-    recipe TEXT,
+    recipe TEXT,  -- the run's provenance record (JSON); the column keeps its first name
     error TEXT
 );
 CREATE TABLE IF NOT EXISTS study_runs (
@@ -82,16 +82,16 @@ def metric_columns(conn: sqlite3.Connection) -> set[str]:
 def metric_select(conn: sqlite3.Connection) -> str:
     """``key, epoch`` and every metric column, NULL for a column the store lacks."""
     have = metric_columns(conn)
-    return ", ".join(("key", "epoch", *(m if m in have else f"NULL AS {m}" for m in METRICS)))
+    return ", ".join(("key", "epoch", *(m if m in have else f"NULL AS {m}" for m in METRIC_COLUMNS)))
 
 
 OPEN_TIMEOUT_S = 60.0  # how long opening waits for another process creating the same store
-STALE_S = 120.0  # a claim whose heartbeat is older than this belongs to a dead process
+STALE_S = 120.0  # a lease whose heartbeat is older than this belongs to a dead process
 BEAT_S = 20.0
 
 
 def owner_id() -> str:
-    """This process, as it signs the runs it claims: host, pid and a random token."""
+    """This process, as it signs the runs it leases: host, pid and a random token."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
@@ -99,7 +99,7 @@ def _alive(row: Any) -> bool:
     """Whether the owner of a 'running' row is alive: same host and pid alive, or beating."""
     owner, beat = row["owner"], row["heartbeat"]
     if not owner or beat is None:
-        return False  # marked running before claims existed: its process is gone
+        return False  # marked running before leases existed: its process is gone
     host, _, rest = owner.partition(":")
     if host == socket.gethostname():
         try:
@@ -112,7 +112,7 @@ def _alive(row: Any) -> bool:
 
 
 class Heartbeat:
-    """A thread that keeps this process's claims alive while their runs train."""
+    """A thread that keeps this process's leases alive while their runs train."""
 
     def __init__(self, db: str | Path, owner: str) -> None:
         self.db, self.owner = db, owner
@@ -289,7 +289,7 @@ class Store:
                     (name, key, role),
                 )
 
-    def claim_run(self, key: str, run_dir: str, owner: str) -> bool:
+    def lease_run(self, key: str, run_dir: str, owner: str) -> bool:
         """Atomically take a run to train: True when it was free (pending, failed, or
         running under an owner that died or stopped beating); False when it is finished or
         another live process holds it."""
@@ -321,16 +321,16 @@ class Store:
         key: str,
         result: dict[str, Any],
         history: list[dict[str, Any]],
-        recipe: dict[str, Any] | None = None,
+        provenance: dict[str, Any] | None = None,
     ) -> None:
         """Store a finished run's result and every epoch's metrics in one transaction."""
         status = "diverged" if result.get("diverged") else "done"
         with self.transaction() as c:
             c.execute("DELETE FROM metrics WHERE key=?", (key,))
             c.executemany(
-                f"INSERT INTO metrics (key, epoch, {', '.join(METRICS)}) "
-                f"VALUES (?, ?, {', '.join('?' * len(METRICS))})",
-                [(key, row["epoch"], *(row.get(m) for m in METRICS)) for row in history],
+                f"INSERT INTO metrics (key, epoch, {', '.join(METRIC_COLUMNS)}) "
+                f"VALUES (?, ?, {', '.join('?' * len(METRIC_COLUMNS))})",
+                [(key, row["epoch"], *(row.get(m) for m in METRIC_COLUMNS)) for row in history],
             )
             c.execute(
                 "UPDATE runs SET status=?, val_acc=?, val_loss=?, test_acc=?, test_loss=?, "
@@ -345,7 +345,7 @@ class Store:
                     result.get("epochs"),
                     result.get("train_s"),
                     time.time(),
-                    json.dumps(recipe) if recipe else None,
+                    json.dumps(provenance) if provenance else None,
                     key,
                 ),
             )
@@ -389,7 +389,7 @@ class Store:
             f"WHERE key IN (SELECT s.key FROM study_runs s{cond}) ORDER BY key, epoch",
             args,
         ):
-            history.setdefault(m["key"], []).append({k: m[k] for k in ("epoch", *METRICS)})
+            history.setdefault(m["key"], []).append({k: m[k] for k in ("epoch", *METRIC_COLUMNS)})
         return [_record(row, history.get(row["key"], [])) for row in rows]
 
     def stored_statuses(self) -> dict[str, str]:
@@ -429,13 +429,13 @@ def _record(row: sqlite3.Row, history: list[dict[str, Any]]) -> RunRecord:
         status=d["status"],
         result=RunScore(**{k: d[k] for k in RESULT_FIELDS}),
         history=tuple(history),
-        recipe=json.loads(d["recipe"]) if d["recipe"] else None,
+        provenance=json.loads(d["recipe"]) if d["recipe"] else None,
         study=d["study"],
         role=d["role"],
         run_dir=d["run_dir"],
         attempts=d["attempts"],
         error=d["error"],
-        owner=d.get("owner"),  # a schema-1 store read as it is has no claims
+        owner=d.get("owner"),  # a schema-1 store read as it is has no leases
         heartbeat=d.get("heartbeat"),
         started=d["started"],
         finished=d["finished"],

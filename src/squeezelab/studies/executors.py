@@ -34,7 +34,7 @@ class RunTask:
 @dataclass(frozen=True)
 class RunOutcome:
     """What an executor hands back for one run: its result, every epoch's metrics and its
-    provenance (the run's recorded recipe: versions, device, precision), or the error that
+    provenance (the run's record: versions, device, precision), or the error that
     stopped it. Plain data: it crosses process and Ray boundaries."""
 
     key: str
@@ -49,7 +49,7 @@ class RunOutcome:
 
 
 def execute_run(task: RunTask) -> RunOutcome:
-    """Train (or resume, or just read back) one run; return its result, history and recipe."""
+    """Train (or resume, or just read back) one run; return its result, history and provenance."""
     import torch
 
     from ..training import from_dict, train
@@ -72,7 +72,7 @@ def execute_run(task: RunTask) -> RunOutcome:
     except Exception as err:  # a failing run is recorded, and the study goes on
         detail = traceback.format_exception_only(type(err), err)[-1].strip()
         return RunOutcome.failed(task.key, detail)
-    return RunOutcome(task.key, None, outcome.result.to_dict(), outcome.history, outcome.recipe)
+    return RunOutcome(task.key, None, outcome.result.to_dict(), outcome.history, outcome.provenance)
 
 
 def _gpu_count() -> int:
@@ -107,7 +107,7 @@ def plan_slots(
     GPUs); without, ``runs_per_device`` (or ``workers``) processes split the CPU cores. The
     slots alternate between devices, so that a partly filled machine spreads its runs, and
     each gets an equal share of the CPU threads. A run's numbers depend on its device and,
-    on a CPU, on its thread count (both are recorded in its recipe), not on its neighbours.
+    on a CPU, on its thread count (both are recorded in its provenance), not on its neighbours.
     """
     for name, value in (("workers", workers), ("runs_per_device", runs_per_device)):
         if value is not None and (not isinstance(value, int) or value < 1):

@@ -11,12 +11,9 @@ import dataclasses
 import functools
 import hashlib
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-
-from tqdm import tqdm
 
 from ..analysis.selection import best_runs, num_classes_of, select_best
 from ..data import check_source
@@ -28,6 +25,7 @@ from ..results.store import Heartbeat, owner_id
 from ..training.config import ConfigError, RunConfig, from_dict
 from ..training.layout import MODEL
 from .executors import Executor, RunTask, make_executor
+from .progress import Progress
 from .spec import BestOf, StudySpec, select_runs
 
 Log = Callable[[str], None]
@@ -105,7 +103,7 @@ def best_points(
     the message says so either way.
     """
     runs = store.runs(best.study)
-    chance = 100.0 / num_classes_of(r.recipe for r in runs)
+    chance = 100.0 / num_classes_of(r.provenance for r in runs)
     out = []
     for point, score, _ in select_best(runs, best.group_by, best.fields):
         if left_chance(score, chance):
@@ -271,8 +269,8 @@ def run_study(
                 )
                 if todo:
                     runner = runner or make_executor(executor, workers, address, runs_per_device)
-                    claim = Claim(store, beat, owner, log)
-                    _execute(store, runner, todo, runs_root, data_dir, log, spec, claim)
+                    lease = RunLease(store, beat, owner, log)
+                    _execute(store, runner, todo, runs_root, data_dir, log, spec, lease)
         finally:
             beat.close()
         if not keep_weights:
@@ -281,7 +279,7 @@ def run_study(
 
 
 @dataclasses.dataclass
-class Claim:
+class RunLease:
     """Take runs in the store before training them, so that concurrent studies share work."""
 
     store: Store
@@ -290,7 +288,7 @@ class Claim:
     log: Log
 
     def take(self, task: RunTask) -> bool:
-        if not self.store.claim_run(task.key, task.run_dir, self.owner):
+        if not self.store.lease_run(task.key, task.run_dir, self.owner):
             self.log(f"run {task.key}: finished or being trained by another process; skipped")
             return False
         self.beat.keys.add(task.key)
@@ -328,11 +326,6 @@ def _label(config: dict[str, Any], fields: list[str]) -> str:
     )
 
 
-def _clock(seconds: float) -> str:
-    m, s = divmod(round(seconds), 60)
-    return f"{m // 60}h{m % 60:02d}m" if m >= 60 else f"{m}m{s:02d}s"
-
-
 FULL_SET = 50_000  # stands in for the images of a run without train_subset (CIFAR's size)
 
 
@@ -353,7 +346,7 @@ def _execute(
     data_dir: str | None,
     log: Callable[[str], None],
     spec: StudySpec,
-    claim: Claim,
+    lease: RunLease,
 ) -> None:
     verbose = not sys.stderr.isatty()
     # Longest runs first (stable): in the study's order AlexNet and the most epochs come
@@ -364,30 +357,19 @@ def _execute(
         RunTask(key, c.to_dict(), str(runs_root / key), data_dir, verbose=verbose)
         for key, c in todo
     ]
-    varying, study = _varying(spec), spec.name
-    bar = tqdm(total=len(tasks), desc=study, unit="run", disable=None)
-    t0, started = time.perf_counter(), [0]
-    left = [sum(work.values()), 0.0]  # work not yet finished, work finished
+    varying = _varying(spec)
+    progress = Progress(spec.name, work).open_bar()
 
     def on_start(task: RunTask) -> bool:
-        started[0] += 1
-        if not claim.take(task):
-            left[0] -= work[task.key]
-            bar.update(1)
+        if not lease.take(task):
+            progress.skip(task.key)
             return False
-        elapsed = time.perf_counter() - t0
-        eta = f", ETA {_clock(elapsed / left[1] * left[0])}" if left[1] else ""
-        log(
-            f"[{started[0]}/{len(tasks)}] {study} {_label(task.config, varying)} "
-            f"(elapsed {_clock(elapsed)}{eta})"
-        )
+        log(progress.start(task.key, _label(task.config, varying)))
         return True
 
     for outcome in runner.run(tasks, on_start):
         key = outcome.key
-        left[0] -= work[key]
-        left[1] += work[key]
-        claim.release(key)
+        lease.release(key)
         if outcome.error is not None or outcome.result is None:
             error = outcome.error or "no result"
             store.fail_run(key, error)
@@ -397,7 +379,7 @@ def _execute(
             res = outcome.result
             state = "diverged" if res["diverged"] else f"val_acc {res['val_acc']:.2f}"
             state += f", test_acc {res['test_acc']:.2f} ({res['train_s']:.0f}s)"
-            if bar.disable:
+            if not progress.bar_shown:
                 log(f"run {key} done: {state}")
-        bar.update(1)
-    bar.close()
+        progress.finish(key, failed=outcome.error is not None or outcome.result is None)
+    progress.close()

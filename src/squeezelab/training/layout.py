@@ -3,5 +3,5 @@
 CHECKPOINT = "checkpoint.safetensors"  # resume state: weights, optimizer, scheduler, RNG
 MODEL = "model.safetensors"  # final weights
 RESULT = "result.json"
-METRICS = "metrics.jsonl"
+METRICS_FILE = "metrics.jsonl"
 CONFIG = "config.json"

@@ -1,6 +1,6 @@
 """Train and evaluate one run: seeded, mixed precision where it pays, resumable exactly.
 
-A run directory holds ``config.json`` (the recipe), ``metrics.jsonl`` (one line per epoch),
+A run directory holds ``config.json`` (the run's provenance), ``metrics.jsonl`` (one line per epoch),
 ``checkpoint.safetensors`` (everything needed to resume), then ``model.safetensors`` and
 ``result.json`` when the run ends.
 """
@@ -34,13 +34,13 @@ from .config import RunConfig
 from .rundir import (
     CHECKPOINT,
     CONFIG,
-    METRICS,
+    METRICS_FILE,
     MODEL,
     RESULT,
     check_same_run,
     lock_dir,
     prepare_dir,
-    recipe,
+    provenance,
     write_json,
     write_lines,
 )
@@ -81,11 +81,11 @@ class RunResult:
 
 @dataclass
 class TrainOutcome:
-    """Everything a caller needs from a run: its result, per-epoch history and recipe."""
+    """Everything a caller needs from a run: its result, per-epoch history and provenance."""
 
     result: RunResult
     history: list[dict[str, Any]]
-    recipe: dict[str, Any]
+    provenance: dict[str, Any]
 
 
 @dataclass
@@ -197,9 +197,9 @@ def _train_locked(
         history, start = state.history, state.epoch
         # The checkpoint's history is the truth: a kill between checkpoint and metrics file
         # (even after the last epoch) loses nothing.
-        write_lines(out / METRICS, history)
+        write_lines(out / METRICS_FILE, history)
         _log(f"resuming {out} after epoch {start}/{cfg.epochs}", verbose)
-    run_recipe = recipe(
+    run_provenance = provenance(
         cfg,
         dev,
         precision,
@@ -209,10 +209,10 @@ def _train_locked(
         parts.classes,
     )
     if state is not None:
-        run_recipe["precision"] = _resumed_precision(out, precision, start, verbose)
-    write_json(out / CONFIG, run_recipe)
+        run_provenance["precision"] = _resumed_precision(out, precision, start, verbose)
+    write_json(out / CONFIG, run_provenance)
     if start == 0:
-        _log(_start_line(cfg, parts, run_recipe), verbose)
+        _log(_start_line(cfg, parts, run_provenance), verbose)
     diverged = any(row.get("diverged") for row in history)
     board = open_board(out, start, tensorboard) if start < cfg.epochs and not diverged else None
     try:
@@ -231,12 +231,12 @@ def _train_locked(
         if board is not None:
             board.close()
     result = _finish(out, cfg, parts, dev, precision, history, keep_checkpoint)
-    return TrainOutcome(result, history, run_recipe)
+    return TrainOutcome(result, history, run_provenance)
 
 
 def read_outcome(out: Path) -> TrainOutcome:
     """The outcome of a finished run, read back from its directory."""
-    history = [json.loads(line) for line in (out / METRICS).read_text().splitlines()]
+    history = [json.loads(line) for line in (out / METRICS_FILE).read_text().splitlines()]
     return TrainOutcome(
         RunResult(**json.loads((out / RESULT).read_text())),
         history,
@@ -268,7 +268,7 @@ def _save_epoch(out: Path, parts: _Parts, history: list[dict], row: dict, board:
             ema=parts.ema.state_dict() if parts.ema is not None else None,
         ),
     )
-    write_lines(out / METRICS, history)
+    write_lines(out / METRICS_FILE, history)
     if board is not None:
         for name, value in row.items():
             if name not in ("epoch", "diverged") and isinstance(value, (int, float)):
@@ -601,21 +601,21 @@ def _resumed_precision(out: Path, precision: str, start: int, verbose: bool) -> 
     return f"{before} then {precision}"
 
 
-def _start_line(cfg: RunConfig, parts: _Parts, run_recipe: dict[str, Any]) -> str:
+def _start_line(cfg: RunConfig, parts: _Parts, run_provenance: dict[str, Any]) -> str:
     """What a run trains, on what, and where it computes (a CPU without bf16 units computes
     in fp32 under ``auto``, several times slower than one with them)."""
     sizes = " / ".join(f"{len(b.labels):,}" for b in (parts.train, parts.val, parts.test))
     why = ""
     if (
         cfg.precision == "auto"
-        and run_recipe["precision"] == "fp32"
-        and run_recipe["device"] == "cpu"
+        and run_provenance["precision"] == "fp32"
+        and run_provenance["device"] == "cpu"
     ):
         why = " (auto: this CPU has no bf16 matrix units)"
     return (
         f"training {variant_of(cfg.model, cfg.to_dict())} on {cfg.data} "
         f"({sizes} train / val / test images), {cfg.epochs} epoch{'s' * (cfg.epochs != 1)}, on "
-        f"{machine_of(run_recipe)}{why}"
+        f"{machine_of(run_provenance)}{why}"
     )
 
 

@@ -18,7 +18,7 @@ from ..errors import SqueezelabError
 from ..fileio import write_text
 from .checkpoint import TrainingState, load_checkpoint
 from .config import RunConfig, field_info
-from .layout import CHECKPOINT, CONFIG, METRICS, MODEL, RESULT  # noqa: F401  (re-exported)
+from .layout import CHECKPOINT, CONFIG, METRICS_FILE, MODEL, RESULT  # noqa: F401  (re-exported)
 from .runtime import cpu_name
 
 
@@ -83,7 +83,7 @@ def check_same_run(out: Path, cfg: RunConfig) -> None:
         )
 
 
-def recipe(
+def provenance(
     cfg: RunConfig,
     dev: torch.device,
     precision: str,

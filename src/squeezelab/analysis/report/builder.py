@@ -109,7 +109,7 @@ class ReportBuilder:
         data = Counter(r.config["data"] for r in runs)
         epochs = sorted({r.config["epochs"] for r in runs})
         counts = (
-            self.ctx.recipes.get(r.key, {}).get("train_images") or r.config.get("train_subset")
+            self.ctx.provenance.get(r.key, {}).get("train_images") or r.config.get("train_subset")
             for r in runs
         )
         images = Counter(int(n) for n in counts if n is not None)
@@ -121,7 +121,7 @@ class ReportBuilder:
             + (", ".join(f"{k:,}" for k in sorted(images)) if images else "not recorded")
             + f". {len(runs)} finished runs; chance accuracy {self.ctx.chance:g}%."
         )
-        machines = Counter(machine_of(self.ctx.recipes.get(r.key)) for r in runs)
+        machines = Counter(machine_of(self.ctx.provenance.get(r.key)) for r in runs)
         if machines:
             s.text(
                 "Computed on: "

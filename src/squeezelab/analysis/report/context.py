@@ -25,13 +25,13 @@ def complexity_of(config: Mapping[str, Any], num_classes: int = 10) -> tuple[int
 
 @dataclass(frozen=True)
 class ReportContext:
-    """Every run and source (once each), which are a study's own runs, their recipes, the
+    """Every run and source (once each), which are a study's own runs, their provenance, the
     class count and chance, and each study's declaration. Sections read it; none writes it."""
 
     out: Path
     every_run: tuple[RunRecord, ...]
     run_keys: frozenset[str]
-    recipes: Mapping[str, dict[str, Any]]
+    provenance: Mapping[str, dict[str, Any]]
     num_classes: int
     specs: Mapping[str, DeclaredStudy]
 
@@ -39,13 +39,13 @@ class ReportContext:
     def read(cls, store: Store, out: Path) -> ReportContext:
         memberships = store.runs(role=None)  # every run and source, read once
         every_run = tuple(unique(memberships))
-        recipes = {r.key: r.recipe for r in every_run if r.recipe}
+        provenance = {r.key: r.provenance for r in every_run if r.provenance}
         return cls(
             out=out,
             every_run=every_run,
             run_keys=frozenset(r.key for r in memberships if r.role == "run"),
-            recipes=MappingProxyType(recipes),
-            num_classes=num_classes_of(recipes.values()),
+            provenance=MappingProxyType(provenance),
+            num_classes=num_classes_of(provenance.values()),
             specs=MappingProxyType(
                 {n: DeclaredStudy.from_stored(n, store.study_spec(n)) for n in store.studies()}
             ),

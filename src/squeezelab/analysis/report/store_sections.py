@@ -42,34 +42,34 @@ def cut_note(rows: list[list[Any]]) -> str:
 def timing_section(ctx: ReportContext) -> Section | None:
     """Table 1: seconds per epoch per model on this hardware vs the study's Colab GPU."""
     runs = finished(ctx.every_run)
-    recipes = ctx.recipes
+    provenance = ctx.provenance
     theirs = {r["model"]: r["epoch_s"] for r in table_1() if r["dataset"] == "CIFAR-10"}
     rows = []
     # One row per model and machine setting: a store merged from a GPU and a CPU (or runs
     # at one and two threads) holds epoch times that one median must not pool.
     by_setting: dict[tuple[str, str], list[RunRecord]] = {}
     for r in runs:
-        by_setting.setdefault((r.config["model"], machine_of(recipes.get(r.key))), []).append(r)
+        by_setting.setdefault((r.config["model"], machine_of(provenance.get(r.key))), []).append(r)
     busy_rows = 0
     for (model, machine), members in sorted(by_setting.items()):
         times, per_image, loads, spare = [], [], [], []
         for r in members:
-            recipe = recipes.get(r.key, {})
-            images = recipe.get("train_images") or r.config.get("train_subset")
+            prov = provenance.get(r.key, {})
+            images = prov.get("train_images") or r.config.get("train_subset")
             for m in r.history:
                 if m.get("epoch_s"):
                     times.append(m["epoch_s"])
                     if images:
                         per_image.append(m["epoch_s"] / images)
-                    if m.get("load") is not None and recipe.get("cores"):
+                    if m.get("load") is not None and prov.get("cores"):
                         loads.append(m["load"])
                         # runnable work beyond this run's own threads: others shared the cores
-                        spare.append(m["load"] - (recipe.get("threads") or 1) > 0.5)
+                        spare.append(m["load"] - (prov.get("threads") or 1) > 0.5)
         if not times:
             continue
         scaled = statistics.median(per_image) * PLAIN_IMAGES if per_image else None
         if loads:
-            cores = max(recipes.get(r.key, {}).get("cores") or 0 for r in members)
+            cores = max(provenance.get(r.key, {}).get("cores") or 0 for r in members)
             busy = sum(spare) > len(spare) / 2
             busy_rows += busy
             load = f"{statistics.median(loads):.1f} on {cores} cores" + (
