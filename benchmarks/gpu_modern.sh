@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Issue 14 on a lent GPU, in one call: the built-in `modern-compare` study (SqueezeNet 1.0,
 # 1.0 + BN, 1.1 and AlexNet at their modern recipes, 30 epochs x 5 seeds), then the search's
-# `modern-search-4` to `-8` (plain SqueezeNet 1.0's and 1.1's rates, 1.0 + BN's dropout and
+# `research/modern-search-4` to `-8` (plain SqueezeNet 1.0's and 1.1's rates, 1.0 + BN's dropout and
 # rate, AlexNet's weight decay and rate, at 30 epochs; each cell at the recipe's values is
 # shared with modern-compare), on the shared JPEG set, one store, then its report. STUDIES
 # overrides the list. Everything comes back as one archive, $OUT/modern.tgz (the store, the
@@ -48,7 +48,7 @@ if [ -n "${STORE:-}" ]; then
 fi
 command -v nvidia-smi > /dev/null && nvidia-smi --query-gpu=name,memory.total --format=csv
 start=$(date +%s)
-for study in ${STUDIES:-modern-compare modern-search-4 modern-search-5 modern-search-6 modern-search-7 modern-search-8}; do
+for study in ${STUDIES:-modern-compare research/modern-search-4 research/modern-search-5 research/modern-search-6 research/modern-search-7 research/modern-search-8}; do
     left=$((BUDGET - ($(date +%s) - start)))
     [ "$left" -gt 30 ] || { echo "$study: no time left in BUDGET"; continue; }
     timeout --signal=TERM --kill-after=30 "$left" "$PY" -m squeezelab study run "$study" \

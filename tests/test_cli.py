@@ -186,6 +186,15 @@ def test_the_command_line_is_strict_and_suggests(tmp_path: Path) -> None:
     assert "(default: 0.67)" in run_cli("compress", "--help").stdout
 
 
+def test_study_list_shows_the_users_studies_then_the_research_log() -> None:
+    out = run_cli("study", "list").stdout
+    mine, _, research = out.partition("the recipe search behind the `modern` recipe")
+    assert {"grid", "compare", "forensic", "modern-compare"} <= {
+        line.split()[0] for line in mine.splitlines() if line
+    }
+    assert "modern-search" not in mine and "research/modern-search-8" in research
+
+
 @pytest.mark.parametrize(("module", "extra"), sorted(cli.EXTRAS.items()))
 def test_every_optional_dependency_is_named_in_its_error(module: str, extra: str) -> None:
     """Each extra's packages, found missing as Python says it or as a library words it

@@ -52,6 +52,21 @@ def test_grid_expansion_counts_and_values() -> None:
     assert len({r.key() for r in runs}) == 8
 
 
+def test_the_recipe_search_stages_live_apart_and_keep_their_names() -> None:
+    mine, research = builtin_studies(), builtin_studies(research=True)
+    assert "modern-compare" in mine and not any("modern-search" in n for n in mine)
+    assert "research/modern-search-4" in research and len(research) == 8
+    # the full name and the bare one (older stores and scripts) load the same study, whose
+    # name in a store stays the stem, so stores written before the move still report it
+    full, bare = load_study("research/modern-search-4"), load_study("modern-search-4")
+    assert full.name == bare.name == "modern-search-4"
+    assert [r.key() for r in full.expand()] == [r.key() for r in bare.expand()]
+    with pytest.raises(ConfigError, match=r"recipe search's stages: research/modern-search"):
+        load_study("no-such-study")
+    with pytest.raises(ConfigError, match="unknown study"):
+        load_study("research/../grid")
+
+
 def test_builtin_studies_follow_the_paper_and_the_study() -> None:
     assert set(builtin_studies()) >= {
         "grid",

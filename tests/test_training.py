@@ -112,7 +112,8 @@ def test_finished_runs_keep_no_resume_checkpoint(tmp_path: Path) -> None:
     assert result.checkpoint == str(tmp_path / "r" / "model.safetensors")
     again = train(tiny(epochs=1), tmp_path / "r", resume=True, verbose=False)  # read back
     assert again.result == result and again.history == first.history
-    assert again.provenance == first.provenance == json.loads((tmp_path / "r" / "config.json").read_text())
+    stored = json.loads((tmp_path / "r" / "config.json").read_text())
+    assert again.provenance == first.provenance == stored
     kept = train(tiny(epochs=1), tmp_path / "k", verbose=False, keep_checkpoint=True).result
     assert (
         Path(kept.checkpoint).name == "checkpoint.safetensors" and Path(kept.checkpoint).is_file()

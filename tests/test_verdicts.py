@@ -26,8 +26,8 @@ ROOT = Path(__file__).resolve().parents[1]
 def _run(acc: float | None, status: str = "done", seed: int = 0, images: int | None = None,
          **cfg: object) -> RunRecord:  # fmt: skip
     config = {**RunConfig(seed=seed).to_dict(), **cfg}
-    recipe = {"test_images": images, "val_images": images} if images else None
-    return RunRecord.of(str(id(config)), config, status, test_acc=acc, val_acc=acc, provenance=recipe)
+    prov = {"test_images": images, "val_images": images} if images else None
+    return RunRecord.of(str(id(config)), config, status, test_acc=acc, val_acc=acc, provenance=prov)
 
 
 LRS = (0.1, 0.05, 0.02, 0.01, 0.005, 0.002)

@@ -111,11 +111,15 @@ def study(args: argparse.Namespace) -> int:
     from ..studies.spec import parse_filters
 
     if args.action == "list":
+        research = builtin_studies(research=True)
         names = builtin_studies()
-        width = max(map(len, names), default=0)
-        for name in names:
-            spec = load_study(name)
-            print(f"{name:{width}s} {len(spec.expand()):4d} runs  {spec.description}")
+        width = max(map(len, names + research), default=0)
+        for group in (names, research):
+            if group is research:
+                print("\nthe recipe search behind the `modern` recipe (research log, runnable):")
+            for name in group:
+                spec = load_study(name)
+                print(f"{name:{width}s} {len(spec.expand()):4d} runs  {spec.description}")
         return 0
     overrides = parse_overrides(args.set)
     if args.data and "data" not in overrides:  # --set data=... is the more specific

@@ -293,10 +293,11 @@ def merge_into(source: _Source, dest: Store) -> MergePlan:
                 (key, *(row[col] for col in _COPIED)),
             )
         cols = ", ".join(("key", "epoch", *METRIC_COLUMNS))
+        marks = ", ".join("?" * (2 + len(METRIC_COLUMNS)))
         for key in plan.taken:
             c.execute("DELETE FROM metrics WHERE key=?", (key,))
             c.executemany(
-                f"INSERT INTO metrics ({cols}) VALUES ({', '.join('?' * (len(METRIC_COLUMNS) + 2))})",
+                f"INSERT INTO metrics ({cols}) VALUES ({marks})",
                 source.metrics.get(key, []),
             )
         c.executemany(

@@ -82,7 +82,8 @@ def metric_columns(conn: sqlite3.Connection) -> set[str]:
 def metric_select(conn: sqlite3.Connection) -> str:
     """``key, epoch`` and every metric column, NULL for a column the store lacks."""
     have = metric_columns(conn)
-    return ", ".join(("key", "epoch", *(m if m in have else f"NULL AS {m}" for m in METRIC_COLUMNS)))
+    columns = (m if m in have else f"NULL AS {m}" for m in METRIC_COLUMNS)
+    return ", ".join(("key", "epoch", *columns))
 
 
 OPEN_TIMEOUT_S = 60.0  # how long opening waits for another process creating the same store

@@ -141,10 +141,32 @@ class StudySpec:
         return runs
 
 
-def builtin_studies() -> list[str]:
-    """Return the names of the studies shipped with the package."""
+RESEARCH = "research"  # the recipe search's stages: runnable, apart from the user's studies
+
+
+def builtin_studies(research: bool = False) -> list[str]:
+    """The names of the studies shipped with the package: the study's objectives, the paper's
+    studies and ``modern-compare``; with ``research``, the recipe search's stages instead,
+    named ``research/<stage>``."""
     folder = resources.files("squeezelab.studies") / "builtin"
-    return sorted(p.name[: -len(".toml")] for p in folder.iterdir() if p.name.endswith(".toml"))
+    prefix = ""
+    if research:
+        folder, prefix = folder / RESEARCH, f"{RESEARCH}/"
+    return sorted(
+        prefix + p.name[: -len(".toml")] for p in folder.iterdir() if p.name.endswith(".toml")
+    )
+
+
+def _builtin_text(name: str) -> str | None:
+    """A built-in study file's text: ``grid``, ``research/modern-search-4``, or a research
+    stage's bare name (``modern-search-4``, as stores and scripts from before the move name
+    it); None when there is no such study."""
+    folder = resources.files("squeezelab.studies") / "builtin"
+    stem = name.removeprefix(f"{RESEARCH}/")
+    for path in (folder / f"{name}.toml", folder / RESEARCH / f"{stem}.toml"):
+        if "/" not in stem and path.is_file():
+            return path.read_text()
+    return None
 
 
 def load_study(
@@ -153,21 +175,24 @@ def load_study(
     protocol: dict[str, Any] | None = None,
 ) -> StudySpec:
     """Load a built-in study by name, or a study file by path, under ``overlays``
-    (``(where, values)`` pairs, lowest first; see :func:`overlay`), parsed once."""
+    (``(where, values)`` pairs, lowest first; see :func:`overlay`), parsed once. A study's
+    name (in the store and the report) is its file's stem: ``research/modern-search-4`` is
+    ``modern-search-4``."""
     path = Path(name_or_path)
-    if path.suffix == ".toml" or path.exists():
+    builtin = _builtin_text(name_or_path) if not path.exists() else None
+    if builtin is not None:
+        name = name_or_path.removeprefix(f"{RESEARCH}/")
+        text, source = builtin, f"built-in {name_or_path}.toml"
+    elif path.suffix == ".toml" or path.exists():
         if not path.is_file():
             raise ConfigError(f"study file {path} does not exist")
         text, name, source = path.read_text(), path.stem, str(path)
-    elif name_or_path not in builtin_studies():
+    else:
         raise ConfigError(
             f"unknown study {name_or_path!r}: not a file, and the built-in studies are "
-            f"{', '.join(builtin_studies())}"
+            f"{', '.join(builtin_studies())} (the recipe search's stages: "
+            f"{', '.join(builtin_studies(research=True))})"
         )
-    else:
-        folder = resources.files("squeezelab.studies") / "builtin"
-        text = (folder / f"{name_or_path}.toml").read_text()
-        name, source = name_or_path, f"built-in {name_or_path}.toml"
     raw = _toml(text, source)
     for where, values in overlays:
         if values:

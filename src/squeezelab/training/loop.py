@@ -1,7 +1,7 @@
 """Train and evaluate one run: seeded, mixed precision where it pays, resumable exactly.
 
-A run directory holds ``config.json`` (the run's provenance), ``metrics.jsonl`` (one line per epoch),
-``checkpoint.safetensors`` (everything needed to resume), then ``model.safetensors`` and
+A run directory holds ``config.json`` (the run's provenance), ``metrics.jsonl`` (one line
+per epoch), ``checkpoint.safetensors`` (everything needed to resume), then ``model.safetensors`` and
 ``result.json`` when the run ends.
 """
 
