@@ -44,6 +44,7 @@ from typing import Any
 
 import numpy as np
 
+from squeezelab.analysis.sequential import SPENDING, SequentialDesign, at_look
 from squeezelab.analysis.verdicts import (
     CONTRADICTED,
     EQUIVALENCE,
@@ -54,7 +55,9 @@ from squeezelab.analysis.verdicts import (
     decide,
     guard,
     holm_levels,
+    smallest,
     support_p,
+    welch_power,
 )
 from squeezelab.declared import ALPHA  # a claim's default level
 
@@ -120,14 +123,18 @@ def welch_pivot(rng: np.random.Generator, sims: int, effect: float, setup: dict[
     n = 5
     a, sa_ = _accuracy(rng, (sims, n), BASE + effect, setup["seed_sd"], setup["stall"], rule)
     b, sb_ = _accuracy(rng, (sims, n), BASE, setup["seed_sd"], setup["stall"], rule)
+    return _welch(a, b), _mixed(sa_, sb_)
+
+
+def _welch(a: np.ndarray, b: np.ndarray) -> Pivot:
+    """Welch's pivot per row of two groups' accuracies (NaN: a run dropped)."""
     ma, sa, _ = _mean_se_df(a)
     mb, sb, _ = _mean_se_df(b)
     na, nb = np.sum(~np.isnan(a), -1), np.sum(~np.isnan(b), -1)
     va, vb = sa**2, sb**2
     with np.errstate(invalid="ignore", divide="ignore"):
         df = (va + vb) ** 2 / (va**2 / (na - 1) + vb**2 / (nb - 1))
-    pivot = Pivot(ma - mb, np.sqrt(va + vb), np.maximum(np.nan_to_num(df, nan=1.0), 1.0))
-    return pivot, _mixed(sa_, sb_)
+    return Pivot(ma - mb, np.sqrt(va + vb), np.maximum(np.nan_to_num(df, nan=1.0), 1.0))
 
 
 def correlation_pivot(rng: np.random.Generator, sims: int, rho: float,
@@ -255,6 +262,87 @@ def calibrate(sims: int, seed: int, setup: dict[str, float]) -> dict[str, dict[s
     return out
 
 
+# --- the sequential design --------------------------------------------------------------------
+# A Welch claim (two models over seeds, as modern-compare declares them), min_effect 2 points:
+# the fixed design runs the seeds that give 80% power at min_effect; the sequential one looks
+# first at FIRST_SEEDS seeds per group, adds one per look, and stops at a decision. Its most
+# seeds are the fewest whose power at min_effect reaches the fixed design's (equal power).
+FIRST_SEEDS = 3
+
+
+def run_design(rng: np.random.Generator, sims: int, effect: float, setup: dict[str, float],
+               rule: str, design: SequentialDesign) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """Each simulated study's verdict and the seeds per group it used, deciding at every look
+    with the library's own rule: the looks' nominal levels (``sequential.at_look``) in Holm's
+    place, the bounds at them, ``decide`` and ``guard``."""
+    most, me = design.most, MIN_EFFECT["welch"]
+    a, sa = _accuracy(rng, (sims, most), BASE + effect, setup["seed_sd"], setup["stall"], rule)
+    b, sb = _accuracy(rng, (sims, most), BASE, setup["seed_sd"], setup["stall"], rule)
+    verdict = np.full(sims, "inconclusive", dtype=object)
+    used = np.full(sims, most)
+    open_ = np.ones(sims, bool)
+    fractions: list[float] = []
+    for n in design.schedule:
+        fractions.append(design.fraction(n))
+        level = float(at_look(fractions, design.spending)(np.array([ALPHA]))[0])
+        low, high, _ = bounds_at(_welch(a[:, :n], b[:, :n]), level, level, "greater")
+        now = guard(decide(low, high, "greater", 0.0, me), _mixed(sa[:, :n], sb[:, :n]), rule)
+        newly = open_ & (np.asarray(now) != "inconclusive")
+        verdict[newly], used[newly] = np.asarray(now)[newly], n
+        open_ &= ~newly
+    return verdict, used
+
+
+def sequential_calibration(sims: int, seed: int, setup: dict[str, float],
+                           spending: str) -> dict[str, Any]:  # fmt: skip
+    """Fixed vs sequential at equal power: both error rates and the expected seeds (so
+    run-epochs) at no effect, at min_effect and at 1.5 x min_effect."""
+    me, sd = MIN_EFFECT["welch"], setup["seed_sd"]
+    fixed_n = smallest(lambda n: welch_power(me, sd, n, ALPHA, False)) or 2
+    fixed = SequentialDesign(first=fixed_n, max_seeds=fixed_n)
+
+    def power(design: SequentialDesign, rule: str) -> float:
+        verdict, _ = run_design(np.random.default_rng(seed), sims, me, setup, rule, design)
+        return float((verdict == SUPPORTED).mean())
+
+    out: dict[str, Any] = {"spending": spending, "first_seeds": FIRST_SEEDS}
+    for rule in ("chance", "exclude"):
+        target = power(fixed, rule)
+        most = max(fixed_n, FIRST_SEEDS)
+        while True:  # the fewest most-seeds at equal power (the same simulated seeds: paired)
+            design = SequentialDesign(FIRST_SEEDS, most, 1, spending=spending)
+            if power(design, rule) >= target - 0.005 or most >= 3 * fixed_n:
+                break
+            most += 1
+        rows: dict[str, Any] = {}
+        for name, d in (("fixed", fixed), ("sequential", design)):
+            row: dict[str, Any] = {"seeds_per_group_most": d.most, "looks": len(d.schedule)}
+            for case, effect in (("null", 0.0), ("min_effect", me), ("1.5x", 1.5 * me)):
+                rng = np.random.default_rng(seed + 1)
+                verdict, used = run_design(rng, sims, effect, setup, rule, d)
+                row[f"seeds_used_at_{case}"] = round(float(used.mean()), 3)
+                if case == "null":
+                    row["false_supported"] = float((verdict == SUPPORTED).mean())
+                if case == "min_effect":
+                    row["false_contradicted"] = float((verdict == CONTRADICTED).mean())
+                    row["power_at_min_effect"] = float((verdict == SUPPORTED).mean())
+                if case == "1.5x":
+                    row["power_at_1.5x"] = float((verdict == SUPPORTED).mean())
+            row["within_target"] = (
+                row["false_supported"] <= ALPHA + 0.01 and row["false_contradicted"] <= ALPHA + 0.01
+            )
+            rows[name] = row
+        cases = ("null", "min_effect", "1.5x")
+        rows["compute_vs_fixed"] = {
+            c: round(rows["sequential"][f"seeds_used_at_{c}"] / fixed.most, 3) for c in cases
+        }
+        rows["compute_vs_fixed"]["mean"] = round(
+            float(np.mean([rows["compute_vs_fixed"][c] for c in cases])), 3
+        )
+        out[rule] = rows
+    return out
+
+
 def store_setup(db: str) -> dict[str, Any]:
     """Seed and condition spreads and the stall rate a store's finished runs recorded."""
     from squeezelab.analysis.evaluate import at_chance_run
@@ -312,7 +400,17 @@ def main() -> None:
     for name, setup in setups.items():
         numbers = {k: v for k, v in setup.items() if k != "source"}
         results[name] = {"setup": setup, "claims": calibrate(args.sims, args.seed, numbers)}
+        results[name]["sequential"] = {
+            s: sequential_calibration(args.sims, args.seed, numbers, s) for s in SPENDING
+        }
     within = all(c["within_target"] for r in results.values() for c in r["claims"].values())
+    within = within and all(
+        d["within_target"]
+        for r in results.values()
+        for s in r["sequential"].values()
+        for rule in ("chance", "exclude")
+        for d in (s[rule]["fixed"], s[rule]["sequential"])
+    )
     print(
         json.dumps(
             {

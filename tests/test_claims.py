@@ -295,7 +295,7 @@ def test_seeds_at_chance_beside_seeds_that_learned_are_named() -> None:
         ('id = "x"\nstatement = "s"\ntest = "correlation"\nx = "lr"\nwhere = { nope = [1] }',
          "unknown run field 'nope'"),
         ('id = "x"\nstatement = "s"\ntest = "correlation"\nx = "lr"\ncolour = 1',
-         "unknown key(s) colour"),
+         "unknown key 'colour'"),
         ('statement = "s"\ntest = "correlation"\nx = "lr"', "'id' is required"),
     ],
 )  # fmt: skip
@@ -428,31 +428,37 @@ def test_precedence_preset_then_data_then_set() -> None:
     assert {(c.data, c.epochs) for s in both for c in s.expand()} == {("other.zip", 1)}
 
 
-def test_every_layer_overrides_the_one_below_by_one_rule() -> None:
-    from squeezelab.studies.presets import apply_preset
-    from squeezelab.studies.spec import parse_study
+def test_every_layer_overrides_the_one_below_by_one_rule(tmp_path: Path) -> None:
+    # the path `reproduce` takes: a study file under a preset's layers, then --data / --set
+    from squeezelab.studies.presets import preset_layers
+    from squeezelab.studies.spec import load_study
 
-    study = parse_study(
+    path = tmp_path / "mine.toml"
+    path.write_text(
         "seeds = [0]\n[base]\nlr = 0.1\nepochs = 5\n[axes]\nbatch_size = [32, 64]\n"
-        'momentum = [0.5, 0.9]\n[[points]]\nmodel = "alexnet"\nlr = 0.2\n',
-        "mine",
+        'momentum = [0.5, 0.9]\n[[points]]\nmodel = "alexnet"\nlr = 0.2\n'
+        '[best_of]\nstudy = "grid"\nfields = ["lr"]\n'
     )
+    study = load_study(str(path))
     assert {(r.model, r.lr, r.epochs) for r in study.expand()} == {("alexnet", 0.2, 5)}
     preset = {
         "protocol": {"name": "p"},
         "all": {"lr": 0.3, "epochs": 2, "momentum": 0.8},  # fixes lr everywhere, points too
         "mine": {"epochs": 3, "axes": {"batch_size": [16], "momentum": [0.7, 0.6]}, "seeds": [4]},
     }
-    spec = apply_preset(study, preset)
+    spec = load_study(str(path), preset_layers("mine", preset), preset["protocol"])
     runs = spec.expand()
     # [STUDY] beats [all] (epochs 3, its own momentum axis), [all] beats the file (lr 0.3).
     assert {(r.lr, r.epochs, r.batch_size, r.seed) for r in runs} == {(0.3, 3, 16, 4)}
     assert {r.momentum for r in runs} == {0.7, 0.6} and spec.protocol == {"name": "p"}
     # --data and --set go on top, and keep the protocol.
-    top = spec.with_overrides({"data": "synthetic:300"}).with_overrides({"momentum": 0.9})
+    layers = [*preset_layers("mine", preset), ("--data / --set", {"data": "synthetic:300"})]
+    top = load_study(str(path), layers, preset["protocol"]).with_overrides({"momentum": 0.9})
     assert {(r.data, r.momentum) for r in top.expand()} == {("synthetic:300", 0.9)}
     assert len(top.expand()) == 1 and top.protocol == {"name": "p"}
-    assert apply_preset(study, {"mine": {"best_of": False, "description": "d"}}).best_of is None
+    assert study.best_of is not None
+    off = load_study(str(path), preset_layers("mine", {"mine": {"best_of": False}}))
+    assert off.best_of is None
 
 
 def test_dry_run_cli_lists_the_runs() -> None:

@@ -293,8 +293,37 @@ def test_bench_infer_reports_every_runtime(tmp_path: Path) -> None:
             "bench-infer", str(tmp_path / "m.pth"), "--model", "squeezenet1_1", "--repeats", "3"
         ).stdout
     )
+    assert set(r) == {"image_size", "threads", "fp32", "int8", "onnxruntime"}
+    assert r["image_size"] == 64 and r["threads"] == torch.get_num_threads()
     for runtime in ("fp32", "int8", "onnxruntime"):
-        assert r[runtime]["latency_ms_b1"] > 0 and r[runtime]["throughput_img_s_b64"] > 0
+        # a batch of 64 costs more than one image: the two timings are not swapped
+        per_image_b64 = 1e3 / r[runtime]["throughput_img_s_b64"]
+        assert 0 < per_image_b64 * 64 > r[runtime]["latency_ms_b1"], runtime
+
+
+def test_bench_times_each_runtime_on_its_own_outputs_and_reports_its_units(monkeypatch) -> None:
+    from squeezelab.compression import bench
+
+    outputs: dict[int, list] = {1: [], 64: []}
+
+    def fake_time(fn, warmup: int = 10, repeats: int = 30) -> float:
+        out = fn()  # each runtime really runs on its batch
+        out = out[0] if isinstance(out, list) else out  # ONNX Runtime returns a list
+        outputs[len(out)].append(out)
+        return 0.002 if len(out) == 1 else 0.064
+
+    time_call = bench.time_call
+    monkeypatch.setattr(bench, "time_call", fake_time)
+    r = bench.bench_model(get_model("squeezenet1_1", num_classes=10), 32, repeats=3)
+    for runtime in ("fp32", "int8", "onnxruntime"):
+        assert r[runtime] == {"latency_ms_b1": pytest.approx(2.0), "throughput_img_s_b64": 1000}
+    assert [tuple(o.shape) for o in outputs[64]] == [(64, 10)] * 3
+    # and the clock: the median of the timed calls, the warm-up left out
+    ticks = iter([0.0, 9.0, 10.0, 10.5, 20.0, 21.0, 30.0, 30.25])
+    monkeypatch.setattr(bench.time, "perf_counter", lambda: next(ticks))
+    calls = []
+    assert time_call(lambda: calls.append(1), warmup=2, repeats=4) == 0.75
+    assert len(calls) == 6
 
 
 def _small_sqzc(path: Path) -> dict:

@@ -24,7 +24,7 @@ from squeezelab.training import (
 )
 from squeezelab.training import loop as loop_module
 from squeezelab.training.runtime import cpu_name
-from squeezelab.training.schedules import lr_curve
+from squeezelab.training.schedules import build_scheduler, current_lr, steps_per_iteration
 from squeezelab.training.step import sgd
 
 from .conftest import last_json, run_cli
@@ -45,6 +45,25 @@ def metrics(run: Path) -> list[dict]:
 
 
 # --- schedules ----------------------------------------------------------------------------
+
+
+def lr_curve(
+    cfg: RunConfig, steps_per_epoch: int, val_losses: list[float] | None = None
+) -> list[float]:
+    """The LR at the start of every epoch, stepping the scheduler as the training loop does."""
+    param = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([param], lr=cfg.lr, momentum=cfg.momentum)
+    sched = build_scheduler(cfg, opt, steps_per_epoch)
+    lrs = []
+    for epoch in range(cfg.epochs):
+        lrs.append(current_lr(opt))
+        if steps_per_iteration(sched):
+            for _ in range(steps_per_epoch):
+                opt.step()
+                sched.step()
+        else:
+            sched.step(val_losses[epoch] if val_losses else 1.0)  # type: ignore[arg-type]
+    return lrs
 
 
 def test_step_schedule_divides_by_ten_every_ten_epochs() -> None:

@@ -19,6 +19,7 @@ from dataclasses import field as dc_field
 from typing import Any, TypeGuard
 
 from .errors import SqueezelabError
+from .fields import refuse_unknown
 
 ALPHA = 0.05  # a claim's default significance level
 
@@ -101,9 +102,7 @@ def parse_claim(
     ``tables`` are the published tables an equivalence claim may name (``reference``)."""
     if not isinstance(raw, dict):
         raise ClaimError(f"{where}: each [[claims]] entry must be a table, got {raw!r}")
-    unknown = sorted(set(raw) - _KEYS)
-    if unknown:
-        raise ClaimError(f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {sorted(_KEYS)}")
+    refuse_unknown(raw, sorted(_KEYS), where, "key", ClaimError)
     for key in ("id", "statement", "test"):
         if not isinstance(raw.get(key), str) or not raw[key].strip():
             raise ClaimError(f"{where}: {key!r} is required (a non-empty string)")
@@ -155,9 +154,8 @@ def parse_claim(
     if not isinstance(filt, dict):
         raise ClaimError(f"{where}: 'where' must be a table of run field = [values]")
     values["where"] = {}
+    refuse_unknown(filt, fields, f"{where} 'where'", "run field", ClaimError)
     for name, allowed in filt.items():
-        if name not in fields:
-            raise ClaimError(f"{where}: 'where' names unknown run field {name!r}")
         allowed = allowed if isinstance(allowed, list) else [allowed]
         values["where"][name] = [typed(name, v) for v in allowed]
     by = raw.get("by", [])
@@ -246,10 +244,7 @@ def parse_report(raw: Any, where: str, fields: Sequence[str], tables: Sequence[s
         return ReportSpec()
     if not isinstance(raw, dict):
         raise ClaimError(f"{where} [report]: must be a table")
-    allowed = set(ReportSpec.__dataclass_fields__)
-    unknown = sorted(set(raw) - allowed)
-    if unknown:
-        raise ClaimError(f"{where} [report]: unknown key(s) {unknown}; allowed: {sorted(allowed)}")
+    refuse_unknown(raw, ReportSpec.__dataclass_fields__, f"{where} [report]", "key", ClaimError)
 
     def names(key: str, choices: Sequence[str], what: str) -> tuple[str, ...]:
         value = raw.get(key, [])

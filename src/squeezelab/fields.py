@@ -10,12 +10,14 @@ function, :func:`coerce`. This module imports nothing heavy (no torch).
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import functools
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from .errors import ConfigError
+from .errors import ConfigError, SqueezelabError
 
 T = TypeVar("T")
 
@@ -139,14 +141,31 @@ def check(info: FieldInfo, value: Any) -> None:
         raise ConfigError(f"{name} must lie in {left}{low_text}, {high_text}{right}, got {value}")
 
 
+def refuse_unknown(
+    given: Iterable[str],
+    allowed: Iterable[str],
+    where: str,
+    what: str = "field",
+    error: type[SqueezelabError] = ConfigError,
+) -> None:
+    """The one check for names a table may not hold (run fields, study sections, claim
+    keys): names each unknown one, the closest allowed name, and every allowed one."""
+    allowed = list(allowed)
+    unknown = sorted(set(given) - set(allowed))
+    if not unknown:
+        return
+    names = ", ".join(repr(u) for u in unknown)
+    close = difflib.get_close_matches(unknown[0], allowed, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    plural = "s" if len(unknown) > 1 else ""
+    valid = ", ".join(allowed) or "(none)"
+    raise error(f"{where}: unknown {what}{plural} {names}{hint}; valid {what}s: {valid}")
+
+
 def build(cls: type[T], values: dict[str, Any], where: str = "config") -> T:
     """Make ``cls`` from a mapping: unknown names refused, values coerced and checked."""
     infos = describe(cls)
-    unknown = sorted(set(values) - set(infos))
-    if unknown:
-        raise ConfigError(
-            f"{where}: unknown field(s) {', '.join(unknown)}; valid fields: {', '.join(infos)}"
-        )
+    refuse_unknown(values, infos, where)
     typed = {k: coerce(infos[k], v, where) for k, v in values.items()}
     for k, v in typed.items():
         try:

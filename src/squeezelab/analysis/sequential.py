@@ -23,6 +23,7 @@ compared through its one-sided p against the boundary's nominal level ``1 - Phi(
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import itertools
 import math
@@ -101,6 +102,71 @@ def nominal_levels(alpha: float, fractions: Sequence[float], spending: str) -> l
     """Each look's one-sided nominal level ``1 - Phi(b_k)``: a claim's p at or below it
     crosses."""
     return [float(norm.sf(b)) for b in boundaries(alpha, fractions, spending)]
+
+
+def look_level(alpha: float, fractions: Sequence[float], spending: str) -> float:
+    """The nominal level at the last of ``fractions`` for a claim of level ``alpha``: what a
+    fixed design's level becomes at this look of a sequential one."""
+    return float(norm.sf(boundaries(alpha, fractions, spending)[-1]))
+
+
+def at_look(fractions: Sequence[float], spending: str) -> Callable[[np.ndarray], np.ndarray]:
+    """Holm's step levels mapped to this look's nominal levels (``verdicts.holm_levels``'s
+    ``nominal``): each step's alpha gets its own spending sequence over the same looks."""
+    t = tuple(fractions)
+
+    def nominal(levels: np.ndarray) -> np.ndarray:
+        levels = np.asarray(levels, float)
+        unique = {float(a): look_level(float(a), t, spending) for a in np.unique(levels)}
+        return np.vectorize(unique.__getitem__, otypes=[float])(levels)
+
+    return nominal
+
+
+@dataclasses.dataclass(frozen=True)
+class SequentialDesign:
+    """A study's sequential plan: its declared seeds are the first look; each later look adds
+    ``seeds_per_look`` seeds to the conditions of claims still open, up to ``max_seeds`` per
+    condition (or ``looks`` looks), spending each claim's level by ``spending``. ``budget`` caps
+    the run-epochs spent in all (None: no cap)."""
+
+    first: int  # seeds per condition at the first look
+    max_seeds: int
+    seeds_per_look: int = 1
+    looks: int | None = None
+    spending: str = "obrien-fleming"
+    budget: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.spending not in SPENDING:
+            raise ValueError(f"spending must be one of {', '.join(SPENDING)}")
+        if not 1 <= self.first <= self.max_seeds:
+            raise ValueError(
+                f"max_seeds ({self.max_seeds}) must be at least the declared seeds ({self.first})"
+            )
+        if self.seeds_per_look < 1:
+            raise ValueError("seeds_per_look must be at least 1")
+        if self.looks is not None and self.looks < 1:
+            raise ValueError("looks must be at least 1")
+
+    @property
+    def schedule(self) -> list[int]:
+        """Seeds per condition at each planned look."""
+        seeds = [*range(self.first, self.max_seeds, self.seeds_per_look), self.max_seeds]
+        return seeds[: self.looks] if self.looks else seeds
+
+    @property
+    def most(self) -> int:
+        """The seeds at the last planned look: full information."""
+        return self.schedule[-1]
+
+    def fraction(self, seeds: int) -> float:
+        return min(seeds / self.most, 1.0)
+
+    def next_seeds(self, seeds: int) -> int | None:
+        """The seeds of the look after one at ``seeds`` (None: that was the last)."""
+        later = [s for s in self.schedule if s > seeds]
+        return later[0] if later else None
 
 
 # --- numerical integration ------------------------------------------------------------------

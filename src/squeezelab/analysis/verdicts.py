@@ -89,18 +89,22 @@ class Pivot:
         return np.minimum(1.0, 2 * dist.sf(np.abs(z)))
 
 
-def holm_levels(p: Any, alpha: float) -> np.ndarray:
+def holm_levels(p: Any, alpha: float, nominal: Any = None) -> np.ndarray:
     """The level each claim of a Holm family is read at (rows: independent families).
 
     Step k (0-based, p ascending) of m is tested at ``alpha / (m - k)``; the first step whose
     p is not below its level stops the procedure, and it and every later claim are read at the
-    stopping step's level. So ``p < level`` exactly when Holm rejects.
+    stopping step's level. So ``p < level`` exactly when Holm rejects. ``nominal`` maps the
+    steps' levels to the levels a look of a sequential design tests them at
+    (``sequential.at_look``); without it the design is fixed.
     """
     p = np.atleast_2d(np.asarray(p, float))
     m = p.shape[-1]
     order = np.argsort(p, axis=-1, kind="stable")
     sorted_p = np.take_along_axis(p, order, axis=-1)
     thresholds = alpha / (m - np.arange(m))
+    if nominal is not None:
+        thresholds = np.asarray(nominal(thresholds), float)
     passed = np.cumprod(sorted_p < thresholds, axis=-1).astype(bool)
     stop = passed.sum(axis=-1, keepdims=True)  # the first failed step (m: none failed)
     levels_sorted = thresholds[np.minimum(np.arange(m), stop)]

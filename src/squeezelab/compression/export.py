@@ -16,8 +16,6 @@ from torch import nn
 
 from ..fileio import write_with
 
-FORMATS = ("onnx", "int8")
-
 
 def quantize_int8(
     model: nn.Module, calibration: list[torch.Tensor], backend: str = "x86"

@@ -11,6 +11,7 @@ registers its builders, and its test.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -19,7 +20,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError, SqueezelabError
-from ..fields import FieldInfo, build, describe
+from ..fields import FieldInfo, build, describe, refuse_unknown
 
 # The largest model any builder may allocate: 250M parameters (1 GB in fp32; AlexNet with
 # 1,000 classes has 61M). Counted on the meta device first, so an option from a file's header
@@ -52,6 +53,9 @@ class ModelInfo:
     label: str  # in tables and figures: "SqueezeNet 1.0"
     color: str | None  # a matplotlib colour, or None for the next in the cycle
     variant: Variant  # (name, options) -> the key recipes are written for
+    # (options) -> why a run of it may stay at chance and what to try, or None for the general
+    # advice: "(plain SqueezeNet at a high learning rate can). Watch the next epochs; ..."
+    stall_hint: Callable[[Mapping[str, Any]], str | None] = lambda options: None
 
 
 @dataclass(frozen=True)
@@ -72,9 +76,10 @@ def register_model(
     label: str | None = None,
     color: str | None = None,
     variant: Variant = plain_variant,
+    stall_hint: Callable[[Mapping[str, Any]], str | None] | None = None,
 ) -> Any:
     """Register a builder under its function name with its options class, display label,
-    figure colour and variant; reject duplicates.
+    figure colour, variant and stall hint; reject duplicates.
 
     Use as ``@register_model`` or ``@register_model(options=MyOptions, label="My net")``.
     """
@@ -84,6 +89,8 @@ def register_model(
         if name in _MODELS:
             raise ValueError(f"model {name!r} is already registered")
         info = ModelInfo(name, label or name, color, variant)
+        if stall_hint is not None:
+            info = dataclasses.replace(info, stall_hint=stall_hint)
         _MODELS[name] = _Entry(builder, options, info)
         return builder
 
@@ -135,13 +142,7 @@ def all_options() -> dict[str, FieldInfo]:
 def get_model(name: str, num_classes: int = 1000, **options: Any) -> nn.Module:
     """Build model ``name`` with ``num_classes`` outputs and the given options."""
     entry = _entry(name)
-    valid = model_options(name)
-    unknown = sorted(set(options) - set(valid))
-    if unknown:
-        raise ConfigError(
-            f"model {name!r} has no option(s) {', '.join(unknown)}; "
-            f"valid options: {', '.join(valid) or '(none)'}"
-        )
+    refuse_unknown(options, model_options(name), f"model {name!r}", "option")
     if not isinstance(num_classes, int) or num_classes < 1:
         raise ConfigError(f"num_classes must be a positive integer, got {num_classes!r}")
     build(entry.options, options, f"model {name}")  # every value checked, the field named

@@ -183,8 +183,21 @@ def _variant(name: str, options: Mapping[str, Any]) -> str:
     return f"{name}+bn" if options.get("batch_norm") else name
 
 
+def _stall_hint(options: Mapping[str, Any]) -> str | None:
+    if options.get("batch_norm"):
+        return None
+    return (
+        "(plain SqueezeNet at a high learning rate can). Watch the next epochs; a lower --lr or "
+        "--batch-norm trains more reliably."
+    )
+
+
 @register_model(
-    options=SqueezeNetOptions, label="SqueezeNet 1.0", color="tab:blue", variant=_variant
+    options=SqueezeNetOptions,
+    label="SqueezeNet 1.0",
+    color="tab:blue",
+    variant=_variant,
+    stall_hint=_stall_hint,
 )
 def squeezenet1_0(num_classes: int = 1000, **options: Any) -> SqueezeNet:
     """SqueezeNet 1.0 (Iandola et al. 2016), torchvision-compatible layout."""
@@ -192,7 +205,11 @@ def squeezenet1_0(num_classes: int = 1000, **options: Any) -> SqueezeNet:
 
 
 @register_model(
-    options=SqueezeNetOptions, label="SqueezeNet 1.1", color="tab:green", variant=_variant
+    options=SqueezeNetOptions,
+    label="SqueezeNet 1.1",
+    color="tab:green",
+    variant=_variant,
+    stall_hint=_stall_hint,
 )
 def squeezenet1_1(num_classes: int = 1000, **options: Any) -> SqueezeNet:
     """SqueezeNet 1.1 (2.4x fewer MACs than 1.0 at equal accuracy), torchvision layout."""

@@ -38,6 +38,8 @@ METRIC_COLUMNS = (
     "load",
 )
 
+# runs.recipe holds a run's provenance record (JSON: versions, device, precision, images);
+# the column keeps the name it had before "recipe" came to mean a named training recipe.
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS studies (
@@ -55,7 +57,7 @@ CREATE TABLE IF NOT EXISTS runs (
     epochs INTEGER, train_s REAL,
     started REAL, finished REAL,
     attempts INTEGER NOT NULL DEFAULT 0,
-    recipe TEXT,  -- the run's provenance record (JSON); the column keeps its first name
+    recipe TEXT,
     error TEXT
 );
 CREATE TABLE IF NOT EXISTS study_runs (

@@ -8,12 +8,11 @@ every study it runs.
 
 from __future__ import annotations
 
-import dataclasses
 from importlib import resources
 from typing import Any
 
 from ..training.config import ConfigError
-from .spec import StudySpec, tomllib
+from .spec import tomllib
 
 
 def presets() -> list[str]:
@@ -33,14 +32,6 @@ def load_preset(name: str) -> dict[str, Any]:
 def preset_layers(study: str, preset: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     """A preset's overlays for one study, lowest first: ``[all]``, then ``[STUDY]``."""
     return [("preset [all]", preset.get("all", {})), (f"preset [{study}]", preset.get(study, {}))]
-
-
-def apply_preset(spec: StudySpec, preset: dict[str, Any]) -> StudySpec:
-    """One study under a preset's overlays (:func:`squeezelab.studies.spec.overlay`); the
-    preset's ``[protocol]`` travels with it."""
-    for where, values in preset_layers(spec.name, preset):
-        spec = spec.with_overrides(dict(values), where)
-    return dataclasses.replace(spec, protocol=dict(preset.get("protocol", {})))
 
 
 def reference_protocols() -> dict[str, dict[str, Any]]:

@@ -43,6 +43,7 @@ from typing import Any
 
 from ..analysis.published import RUN_TABLES
 from ..declared import ClaimError, ClaimSpec, ReportSpec, parse_claim, parse_report
+from ..fields import refuse_unknown
 from ..training.config import ConfigError, RunConfig, coerce, field_names, from_dict
 
 if sys.version_info >= (3, 11):
@@ -245,11 +246,7 @@ def parse_study(
 ) -> StudySpec:
     """Parse and validate a study from TOML text (or its already-parsed tables)."""
     raw = _toml(text, source) if isinstance(text, str) else text
-    unknown = sorted(set(raw) - set(SECTIONS))
-    if unknown:
-        raise ConfigError(
-            f"{source}: unknown section(s) {', '.join(unknown)}; allowed: {', '.join(SECTIONS)}"
-        )
+    refuse_unknown(raw, SECTIONS, source, "section")
     where = f"{source}"
     _expect(raw, where)
     base = {k: coerce(k, v, f"{where} [base]") for k, v in raw.get("base", {}).items()}
@@ -376,17 +373,16 @@ def parse_axis_value(name: str, value: Any, where: str) -> Any:
 def _best_of(raw: dict[str, Any] | None, where: str) -> BestOf | None:
     if raw is None:
         return None
-    allowed = {"study", "metric", "group_by", "fields"}
-    if set(raw) - allowed or "study" not in raw:
-        raise ConfigError(f"{where} [best_of]: needs 'study'; allowed keys {sorted(allowed)}")
+    refuse_unknown(raw, ("study", "metric", "group_by", "fields"), f"{where} [best_of]", "key")
+    if "study" not in raw:
+        raise ConfigError(f"{where} [best_of]: needs 'study' (the study whose best runs it takes)")
     if raw.get("metric", "val_acc") != "val_acc":
         raise ConfigError(
             f"{where} [best_of]: metric must be val_acc: winners are chosen on validation "
             f"data, never on test data (got {raw.get('metric')!r})"
         )
-    for k in (*raw.get("group_by", []), *raw.get("fields", [])):
-        if k not in field_names():
-            raise ConfigError(f"{where} [best_of]: unknown run field {k!r}")
+    names = (*raw.get("group_by", []), *raw.get("fields", []))
+    refuse_unknown(names, field_names(), f"{where} [best_of]", "run field")
     return BestOf(
         raw["study"],
         "val_acc",

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
-from ..fields import FieldInfo, check_all, describe, option
+from ..fields import FieldInfo, check_all, describe, option, refuse_unknown
 from ..fields import coerce as coerce_field
 from ..models import list_models
 from ..models.registry import all_options, model_options
@@ -148,13 +148,8 @@ class _RunFields:
                 f"warmup_epochs does not combine with scheduler={self.scheduler!r} "
                 "(onecycle warms up by itself; plateau reacts to validation loss)"
             )
-        accepted = set(model_options(self.model))
-        for name in MODEL_FIELDS:
-            if getattr(self, name) != _DEFAULTS[name] and name not in accepted:
-                raise ConfigError(
-                    f"model {self.model!r} has no option {name!r}; "
-                    f"its options: {', '.join(sorted(accepted)) or '(none)'}"
-                )
+        refuse_unknown(self.model_options(), model_options(self.model), f"model {self.model!r}",
+                       "option")  # fmt: skip
         return self  # type: ignore[return-value]
 
     def model_options(self) -> dict[str, Any]:
@@ -259,18 +254,13 @@ def field_names() -> list[str]:
 
 def field_info(name: str) -> FieldInfo:
     """A run-config field's default, type, help and allowed values."""
-    if name not in _FIELDS:
-        raise ConfigError(f"unknown field {name!r}; valid fields: {', '.join(_FIELDS)}")
+    refuse_unknown([name], _FIELDS, "config")
     return _FIELDS[name]
 
 
 def from_dict(values: dict[str, Any], where: str = "config") -> RunConfig:
     """Build a validated config from a mapping; unknown fields and bad types are named."""
-    unknown = sorted(set(values) - set(_FIELDS))
-    if unknown:
-        raise ConfigError(
-            f"{where}: unknown field(s) {', '.join(unknown)}; valid fields: {', '.join(_FIELDS)}"
-        )
+    refuse_unknown(values, _FIELDS, where)
     try:
         values = resolve_recipe(values)
     except ConfigError as err:
@@ -284,6 +274,5 @@ def from_dict(values: dict[str, Any], where: str = "config") -> RunConfig:
 
 def coerce(name: str, value: Any, where: str = "config") -> Any:
     """Convert ``value`` (possibly a command-line string) to field ``name``'s type."""
-    if name not in _FIELDS:
-        raise ConfigError(f"{where}: unknown field {name!r}; valid fields: {', '.join(_FIELDS)}")
+    refuse_unknown([name], _FIELDS, where)
     return coerce_field(_FIELDS[name], value, where)

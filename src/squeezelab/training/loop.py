@@ -26,7 +26,7 @@ from tqdm import tqdm
 from ..data import Batches, ImageSet, Preprocess, Source, Splits, load_source, split_source
 from ..data.pipeline import EVAL_SEED, Augment
 from ..errors import ConfigError, SqueezelabError
-from ..models import get_model, variant_of
+from ..models import get_model, model_info, variant_of
 from ..models.complexity import activation_bytes, count_params
 from ..results.records import left_chance, machine_of
 from .checkpoint import CheckpointError, TrainingState, save_atomic, save_checkpoint
@@ -571,11 +571,9 @@ def stall_note(
         f"note: validation accuracy is still at chance ({chance:g}%) after {STALL_EPOCHS} "
         f"epochs at lr {cfg.lr:g}: this run may have stalled"
     )
-    if cfg.model.startswith("squeezenet") and not cfg.batch_norm:
-        return (
-            f"{head} (plain SqueezeNet at a high learning rate can). Watch the next epochs; "
-            "a lower --lr or --batch-norm trains more reliably."
-        )
+    hint = model_info(cfg.model).stall_hint(cfg.to_dict())
+    if hint:
+        return f"{head} {hint}"
     return (
         f"{head} ({cfg.model} with a learning rate too high or too low for it, or too few "
         "epochs, can). Watch the next epochs; another --lr may train."

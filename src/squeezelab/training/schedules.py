@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import math
 
-import torch
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR, LRScheduler, OneCycleLR, ReduceLROnPlateau
 
@@ -55,22 +54,3 @@ def steps_per_iteration(scheduler: Scheduler) -> bool:
 
 def current_lr(optimizer: Optimizer) -> float:
     return float(optimizer.param_groups[0]["lr"])
-
-
-def lr_curve(
-    cfg: RunConfig, steps_per_epoch: int, val_losses: list[float] | None = None
-) -> list[float]:
-    """Return the LR at the start of every epoch (for plots and tests)."""
-    param = torch.nn.Parameter(torch.zeros(1))
-    opt = torch.optim.SGD([param], lr=cfg.lr, momentum=cfg.momentum)
-    sched = build_scheduler(cfg, opt, steps_per_epoch)
-    lrs = []
-    for epoch in range(cfg.epochs):
-        lrs.append(current_lr(opt))
-        if steps_per_iteration(sched):
-            for _ in range(steps_per_epoch):
-                opt.step()
-                sched.step()
-        else:
-            sched.step(val_losses[epoch] if val_losses else 1.0)  # type: ignore[arg-type]
-    return lrs

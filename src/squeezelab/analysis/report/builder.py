@@ -16,6 +16,7 @@ from typing import Any
 
 from ...declared import ClaimSpec, DeclaredStudy, ReportSpec
 from ...fileio import write_text
+from ...models import variant_of
 from ...results import RunRecord, Store, StoreError
 from ...results.records import left_chance, machine_of, precision_mix
 from .. import figures
@@ -659,7 +660,7 @@ def _recipe_settings(runs: list[Any]) -> Callable[[Any], str]:
 
     def parts(r: Any) -> tuple[tuple, int]:
         base, _, version = str(r.config.get("recipe")).partition("@")
-        model = (base, r.config.get("model"), bool(r.config.get("batch_norm")))
+        model = (base, variant_of(str(r.config.get("model")), r.config))
         return model, int(version) if version.isdigit() else 0
 
     newest: dict[tuple, int] = {}
