@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -78,3 +80,149 @@ def test_a_look_without_new_information_spends_nothing_and_bad_fractions_are_ref
         seq.boundaries(0.05, [0.2, 0.4], "pocock")
         == seq.boundaries(0.05, [0.2, 0.4, 1.0], "pocock")[:2]
     )
+
+
+# --- studies that run until their claims are decided -------------------------------------------
+
+SEQ_STUDY = """
+description = "sequential: a treated model against its control"
+seeds = [0, 1, 2]
+[base]
+data = "synthetic:100"
+epochs = 2
+[axes]
+batch_norm = [false, true]
+[[claims]]
+id = "bn"
+statement = "batch norm helps"
+test = "welch"
+field = "batch_norm"
+treatment = true
+control = false
+min_effect = 1.0
+[sequential]
+max_seeds = 8
+seeds_per_look = 1
+spending = "obrien-fleming"
+"""
+
+
+class Scripted:
+    """An executor that 'trains' by formula (a new executor is one class): each run's
+    accuracy is ``accuracy(config)``; ``stop_after`` runs, it is interrupted."""
+
+    def __init__(self, accuracy, stop_after: int | None = None) -> None:
+        self.accuracy, self.stop_after, self.ran = accuracy, stop_after, 0
+
+    def run(self, tasks, on_start):
+        from squeezelab.studies.executors import RunOutcome
+
+        for task in tasks:
+            if self.stop_after is not None and self.ran >= self.stop_after:
+                raise KeyboardInterrupt
+            if not on_start(task):
+                continue
+            self.ran += 1
+            acc = self.accuracy(task.config)
+            result = {"val_acc": acc, "test_acc": acc, "val_loss": 1.0, "test_loss": 1.0,
+                      "train_loss": 1.0, "epochs": task.config["epochs"], "train_s": 0.0,
+                      "diverged": False}  # fmt: skip
+            provenance = {"test_images": 10_000, "val_images": 5_000, "num_classes": 10}
+            yield RunOutcome(task.key, None, result, [{"epoch": 1, "val_acc": acc}], provenance)
+
+
+def _noise(config, sd: float) -> float:
+    return float(
+        np.random.default_rng(1000 + config["seed"] * 7 + config["batch_norm"]).normal(0, sd)
+    )
+
+
+def _run(tmp_path, monkeypatch, accuracy, text: str = SEQ_STUDY, stop_after=None, **design):
+    from squeezelab.studies import executors
+    from squeezelab.studies.sequential import run_until_decided
+    from squeezelab.studies.spec import parse_study
+
+    spec = parse_study(text, "seq")
+    if design:
+        spec = dataclasses.replace(spec, sequential=dataclasses.replace(spec.sequential, **design))
+    scripted = Scripted(accuracy, stop_after)
+    monkeypatch.setitem(executors.EXECUTORS, "scripted", lambda w, a, r: scripted)
+    out = run_until_decided(spec, tmp_path / "s.db", executor="scripted",
+                            runs_dir=tmp_path / "runs", log=lambda m: None)  # fmt: skip
+    return out, scripted
+
+
+def test_a_huge_effect_stops_at_the_first_look(tmp_path, monkeypatch) -> None:
+    out, scripted = _run(tmp_path, monkeypatch, lambda c: 60 + 20 * c["batch_norm"] + _noise(c, 1))
+    assert (out.looks, out.stopped, out.verdicts) == (1, "decided", {"bn": "supported"})
+    assert scripted.ran == 6 and out.run_epochs == 12 and out.fixed_run_epochs == 32
+
+
+def test_no_effect_runs_to_max_seeds_and_only_open_claims_get_seeds(tmp_path, monkeypatch) -> None:
+    from squeezelab.results import Store
+
+    out, scripted = _run(tmp_path, monkeypatch, lambda c: 60 + _noise(c, 3))
+    assert out.looks == 6 and out.stopped == "last look" and out.verdicts == {"bn": "inconclusive"}
+    assert scripted.ran == 16
+    with Store(tmp_path / "s.db") as store:
+        looks = [r for r in store.looks("seq") if r["rule"] == "chance"]
+    assert [r["seeds"] for r in looks] == [3, 4, 5, 6, 7, 8]
+    assert [r["alpha_spent"] for r in looks] == sorted(r["alpha_spent"] for r in looks)
+    assert looks[-1]["alpha_spent"] == pytest.approx(0.05) and looks[-1]["fraction"] == 1.0
+    # the nominal level grows with the information (O'Brien-Fleming spends late)
+    assert looks[0]["level"] < looks[-1]["level"] < 0.05
+
+
+def test_resume_after_a_kill_between_looks_loses_and_repeats_no_look(tmp_path, monkeypatch) -> None:
+    def accuracy(c):
+        return 60 + _noise(c, 3)
+
+    with pytest.raises(KeyboardInterrupt):  # killed during look 2 (after its first new run)
+        _run(tmp_path, monkeypatch, accuracy, stop_after=7)
+    from squeezelab.results import Store
+
+    with Store(tmp_path / "s.db") as store:
+        assert {r["look"] for r in store.looks("seq")} == {1}
+    again, scripted = _run(tmp_path, monkeypatch, accuracy)
+    assert again.looks == 6 and scripted.ran == 16 - 7  # nothing trained twice
+    with Store(tmp_path / "s.db") as store:
+        rows = store.looks("seq")
+    assert sorted({r["look"] for r in rows}) == [1, 2, 3, 4, 5, 6] and len(rows) == 12
+    # the same runs give the same decisions: a fresh store fed the same accuracies agrees
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    same, _ = _run(fresh, monkeypatch, accuracy)
+    assert same.verdicts == again.verdicts and same.looks == again.looks
+
+
+def test_a_budget_stops_the_study_and_says_what_stays_open(tmp_path, monkeypatch) -> None:
+    logs: list[str] = []
+    from squeezelab.studies import executors
+    from squeezelab.studies.sequential import run_until_decided
+    from squeezelab.studies.spec import parse_study
+
+    spec = parse_study(SEQ_STUDY.replace("spending", "budget = 14\nspending"), "seq")
+    monkeypatch.setitem(
+        executors.EXECUTORS, "s", lambda w, a, r: Scripted(lambda c: 60.0 + _noise(c, 3))
+    )
+    out = run_until_decided(spec, tmp_path / "s.db", executor="s", runs_dir=tmp_path / "r",
+                            log=logs.append)  # fmt: skip
+    assert out.stopped == "budget" and out.looks == 1 and out.run_epochs == 12
+    assert any("past the budget of 14" in m and "the open claims stay open" in m for m in logs)
+
+
+def test_a_study_file_declares_its_sequential_design() -> None:
+    from squeezelab.errors import ConfigError
+    from squeezelab.studies.spec import parse_study
+
+    spec = parse_study(SEQ_STUDY, "seq")
+    assert spec.sequential.schedule == [3, 4, 5, 6, 7, 8] and spec.seeds_up_to(5) == (0, 1, 2, 3, 4)
+    for old, new, message in [
+        ("max_seeds = 8\n", "", "needs max_seeds"),
+        ("max_seeds = 8", "max_seeds = 2", "at least the declared seeds"),
+        ('"obrien-fleming"', '"haybittle"', "spending must be one of"),
+        ("seeds_per_look", "seed_per_look", "did you mean 'seeds_per_look'"),
+        ("max_seeds = 8", "max_seeds = 8\nbudget = -1", "budget must be a positive number"),
+    ]:
+        with pytest.raises(ConfigError, match=message):
+            parse_study(SEQ_STUDY.replace(old, new), "seq")

@@ -770,6 +770,19 @@ def _matched_runs(claim: ClaimSpec, runs: list[RunRecord]) -> list[RunRecord]:
     return out
 
 
+def reader(claim: ClaimSpec, config: Mapping[str, Any]) -> str | None:
+    """The :func:`look_key` of the claim's stratum that would read a run of ``config``; None
+    when the claim reads no such run (another condition, or outside its ``where``)."""
+    if not matches(config, claim.where):
+        return None
+    if claim.test not in ("correlation", "equivalence"):
+        v = config.get(claim.field or "")
+        if not (v == claim.control or in_group(v, claim.treatment, claim.control)):
+            return None
+    label = ", ".join(f"{b}={config.get(b)}" for b in claim.by)
+    return f"{claim.id} [{label}]" if label else claim.id
+
+
 def _compared(claim: ClaimSpec, runs: list[RunRecord]) -> list[RunRecord]:
     """The runs a claim's test reads: a correlation's (an equivalence's) every run, else its
     two groups' runs."""
@@ -858,38 +871,80 @@ def _pooled_conditions(groups: Sequence[list[RunRecord]]) -> str:
 # --- families ------------------------------------------------------------------------------
 
 
-def apply_holm(results: list[ClaimResult]) -> None:
+def look_key(r: ClaimResult) -> str:
+    """A claim's name in a sequential study's looks: its id, and its stratum if any."""
+    return f"{r.id} [{r.stratum}]" if r.stratum else r.id
+
+
+def apply_holm(
+    results: list[ClaimResult],
+    nominal: Callable[[np.ndarray], np.ndarray] | None = None,
+    frozen: Mapping[tuple[str, str], str] | None = None,
+) -> None:
     """Holm within each (family, rule), twice: over the support p-values and over the
     contradiction p-values; each tested claim is re-read at its two steps' levels (its
-    interval and its verdict agree). Untested claims take no part."""
+    interval and its verdict agree). Untested claims take no part.
+
+    At a look of a sequential study, ``nominal`` maps the steps' levels to the look's
+    (``sequential.at_look``) and ``frozen`` holds the verdicts of earlier looks by
+    (:func:`look_key`, rule): a claim supported earlier keeps its rejection at the head of the
+    support steps (its level passes on to the others, as Holm's does), one contradicted earlier
+    at the head of the contradiction steps; neither is read again."""
+    frozen = frozen or {}
     families: dict[tuple[str, str], list[ClaimResult]] = {}
     for r in results:
         if r.design is not None and r.p is not None:
             families.setdefault((r.family, r.rule), []).append(r)
     for members in families.values():
-        ps = [float(m.p) for m in members if m.p is not None]
         alpha = min(m.alpha for m in members)
-        levels = holm_levels(ps, alpha)[0]
-        contra = holm_levels([1.0 if m.p_contra is None else m.p_contra for m in members],
-                             alpha)[0]  # fmt: skip
-        for r, p, level, con in zip(members, holm(ps), levels, contra):
-            r.p_holm = p
-            finalize(r, float(level), float(con))
+        done = {id(m): frozen.get((look_key(m), m.rule)) for m in members}
+        live = [m for m in members if done[id(m)] is None]
+        for m in members:
+            if done[id(m)] is not None:
+                m.outcome = str(done[id(m)])
+
+        words = [done[id(m)] for m in members]
+        support_ps = [float(m.p if m.p is not None else 1.0) for m in live]
+        contra_ps = [1.0 if m.p_contra is None else float(m.p_contra) for m in live]
+        levels = _steps(words, SUPPORTED, support_ps, alpha, nominal)
+        contra = _steps(words, CONTRADICTED, contra_ps, alpha, nominal)
+        ps = [float(m.p) for m in live if m.p is not None]
+        for r, p_adj, level, con in zip(live, holm(ps), levels, contra, strict=True):
+            r.p_holm = p_adj if not frozen else None  # a look's p is not Holm's over the study
+            finalize(r, level, con)
+
+
+def _steps(
+    frozen: list[str | None],
+    word: str,
+    live_ps: list[float],
+    alpha: float,
+    nominal: Callable[[np.ndarray], np.ndarray] | None,
+) -> list[float]:
+    """The Holm levels of a family's live claims: those frozen at ``word`` lead (rejected),
+    the others frozen trail (never rejected again)."""
+    head = sum(w == word for w in frozen)
+    tail = len(frozen) - len(live_ps) - head
+    ps = [0.0] * head + live_ps + [1.0] * tail
+    return [float(x) for x in holm_levels(ps, alpha, nominal)[0][head : head + len(live_ps)]]
 
 
 def evaluate_claims(
     claims: list[tuple[ClaimSpec, list[RunRecord], list[RunRecord], str]],
     chance: float = 10.0,
     bootstrap: bool = True,
+    nominal: Callable[[np.ndarray], np.ndarray] | None = None,
+    frozen: Mapping[tuple[str, str], str] | None = None,
 ) -> list[ClaimResult]:
-    """Evaluate (claim, runs, sources, caveat) under both rules, Holm-adjusted per family."""
+    """Evaluate (claim, runs, sources, caveat) under both rules, Holm-adjusted per family
+    (at a sequential study's look: ``nominal`` and ``frozen``, see :func:`apply_holm`)."""
     results = [
         res
         for rule in RULES
         for claim, runs, sources, caveat in claims
         for res in evaluate_claim(claim, runs, rule, chance, sources, caveat)
     ]
-    apply_holm(results)
+    apply_holm(results, nominal, frozen)
     if bootstrap:
         bootstrap_all(results)
     return results

@@ -128,7 +128,7 @@ class SequentialDesign:
     """A study's sequential plan: its declared seeds are the first look; each later look adds
     ``seeds_per_look`` seeds to the conditions of claims still open, up to ``max_seeds`` per
     condition (or ``looks`` looks), spending each claim's level by ``spending``. ``budget`` caps
-    the run-epochs spent in all (None: no cap)."""
+    the study's run-epochs in all, ``budget_hours`` one call's wall clock (None: no cap)."""
 
     first: int  # seeds per condition at the first look
     max_seeds: int
@@ -136,6 +136,7 @@ class SequentialDesign:
     looks: int | None = None
     spending: str = "obrien-fleming"
     budget: float | None = None
+    budget_hours: float | None = None
 
     def __post_init__(self) -> None:
         if self.spending not in SPENDING:

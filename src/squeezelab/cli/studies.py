@@ -95,11 +95,56 @@ def _study_args(p: argparse.ArgumentParser) -> None:
         help="run only the study's runs with these field values (repeatable; all must match), "
         "e.g. --only model=squeezenet1_0 --only seed=0,1; the rest stay for a later call",
     )
+    run.add_argument(
+        "--until-decided",
+        action="store_true",
+        help="run look by look, adding seeds where claims are still open, until every claim is "
+        "decided (the study file's [sequential] section: max_seeds, seeds_per_look, spending, "
+        "budget); resumable like any study",
+    )
+    run.add_argument(
+        "--max-seeds",
+        type=int,
+        metavar="N",
+        help="with --until-decided: the most seeds per condition (overrides [sequential]; "
+        "enough on its own for a study without the section)",
+    )
     add_execution_flags(run)
     status = sub.add_parser("status", help="done / running / failed / diverged / left per study")
     add_store_flag(status)
     status.add_argument("--json", action="store_true", help="print one JSON object")
     sub.add_parser("list", help="list the built-in studies")
+
+
+def _until_decided(spec: Any, args: argparse.Namespace, only: Any) -> int:
+    import dataclasses
+
+    from ..analysis.sequential import SequentialDesign
+    from ..studies.sequential import run_until_decided
+
+    if not args.until_decided:
+        raise ConfigError("--max-seeds goes with --until-decided")
+    if only:
+        raise ConfigError("--until-decided decides whole claims: it does not take --only")
+    design = spec.sequential
+    if args.max_seeds:
+        try:
+            design = (
+                dataclasses.replace(design, max_seeds=args.max_seeds)
+                if design
+                else SequentialDesign(first=len(spec.seeds), max_seeds=args.max_seeds)
+            )
+        except ValueError as err:
+            raise ConfigError(f"--max-seeds: {err}") from None
+    out = run_until_decided(spec, args.db, design, runs_dir=args.runs_dir, **execution(args))
+    print(
+        f"{spec.name}: {out.looks} look(s), stopped: {out.stopped}; "
+        f"{out.run_epochs:g} run-epochs (a fixed design at the most seeds: "
+        f"{out.fixed_run_epochs:g})"
+    )
+    for claim, verdict in out.verdicts.items():
+        print(f"  [{verdict}] {claim}")
+    return 1 if out.stopped == "failed runs" else 0
 
 
 @command("study", _study_args, STUDY_EXAMPLE)
@@ -130,6 +175,8 @@ def study(args: argparse.Namespace) -> int:
         raise ConfigError("study run --json prints a plan: use it with --dry-run")
     if args.dry_run:
         return _dry_run(spec, only, args.db, args.json)
+    if args.until_decided or args.max_seeds:
+        return _until_decided(spec, args, only)
     counts = run_study(spec, args.db, runs_dir=args.runs_dir, only=only, **execution(args))
     print(f"{spec.name}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     if counts["failed"]:

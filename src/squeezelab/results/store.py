@@ -23,8 +23,8 @@ from ..errors import SqueezelabError
 from .records import FINISHED, RESULT_FIELDS, Fields, RunRecord, RunScore
 
 # 2: runs.owner and runs.heartbeat (leases by concurrent studies); 3: metrics.load (the
-# machine's load average as each epoch ended)
-SCHEMA_VERSION = 3
+# machine's load average as each epoch ended); 4: looks (a sequential study's decisions)
+SCHEMA_VERSION = 4
 STATUSES = ("pending", "running", "done", "diverged", "failed")
 METRIC_COLUMNS = (
     "train_loss",
@@ -73,7 +73,27 @@ CREATE TABLE IF NOT EXISTS metrics (
     test_loss REAL, test_acc REAL, lr REAL, epoch_s REAL, load REAL,
     PRIMARY KEY (key, epoch)
 );
+CREATE TABLE IF NOT EXISTS looks (
+    study TEXT NOT NULL,
+    look INTEGER NOT NULL,
+    taken REAL NOT NULL,
+    seeds INTEGER NOT NULL,
+    fraction REAL NOT NULL,
+    claim TEXT NOT NULL,
+    rule TEXT NOT NULL,
+    estimate REAL, p REAL, level REAL, p_contra REAL, contra_level REAL,
+    alpha_spent REAL,
+    verdict TEXT NOT NULL,
+    decided INTEGER NOT NULL,
+    runs INTEGER NOT NULL,
+    run_epochs REAL NOT NULL,
+    PRIMARY KEY (study, look, claim, rule)
+);
 """
+LOOK_COLUMNS = (
+    "study", "look", "taken", "seeds", "fraction", "claim", "rule", "estimate", "p", "level",
+    "p_contra", "contra_level", "alpha_spent", "verdict", "decided", "runs", "run_epochs",
+)  # fmt: skip
 
 
 def metric_columns(conn: sqlite3.Connection) -> set[str]:
@@ -407,6 +427,31 @@ class Store:
             (study,),
         )
         return {r["key"]: r["status"] for r in rows}
+
+    def record_look(self, study: str, look: int, rows: list[dict[str, Any]]) -> None:
+        """Record one look of a sequential study, whole or not at all; a look already
+        recorded is refused (a look is taken once: resuming goes on from the last)."""
+        with self.transaction() as c:
+            if c.execute("SELECT 1 FROM looks WHERE study=? AND look=?", (study, look)).fetchone():
+                raise StoreError(f"{self.path}: look {look} of {study!r} is already recorded")
+            c.executemany(
+                f"INSERT INTO looks ({', '.join(LOOK_COLUMNS)}) "
+                f"VALUES ({', '.join('?' * len(LOOK_COLUMNS))})",
+                [
+                    tuple({**row, "study": study, "look": look}.get(k) for k in LOOK_COLUMNS)
+                    for row in rows
+                ],
+            )
+
+    def looks(self, study: str) -> list[dict[str, Any]]:
+        """A sequential study's recorded looks, one row per claim and rule, in look order."""
+        tables = {r[0] for r in self.conn.execute("SELECT name FROM sqlite_master")}
+        if "looks" not in tables:  # an older store, opened read-only
+            return []
+        rows = self.conn.execute(
+            "SELECT * FROM looks WHERE study=? ORDER BY look, claim, rule", (study,)
+        )
+        return [dict(r) for r in rows]
 
     def status_counts(self, study: str) -> dict[str, int]:
         """Count a study's runs by status (``left``: never started; ``interrupted``: marked

@@ -213,6 +213,7 @@ def run_study(
     log: Log | None = None,
     keep_weights: bool = False,
     only: dict[str, tuple[Any, ...]] | None = None,
+    keep: Callable[[RunConfig], bool] | None = None,
 ) -> dict[str, int]:
     """Run every unfinished run of ``spec``; return the study's status counts.
 
@@ -220,12 +221,16 @@ def run_study(
     registered for a later call; source models always run (the runs may start from them).
     Unless ``keep_weights``, final weights are kept only where a later step needs them: the
     source models (transfer) and the best cell of each model (validation accuracy).
+    ``keep`` (a sequential study's next look) declares only the runs it accepts: the others
+    are neither registered nor run.
     """
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     runs_root = Path(runs_dir) if runs_dir else default_runs_dir(db)
     preflight(spec.expand(), runs_root, data_dir)  # before the store is even opened
     with Store(db) as store:
         sources, runs, notes = plan(spec, store, runs_root, log)
+        if keep is not None:
+            runs = [c for c in runs if keep(c)]
         preflight(sources, runs_root, data_dir)  # what planning added: source models
         spec_dict = {**dataclasses.asdict(spec), "notes": notes}
         spec_dict.pop("raw")  # the parsed fields say it all

@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from ..analysis.published import RUN_TABLES
+from ..analysis.sequential import SequentialDesign
 from ..declared import ClaimError, ClaimSpec, ReportSpec, parse_claim, parse_report
 from ..fields import refuse_unknown
 from ..training.config import ConfigError, RunConfig, coerce, field_names, from_dict
@@ -64,6 +65,7 @@ SECTIONS = (
     "pretrain",
     "claims",
     "report",
+    "sequential",
 )
 
 
@@ -94,7 +96,15 @@ class StudySpec:
     claims: tuple[ClaimSpec, ...] = ()
     report: ReportSpec = field(default_factory=ReportSpec)
     protocol: dict[str, Any] = field(default_factory=dict)
+    sequential: SequentialDesign | None = None  # run until the claims are decided
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    def seeds_up_to(self, count: int) -> tuple[int, ...]:
+        """The first ``count`` seeds: the declared ones, then the next integers after them."""
+        seeds = list(self.seeds[:count])
+        while len(seeds) < count:
+            seeds.append(max(seeds) + 1)
+        return tuple(seeds)
 
     def with_overrides(self, overrides: dict[str, Any], where: str = "") -> StudySpec:
         """This study under an overlay (a preset's section, ``--data``, ``--set``): see
@@ -224,7 +234,7 @@ def overlay(raw: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     """
     out = dict(raw)
     for key in (k for k in over if k in REPLACED):
-        if key == "best_of" and over[key] is False:
+        if key in ("best_of", "sequential") and over[key] is False:
             out.pop(key, None)
         else:
             out[key] = over[key]
@@ -279,6 +289,7 @@ def parse_study(
         claims=parse_claims(raw.get("claims", []), where),
         report=_report(raw.get("report"), where),
         protocol=dict(protocol or {}),
+        sequential=_sequential(raw.get("sequential"), len(seeds), where),
         raw=raw,
     )
     spec.expand()
@@ -296,7 +307,43 @@ SHAPES = {
     "pretrain": (dict, "a table of run fields ([pretrain])"),
     "claims": (list, "an array of tables ([[claims]])"),
     "report": (dict, "a table ([report])"),
+    "sequential": (dict, "a table ([sequential])"),
 }
+
+
+SEQUENTIAL_KEYS = ("max_seeds", "seeds_per_look", "looks", "spending", "budget", "budget_hours")
+
+
+def _sequential(raw: dict[str, Any] | None, first: int, where: str) -> SequentialDesign | None:
+    """``[sequential]``: the declared seeds are the first look; ``max_seeds`` (required) the
+    most per condition; ``seeds_per_look`` (1), ``looks`` (no cap), ``spending``
+    (obrien-fleming | pocock), ``budget`` (run-epochs) and ``budget_hours`` (wall clock)."""
+    if raw is None:
+        return None
+    where = f"{where} [sequential]"
+    refuse_unknown(raw, SEQUENTIAL_KEYS, where, "key")
+    ints = {k: raw[k] for k in ("max_seeds", "seeds_per_look", "looks") if k in raw}
+    for k, v in ints.items():
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            raise ConfigError(f"{where}: {k} must be a positive integer, got {v!r}")
+    if "max_seeds" not in ints:
+        raise ConfigError(f"{where}: needs max_seeds (the most seeds per condition)")
+    for cap in ("budget", "budget_hours"):
+        v = raw.get(cap)
+        if v is not None and (not isinstance(v, int | float) or isinstance(v, bool) or v <= 0):
+            raise ConfigError(f"{where}: {cap} must be a positive number, got {v!r}")
+    try:
+        return SequentialDesign(
+            first=first,
+            max_seeds=ints["max_seeds"],
+            seeds_per_look=ints.get("seeds_per_look", 1),
+            looks=ints.get("looks"),
+            spending=str(raw.get("spending", "obrien-fleming")),
+            budget=raw.get("budget"),
+            budget_hours=raw.get("budget_hours"),
+        )
+    except ValueError as err:
+        raise ConfigError(f"{where}: {err}") from None
 
 
 def _expect(raw: dict[str, Any], where: str) -> None:

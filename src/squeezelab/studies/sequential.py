@@ -1,0 +1,256 @@
+"""Run a study until its claims are decided: seeds added look by look where claims are open.
+
+The declared seeds are the first look. At each look every claim is decided at the look's
+nominal levels (``analysis.sequential``: Lan-DeMets spending of each Holm step's level, for
+"supported" and for "contradicted" alike); a claim decided stays decided (``frozen``). The next
+look adds ``seeds_per_look`` seeds to the conditions that a claim still open reads, and only
+to those. The study stops when every claim is decided, at its last planned look, or when the
+next look would pass its budget.
+
+Each look is recorded in the store, whole, once it is taken (``Store.record_look``): killing
+the command between looks and running it again goes on from the last recorded look, and a
+look whose runs were interrupted is taken when they have finished. Runs already in the store
+count, so a study can be extended later by raising ``max_seeds``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ..analysis.evaluate import ClaimResult, evaluate_claims, look_key, reader
+from ..analysis.selection import num_classes_of
+from ..analysis.sequential import SequentialDesign, at_look, spent
+from ..analysis.verdicts import INCONCLUSIVE
+from ..results import RunRecord, Store
+from ..training.config import ConfigError, RunConfig
+from .runner import Log, run_key, run_study
+from .spec import StudySpec
+
+
+@dataclasses.dataclass
+class SequentialOutcome:
+    looks: int  # looks taken in all (this call and earlier ones)
+    stopped: str  # "decided", "last look", "budget", "failed runs"
+    verdicts: dict[str, str]  # look key -> verdict under the claim's own rule
+    run_epochs: float  # the study's run-epochs in all
+    fixed_run_epochs: float  # a fixed design at max_seeds for every condition
+    counts: dict[str, int]
+
+
+def run_until_decided(
+    spec: StudySpec,
+    db: str | Path,
+    design: SequentialDesign | None = None,
+    log: Log | None = None,
+    **run: Any,
+) -> SequentialOutcome:
+    """Run ``spec`` look by look under ``design`` (default: its ``[sequential]`` section);
+    ``run`` goes to :func:`run_study` (executor, workers, runs_dir, ...)."""
+    design = design or spec.sequential
+    if design is None:
+        raise ConfigError(
+            f"{spec.name}: --until-decided needs a [sequential] section in the study file "
+            "(max_seeds at least)"
+        )
+    if not spec.claims:
+        raise ConfigError(f"{spec.name}: --until-decided needs declared [[claims]] to decide")
+    if design.first != len(spec.seeds):
+        design = dataclasses.replace(design, first=len(spec.seeds))
+    log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    t0 = time.perf_counter()
+    rule_of = {c.id: c.diverged for c in spec.claims}
+    with Store(db) as store:
+        recorded = store.looks(spec.name)
+    taken = sorted({r["look"] for r in recorded})
+    fractions = [next(r["fraction"] for r in recorded if r["look"] == k) for k in taken]
+    frozen = {(r["claim"], r["rule"]): r["verdict"] for r in recorded if r["decided"]}
+    last = {(r["claim"], r["rule"]): r["verdict"] for r in recorded if r["look"] == taken[-1]}
+    open_keys = (
+        {c for (c, rule), v in last.items() if rule == rule_of[c.split(" [")[0]]
+         and v == INCONCLUSIVE}
+        if taken else None
+    )  # fmt: skip
+    seeds_now = max((r["seeds"] for r in recorded), default=0)
+    counts: dict[str, int] = {}
+    stopped = "last look"
+    while True:
+        seeds = design.first if not taken else design.next_seeds(seeds_now)
+        if taken and not open_keys:
+            stopped = "decided"
+            break
+        if seeds is None:
+            break
+        if fractions and design.fraction(seeds) <= fractions[-1]:
+            raise ConfigError(
+                f"{spec.name}: its looks so far reached {fractions[-1]:.0%} of the information "
+                f"of max_seeds {seeds_now if fractions[-1] >= 1 else '(as declared then)'}; a "
+                f"look at {seeds} of {design.most} seeds would go back to "
+                f"{design.fraction(seeds):.0%}: the level already spent cannot be spent again. "
+                "Run the larger design as a study of its own (another file name)"
+            )
+        looked = {"seeds": list(spec.seeds_up_to(seeds)), "sequential": False}
+        plan = spec.with_overrides(looked, "sequential look")
+        keep = _keep(spec, plan, db, seeds_now, open_keys)
+        if taken and _over_budget(design, spec, plan, db, keep, t0, log):
+            stopped = "budget"
+            break
+        log(
+            f"{spec.name}: look {len(taken) + 1}: {seeds} seed(s) per condition"
+            + (f" for {len(open_keys or ())} open claim(s)" if taken else "")
+        )
+        counts = run_study(plan, db, log=log, keep=keep, **run)
+        if counts.get("failed") or counts.get("left") or counts.get("interrupted"):
+            stopped = "failed runs"
+            log(
+                f"{spec.name}: look {len(taken) + 1} not taken: {counts['failed']} run(s) "
+                "failed and the look needs them all (re-run to retry them)"
+            )
+            break
+        fraction = design.fraction(seeds)
+        with Store(db) as store:
+            runs = store.runs(spec.name)
+            results = _look(plan, runs, [*fractions, fraction], design, frozen)
+            rows = _rows(results, seeds, fraction, design, frozen, runs)
+            store.record_look(spec.name, len(taken) + 1, rows)
+        taken.append(len(taken) + 1)
+        fractions.append(fraction)
+        seeds_now = seeds
+        for row in rows:
+            if row["decided"]:
+                frozen[(row["claim"], row["rule"])] = row["verdict"]
+        own = [r for r in rows if r["rule"] == rule_of[r["claim"].split(" [")[0]]]
+        open_keys = {r["claim"] for r in own if r["verdict"] == INCONCLUSIVE}
+        decided = ", ".join(f"{r['claim']}: {r['verdict']}" for r in own if r["decided"])
+        log(
+            f"{spec.name}: look {len(taken)} at {seeds} seed(s) (information {fraction:.0%}): "
+            f"{len(own) - len(open_keys)} of {len(own)} claim(s) decided"
+            + (f"; now decided: {decided}" if decided else "")
+        )
+    with Store(db) as store:
+        recorded = store.looks(spec.name)
+        final = {
+            r["claim"]: r["verdict"]
+            for r in recorded
+            if r["rule"] == rule_of[r["claim"].split(" [")[0]]
+        }  # the last look's verdict per claim (rows are in look order)
+        runs = store.runs(spec.name)
+        counts = store.status_counts(spec.name)
+    spent_epochs = float(sum(r.config.epochs for r in runs))
+    return SequentialOutcome(
+        looks=len(taken),
+        stopped=stopped,
+        verdicts=final,
+        run_epochs=spent_epochs,
+        fixed_run_epochs=_fixed_cost(spec, design),
+        counts=counts,
+    )
+
+
+def _keep(
+    spec: StudySpec, plan: StudySpec, db: str | Path, seeds_now: int, open_keys: set[str] | None
+) -> Callable[[RunConfig], bool] | None:
+    """Which runs a look declares: at the first, all; later, those of earlier looks and the
+    new seeds of the conditions an open claim reads."""
+    if open_keys is None:
+        return None
+    with Store(db) as store:
+        held = set(store.statuses(spec.name))
+    earlier = set(spec.seeds_up_to(seeds_now))
+
+    def keep(config: RunConfig) -> bool:
+        if config.seed in earlier:
+            return run_key(config) in held
+        values = config.to_dict()
+        return any(reader(c, values) in open_keys for c in plan.claims)
+
+    return keep
+
+
+def _look(
+    plan: StudySpec,
+    runs: list[RunRecord],
+    fractions: list[float],
+    design: SequentialDesign,
+    frozen: dict[tuple[str, str], str],
+) -> list[ClaimResult]:
+    chance = 100.0 / num_classes_of(r.provenance for r in runs)
+    none: list[RunRecord] = []
+    claims = [(c, runs, none, "") for c in plan.claims]
+    nominal = at_look(fractions, design.spending)
+    return evaluate_claims(claims, chance, bootstrap=False, nominal=nominal, frozen=frozen)
+
+
+def _rows(
+    results: list[ClaimResult],
+    seeds: int,
+    fraction: float,
+    design: SequentialDesign,
+    frozen: dict[tuple[str, str], str],
+    runs: list[RunRecord],
+) -> list[dict[str, Any]]:
+    rows = []
+    for r in results:
+        key = look_key(r)
+        was = frozen.get((key, r.rule))
+        verdict = was or (INCONCLUSIVE if r.reason else (r.outcome or INCONCLUSIVE))
+        rows.append(
+            {
+                "taken": time.time(),
+                "seeds": seeds,
+                "fraction": fraction,
+                "claim": key,
+                "rule": r.rule,
+                "estimate": r.estimate,
+                "p": r.p,
+                "level": r.level,
+                "p_contra": r.p_contra,
+                "contra_level": r.contra_level,
+                "alpha_spent": spent(r.alpha, fraction, design.spending),
+                "verdict": verdict,
+                "decided": int(was is None and verdict != INCONCLUSIVE),
+                "runs": r.n,
+                "run_epochs": float(sum(x.config.epochs for x in runs)),
+            }
+        )
+    return rows
+
+
+def _over_budget(
+    design: SequentialDesign,
+    spec: StudySpec,
+    plan: StudySpec,
+    db: str | Path,
+    keep: Callable[[RunConfig], bool] | None,
+    t0: float,
+    log: Log,
+) -> bool:
+    """Whether the next look would pass the budget (run-epochs in all, or this call's hours)."""
+    if design.budget_hours is not None and time.perf_counter() - t0 > design.budget_hours * 3600:
+        log(f"{spec.name}: budget of {design.budget_hours:g} h spent; the open claims stay open")
+        return True
+    if design.budget is None:
+        return False
+    with Store(db) as store:
+        held = set(store.statuses(spec.name))
+    chosen = [c for c in plan.expand() if keep is None or keep(c)]
+    after = sum(c.epochs for c in chosen)
+    new = sum(c.epochs for c in chosen if run_key(c) not in held)
+    if after > design.budget:
+        log(
+            f"{spec.name}: the next look needs {new:g} more run-epochs ({after:g} in all), past "
+            f"the budget of {design.budget:g}; the open claims stay open"
+        )
+        return True
+    return False
+
+
+def _fixed_cost(spec: StudySpec, design: SequentialDesign) -> float:
+    """Run-epochs of the fixed design that runs every condition at the most seeds."""
+    per_seed = sum(c.epochs for c in spec.expand()) / max(len(spec.seeds), 1)
+    return per_seed * design.most if math.isfinite(per_seed) else math.nan
