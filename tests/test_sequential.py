@@ -226,3 +226,37 @@ def test_a_study_file_declares_its_sequential_design() -> None:
     ]:
         with pytest.raises(ConfigError, match=message):
             parse_study(SEQ_STUDY.replace(old, new), "seq")
+
+
+def test_the_report_shows_each_claims_looks_and_reads_the_claim_as_its_last_look(
+    tmp_path, monkeypatch
+) -> None:
+    from squeezelab.analysis.report import build_report
+    from squeezelab.results import Store
+
+    two = SEQ_STUDY.replace("[sequential]", """[[claims]]
+id = "same"
+statement = "momentum changes nothing"
+test = "welch"
+field = "batch_norm"
+treatment = true
+control = false
+min_effect = 30.0
+family = "other"
+[sequential]""")  # fmt: skip
+    out, _ = _run(tmp_path, monkeypatch, lambda c: 60 + 4 * c["batch_norm"] + _noise(c, 2), two)
+    with Store(tmp_path / "s.db") as store:
+        last = {r["claim"]: r for r in store.looks("seq") if r["rule"] == "chance"}
+    report = build_report(tmp_path / "s.db", tmp_path / "r")
+    md = (tmp_path / "r" / "report.md").read_text()
+    assert "## Sequential looks: seq" in md and "seq_looks.png" in report["figures"]
+    assert f"{out.looks} look(s), obrien-fleming spending" in md
+    claims = {c["id"]: c for c in report["claims"] if c["rule"] == "chance"}
+    # bn is decided at the last look, 'same' (a 30-point effect: absent) at the first
+    assert out.verdicts == {"bn": "supported", "same": "contradicted"} and out.looks == 3
+    assert claims["bn"]["verdict"] == "supported" and claims["same"]["verdict"] == "contradicted"
+    assert claims["bn"]["level"] == pytest.approx(last["bn"]["level"])
+    assert last["bn"]["level"] < 0.05
+    assert last["same"]["level"] is None and not last["same"]["decided"]  # decided at look 1
+    assert out.run_epochs < out.fixed_run_epochs
+    assert (tmp_path / "r" / "looks_seq.csv").read_text().startswith("Claim,Look,Seeds")

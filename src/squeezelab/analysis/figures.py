@@ -235,3 +235,34 @@ def heatmap_figure(
         fig.colorbar(im, ax=ax, label=METRICS["test_acc"].header)
     _suptitle(fig, title)
     _save(fig, path)
+
+
+def looks_figure(claims: dict[str, list[dict[str, Any]]], path: Path, title: str) -> bool:
+    """A sequential study's looks, one panel per claim: the support statistic (z of its
+    one-sided p) and the contradiction statistic against the look's boundary (z of its
+    nominal level); a statistic that reaches the boundary decides the claim."""
+    from scipy.stats import norm
+
+    shown = {c: rows for c, rows in claims.items() if any(r["p"] is not None for r in rows)}
+    if not shown:
+        return False
+    fig, axes = plt.subplots(1, len(shown), figsize=(4.2 * len(shown), 3.4), squeeze=False)
+    for ax, (claim, rows) in zip(axes[0], shown.items(), strict=True):
+        rows = [r for r in rows if r["p"] is not None and r["level"] is not None]
+        seeds = [r["seeds"] for r in rows]
+        z = [float(norm.isf(max(r["p"], 1e-12))) for r in rows]
+        zc = [float(norm.isf(max(r["p_contra"] or 1.0, 1e-12))) for r in rows]
+        bound = [float(norm.isf(r["level"])) for r in rows]
+        cbound = [float(norm.isf(r["contra_level"] or r["level"])) for r in rows]
+        ax.plot(seeds, bound, "k--", lw=1, label="support boundary")
+        ax.plot(seeds, cbound, ":", color="gray", lw=1, label="contradiction boundary")
+        ax.plot(seeds, z, "o-", color="tab:blue", label="support statistic")
+        ax.plot(seeds, zc, "s-", color="tab:red", label="contradiction statistic")
+        ax.set_xticks(seeds)
+        ax.set_xlabel("seeds per condition at the look", fontsize=LABEL_SIZE)
+        ax.set_ylabel("z (from the one-sided p)", fontsize=LABEL_SIZE)
+        _title(ax, f"{claim}: {rows[-1]['verdict'] if rows else ''}", LABEL_SIZE + 1)
+    axes[0][0].legend(fontsize=7, loc="best")
+    _suptitle(fig, title)
+    _save(fig, path)
+    return True

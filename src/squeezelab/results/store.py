@@ -79,6 +79,7 @@ CREATE TABLE IF NOT EXISTS looks (
     taken REAL NOT NULL,
     seeds INTEGER NOT NULL,
     fraction REAL NOT NULL,
+    spending TEXT NOT NULL,
     claim TEXT NOT NULL,
     rule TEXT NOT NULL,
     estimate REAL, p REAL, level REAL, p_contra REAL, contra_level REAL,
@@ -91,8 +92,8 @@ CREATE TABLE IF NOT EXISTS looks (
 );
 """
 LOOK_COLUMNS = (
-    "study", "look", "taken", "seeds", "fraction", "claim", "rule", "estimate", "p", "level",
-    "p_contra", "contra_level", "alpha_spent", "verdict", "decided", "runs", "run_epochs",
+    "study", "look", "taken", "seeds", "fraction", "spending", "claim", "rule", "estimate", "p",
+    "level", "p_contra", "contra_level", "alpha_spent", "verdict", "decided", "runs", "run_epochs",
 )  # fmt: skip
 
 

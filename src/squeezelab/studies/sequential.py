@@ -19,7 +19,7 @@ import dataclasses
 import math
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ from ..analysis.evaluate import ClaimResult, evaluate_claims, look_key, reader
 from ..analysis.selection import num_classes_of
 from ..analysis.sequential import SequentialDesign, at_look, spent
 from ..analysis.verdicts import INCONCLUSIVE
+from ..declared import ClaimSpec
 from ..results import RunRecord, Store
 from ..training.config import ConfigError, RunConfig
 from .runner import Log, run_key, run_study
@@ -115,7 +116,8 @@ def run_until_decided(
         fraction = design.fraction(seeds)
         with Store(db) as store:
             runs = store.runs(spec.name)
-            results = _look(plan, runs, [*fractions, fraction], design, frozen)
+            results = decide_look(plan.claims, runs, [*fractions, fraction], design.spending,
+                                  frozen)  # fmt: skip
             rows = _rows(results, seeds, fraction, design, frozen, runs)
             store.record_look(spec.name, len(taken) + 1, rows)
         taken.append(len(taken) + 1)
@@ -172,18 +174,28 @@ def _keep(
     return keep
 
 
-def _look(
-    plan: StudySpec,
+def decide_look(
+    claims: Sequence[ClaimSpec],
     runs: list[RunRecord],
-    fractions: list[float],
-    design: SequentialDesign,
-    frozen: dict[tuple[str, str], str],
+    fractions: Sequence[float],
+    spending: str,
+    frozen: Mapping[tuple[str, str], str],
 ) -> list[ClaimResult]:
+    """Every claim at a look: Holm's steps at the look's nominal levels (the information
+    ``fractions`` of this look and the earlier ones), claims decided earlier kept."""
     chance = 100.0 / num_classes_of(r.provenance for r in runs)
     none: list[RunRecord] = []
-    claims = [(c, runs, none, "") for c in plan.claims]
-    nominal = at_look(fractions, design.spending)
-    return evaluate_claims(claims, chance, bootstrap=False, nominal=nominal, frozen=frozen)
+    nominal = at_look(fractions, spending)
+    return evaluate_claims(
+        [(c, runs, none, "") for c in claims], chance, False, nominal=nominal, frozen=frozen
+    )
+
+
+def verdict_of(r: ClaimResult, frozen: Mapping[tuple[str, str], str]) -> tuple[str, bool]:
+    """A claim's verdict at a look and whether this look decided it."""
+    was = frozen.get((look_key(r), r.rule))
+    verdict = was or (INCONCLUSIVE if r.reason else (r.outcome or INCONCLUSIVE))
+    return verdict, was is None and verdict != INCONCLUSIVE
 
 
 def _rows(
@@ -196,24 +208,25 @@ def _rows(
 ) -> list[dict[str, Any]]:
     rows = []
     for r in results:
-        key = look_key(r)
-        was = frozen.get((key, r.rule))
-        verdict = was or (INCONCLUSIVE if r.reason else (r.outcome or INCONCLUSIVE))
+        verdict, decided = verdict_of(r, frozen)
+        was = frozen.get((look_key(r), r.rule))
         rows.append(
             {
                 "taken": time.time(),
                 "seeds": seeds,
                 "fraction": fraction,
-                "claim": key,
+                "spending": design.spending,
+                "claim": look_key(r),
                 "rule": r.rule,
                 "estimate": r.estimate,
                 "p": r.p,
-                "level": r.level,
+                # a claim decided earlier is not tested again: no level at this look
+                "level": None if was else r.level,
                 "p_contra": r.p_contra,
-                "contra_level": r.contra_level,
+                "contra_level": None if was else r.contra_level,
                 "alpha_spent": spent(r.alpha, fraction, design.spending),
                 "verdict": verdict,
-                "decided": int(was is None and verdict != INCONCLUSIVE),
+                "decided": int(decided),
                 "runs": r.n,
                 "run_epochs": float(sum(x.config.epochs for x in runs)),
             }

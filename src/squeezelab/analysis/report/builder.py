@@ -29,6 +29,7 @@ from ..selection import (
     selection_margins,
     varying_fields,
 )
+from ..sequential import at_look
 from ..tables import (
     DIVERGED,
     Table,
@@ -40,6 +41,7 @@ from ..tables import (
 )
 from .context import PLAIN_EPOCHS, PLAIN_IMAGES, ReportContext
 from .section import Section
+from .sequential import looks_section
 from .store_sections import (
     acc_cells,
     cut_note,
@@ -88,6 +90,7 @@ class ReportBuilder:
         self.results: list[ClaimResult] = []
         self.claims: list[ClaimSpec] = []
         self.pending: list[tuple] = []  # (claim, runs, sources, caveat) to decide together
+        self.pending_study: list[str] = []  # the study of each pending claim
         self.interim: dict[str, str] = {}  # claim id -> its study's runs not yet finished
         # What every section reads, read once; the builder only adds sections and claims.
         self.ctx = ReportContext.read(store, out)
@@ -580,6 +583,7 @@ class ReportBuilder:
                 caveat = f"source weights {src}, not ImageNet as the study used"
             self.claims.append(c)
             self.pending.append((c, runs, sources if "init" in (c.field, c.x) else [], caveat))
+            self.pending_study.append(name)
             if unfinished:
                 self.interim[c.id] = unfinished
 
@@ -588,7 +592,13 @@ class ReportBuilder:
     def verdicts(self) -> None:
         if not self.pending:
             return
-        self.results = evaluate_claims(self.pending, self.ctx.chance)
+        looks = {n: self.store.looks(n) for n in set(self.pending_study)}
+        looks = {n: rows for n, rows in looks.items() if rows}
+        fixed = [p for p, n in zip(self.pending, self.pending_study) if n not in looks]
+        self.results = evaluate_claims(fixed, self.ctx.chance)
+        for name, rows in looks.items():  # a sequential study: read as its last look was
+            mine = [p for p, n in zip(self.pending, self.pending_study) if n == name]
+            self.results += _as_looked(mine, rows, self.ctx.chance)
         for r in self.results:
             r.interim = self.interim.get(r.id, "")
         # Holm ties a family together: a claim whose own runs are all in still moves when a
@@ -599,6 +609,9 @@ class ReportBuilder:
                 r.interim = f"its Holm family '{r.family}' holds a claim whose {waiting[r.family]}"
         rule_of = {c.id: c.diverged for c in self.claims}
         self.add_section(claims_section(self.results, rule_of), 1)
+        for name, rows in sorted(looks.items()):
+            runs = finished(self.store.runs(name))
+            self.add_section(looks_section(name, rows, runs, rule_of, self.out), 2)
         readings = readings_section(self.results, rule_of)
         if readings is not None:
             self.add_section(readings, 1)
@@ -785,3 +798,24 @@ def build_report(
         "figures": sorted(p.name for p in out.glob("*.png")),
         "claims": [r.to_dict() for r in b.results],
     }
+
+
+def _as_looked(
+    pending: list[tuple], rows: list[dict[str, Any]], chance: float
+) -> list[ClaimResult]:
+    """A sequential study's claims decided as its last recorded look decided them: at that
+    look's nominal levels, the claims decided at earlier looks kept."""
+    last = max(r["look"] for r in rows)
+    fractions = [next(r["fraction"] for r in rows if r["look"] == k) for k in range(1, last + 1)]
+    frozen = {
+        (r["claim"], r["rule"]): r["verdict"] for r in rows if r["decided"] and r["look"] < last
+    }
+    nominal = at_look(fractions, rows[0]["spending"])
+    results = evaluate_claims(pending, chance, nominal=nominal, frozen=frozen)
+    for r in results:
+        note = (
+            f"sequential: read at the levels of look {last} (a claim decided at an earlier "
+            "look keeps its verdict)"
+        )
+        r.note = f"{r.note}; {note}" if r.note else note
+    return results
