@@ -260,3 +260,37 @@ family = "other"
     assert last["same"]["level"] is None and not last["same"]["decided"]  # decided at look 1
     assert out.run_epochs < out.fixed_run_epochs
     assert (tmp_path / "r" / "looks_seq.csv").read_text().startswith("Claim,Look,Seeds")
+
+
+def test_stalled_run_stopping_reaches_each_run_and_never_the_paper_preset(
+    tmp_path, monkeypatch
+) -> None:
+    from squeezelab import reproduce
+    from squeezelab.errors import ConfigError
+    from squeezelab.studies import executors, run_study
+    from squeezelab.studies.presets import load_preset
+    from squeezelab.studies.spec import parse_study
+
+    seen = []
+
+    class Recording(Scripted):
+        def run(self, tasks, on_start):
+            seen.extend(t.stop_stalled_after for t in tasks)
+            yield from super().run(tasks, on_start)
+
+    monkeypatch.setitem(executors.EXECUTORS, "rec", lambda w, a, r: Recording(lambda c: 50.0))
+    spec = parse_study("stop_stalled_after = 3\n" + SEQ_STUDY, "seq")
+    run_study(spec, tmp_path / "s.db", executor="rec", runs_dir=tmp_path / "r", log=lambda m: None)
+    assert seen == [3] * 6
+    # the faithful preset counts stalled runs as the study did: a preset that asks is refused
+    for preset, refused in (("paper", True), ("quick", False)):
+        asked = load_preset(preset)
+        asked["all"] = {**asked.get("all", {}), "stop_stalled_after": 3}
+        monkeypatch.setattr(reproduce, "load_preset", lambda name, asked=asked: asked)
+        if refused:
+            with pytest.raises(ConfigError, match="stop_stalled_after is refused"):
+                reproduce.resolve(preset)
+        else:
+            assert {s.stop_stalled_after for s in reproduce.resolve(preset)} == {3}
+    monkeypatch.undo()
+    assert {s.stop_stalled_after for s in reproduce.resolve("paper")} == {None}

@@ -529,6 +529,23 @@ def test_the_stall_note_is_printed_with_the_epoch_lines(
     assert err.index("epoch 3/3:") < err.index("this run may have stalled")
 
 
+def test_a_study_may_stop_runs_that_stay_at_chance(tmp_path: Path, monkeypatch) -> None:
+    stuck = {"on": True}
+    monkeypatch.setattr(records_module, "at_chance", lambda *a: stuck["on"])
+    out = train(tiny(epochs=5), tmp_path / "s", verbose=False, stop_stalled_after=2)
+    assert out.result.epochs == 2 and len(out.history) == 2
+    assert out.provenance["stopped"].startswith("stalled: validation accuracy at chance through")
+    stored = json.loads((tmp_path / "s" / "config.json").read_text())
+    assert stored["stopped"] == out.provenance["stopped"]
+    # a run that leaves chance, and any run without the rule, trains every epoch
+    stuck["on"] = False
+    learned = train(tiny(epochs=3), tmp_path / "l", verbose=False, stop_stalled_after=2)
+    assert learned.result.epochs == 3 and "stopped" not in learned.provenance
+    stuck["on"] = True
+    plain = train(tiny(epochs=3), tmp_path / "p", verbose=False)
+    assert plain.result.epochs == 3
+
+
 def test_a_run_that_cannot_fit_in_memory_is_refused_before_it_allocates(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -12,10 +12,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .errors import ConfigError
 from .studies.presets import load_preset, preset_layers, reference_protocols
 from .studies.spec import StudySpec, load_study
 
 OBJECTIVES = ("grid", "compare", "macro", "batchnorm", "transfer")
+FAITHFUL = "paper"  # the preset that replicates the study as it ran
 
 
 def resolve(
@@ -31,7 +33,13 @@ def resolve(
         layers = [*preset_layers(name, settings), ("--data / --set", top)]
         if not any("data" in values for _, values in layers):
             layers.insert(0, ("default data", {"data": "synthetic"}))
-        specs.append(load_study(name, layers, settings.get("protocol", {})))
+        spec = load_study(name, layers, settings.get("protocol", {}))
+        if spec.stop_stalled_after and preset == FAITHFUL:
+            raise ConfigError(
+                f"preset {preset}, study {name}: stop_stalled_after is refused: the faithful "
+                "preset trains a run that stalls to its last epoch, as the study counted it"
+            )
+        specs.append(spec)
     return specs
 
 

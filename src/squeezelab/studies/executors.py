@@ -29,6 +29,7 @@ class RunTask:
     device: str | None = None
     threads: int | None = None
     verbose: bool = False  # one line per epoch (for logs; a TTY gets a progress bar instead)
+    stop_stalled_after: int | None = None  # the study's rule for runs stuck at chance
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,7 @@ def execute_run(task: RunTask) -> RunOutcome:
             device=task.device,
             progress=False,
             verbose=task.verbose,
+            stop_stalled_after=task.stop_stalled_after,
         )
     except KeyboardInterrupt:
         raise

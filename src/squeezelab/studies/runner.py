@@ -359,7 +359,14 @@ def _execute(
     work = {key: work_of(c) for key, c in todo}
     todo = sorted(todo, key=lambda kc: -work[kc[0]])
     tasks = [
-        RunTask(key, c.to_dict(), str(runs_root / key), data_dir, verbose=verbose)
+        RunTask(
+            key,
+            c.to_dict(),
+            str(runs_root / key),
+            data_dir,
+            verbose=verbose,
+            stop_stalled_after=spec.stop_stalled_after,
+        )
         for key, c in todo
     ]
     varying = _varying(spec)

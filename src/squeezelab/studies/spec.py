@@ -66,6 +66,7 @@ SECTIONS = (
     "claims",
     "report",
     "sequential",
+    "stop_stalled_after",
 )
 
 
@@ -97,6 +98,7 @@ class StudySpec:
     report: ReportSpec = field(default_factory=ReportSpec)
     protocol: dict[str, Any] = field(default_factory=dict)
     sequential: SequentialDesign | None = None  # run until the claims are decided
+    stop_stalled_after: int | None = None  # end runs at chance after this many epochs
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def seeds_up_to(self, count: int) -> tuple[int, ...]:
@@ -290,6 +292,7 @@ def parse_study(
         report=_report(raw.get("report"), where),
         protocol=dict(protocol or {}),
         sequential=_sequential(raw.get("sequential"), len(seeds), where),
+        stop_stalled_after=_stop_stalled(raw.get("stop_stalled_after"), where),
         raw=raw,
     )
     spec.expand()
@@ -309,6 +312,14 @@ SHAPES = {
     "report": (dict, "a table ([report])"),
     "sequential": (dict, "a table ([sequential])"),
 }
+
+
+def _stop_stalled(value: Any, where: str) -> int | None:
+    if value is None or value is False:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ConfigError(f"{where}: stop_stalled_after must be a positive number of epochs")
+    return value
 
 
 SEQUENTIAL_KEYS = ("max_seeds", "seeds_per_look", "looks", "spending", "budget", "budget_hours")

@@ -119,6 +119,7 @@ def train(
     verbose: bool = True,
     keep_checkpoint: bool = False,
     tensorboard: bool | None = None,
+    stop_stalled_after: int | None = None,
 ) -> TrainOutcome:
     """Train ``cfg`` into ``out_dir``; with ``resume``, continue from its last checkpoint.
 
@@ -126,7 +127,9 @@ def train(
     finished and its ``model.safetensors`` and ``result.json`` are written, unless
     ``keep_checkpoint`` (an AlexNet checkpoint is ~456 MB). Each epoch's metrics also go to
     TensorBoard event files in ``OUT/tb`` when the package is installed (``tensorboard``:
-    None = when installed, True = required, False = never).
+    None = when installed, True = required, False = never). ``stop_stalled_after`` (k): stop
+    a run whose validation accuracy has not left chance in any of its first k epochs (the
+    binomial rule of ``results.records.left_chance``); it ends there, its provenance says so.
     """
     cfg.validate()
     out = Path(out_dir)
@@ -141,8 +144,9 @@ def train(
     try:
         with lock_dir(out):
             return _train_locked(
-                cfg, out, data_dir, resume, device, progress, verbose, keep_checkpoint, tensorboard
-            )
+                cfg, out, data_dir, resume, device, progress, verbose, keep_checkpoint,
+                tensorboard, stop_stalled_after,
+            )  # fmt: skip
     except SqueezelabError:
         # A run refused at start (its data, its size, its memory) leaves nothing behind: the
         # folder this call made goes again when it holds only the lock.
@@ -165,6 +169,7 @@ def _train_locked(
     verbose: bool,
     keep_checkpoint: bool,
     tensorboard: bool | None,
+    stop_stalled_after: int | None,
 ) -> TrainOutcome:
     if (out / RESULT).is_file() and resume:  # finished while we waited to start
         return read_outcome(out)
@@ -217,7 +222,7 @@ def _train_locked(
     board = open_board(out, start, tensorboard) if start < cfg.epochs and not diverged else None
     try:
         for epoch in range(start + 1, cfg.epochs + 1):
-            if diverged:
+            if diverged or stalled_for(history, stop_stalled_after, parts):
                 break
             row = _run_epoch(cfg, parts, dev, precision, epoch, show)
             history.append(row)
@@ -230,8 +235,24 @@ def _train_locked(
     finally:
         if board is not None:
             board.close()
+    if len(history) < cfg.epochs and stalled_for(history, stop_stalled_after, parts):
+        run_provenance["stopped"] = (
+            f"stalled: validation accuracy at chance through epoch {len(history)} of "
+            f"{cfg.epochs} (stop_stalled_after = {stop_stalled_after})"
+        )
+        write_json(out / CONFIG, run_provenance)
+        _log(f"stopped: {run_provenance['stopped']}", verbose)
     result = _finish(out, cfg, parts, dev, precision, history, keep_checkpoint)
     return TrainOutcome(result, history, run_provenance)
+
+
+def stalled_for(history: list[dict[str, Any]], epochs: int | None, parts: _Parts) -> bool:
+    """Whether a run has been at chance in every one of its epochs, ``epochs`` at least (and
+    has not diverged: a diverged run ends by itself)."""
+    if not epochs or len(history) < epochs or any(row.get("diverged") for row in history):
+        return False
+    chance, images = 100.0 / parts.num_classes, len(parts.val.labels)
+    return not any(left_chance(row.get("val_acc") or 0.0, chance, images) for row in history)
 
 
 def read_outcome(out: Path) -> TrainOutcome:
