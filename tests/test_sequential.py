@@ -294,3 +294,31 @@ def test_stalled_run_stopping_reaches_each_run_and_never_the_paper_preset(
             assert {s.stop_stalled_after for s in reproduce.resolve(preset)} == {3}
     monkeypatch.undo()
     assert {s.stop_stalled_after for s in reproduce.resolve("paper")} == {None}
+
+
+@pytest.mark.slow
+def test_modern_compare_runs_until_decided_on_synthetic_data(tmp_path) -> None:
+    """The modern-compare shape end to end on the CPU at short epochs: the command line, the
+    looks in the store, seeds only where claims are open, and the report."""
+    from squeezelab.results import Store
+
+    from .conftest import run_cli
+
+    db = tmp_path / "mc.db"
+    proc = run_cli("study", "run", "modern-compare", "--db", str(db), "--set",
+                   "data=synthetic:600", "--set", "epochs=2", "--set", "image_size=64",
+                   "--until-decided", "--max-seeds", "7")  # fmt: skip
+    summary = proc.stdout.splitlines()[0]
+    assert summary.startswith("modern-compare: ") and "stopped: " in summary
+    with Store(db) as store:
+        looks = store.looks("modern-compare")
+        runs = store.runs("modern-compare")
+    taken = sorted({r["look"] for r in looks})
+    assert taken == list(range(1, len(taken) + 1)) and 1 <= len(taken) <= 3
+    per_look = {k: {r["seeds"] for r in looks if r["look"] == k} for k in taken}
+    assert [s.pop() for s in per_look.values()] == [5, 6, 7][: len(taken)]
+    # runs added after the first look go only to conditions of claims open at the look before
+    assert len(runs) < 4 * (4 + len(taken)) or len(taken) == 1
+    report = run_cli("report", "--db", str(db), "--out", str(tmp_path / "r")).stdout
+    assert "report" in report
+    assert "## Sequential looks: modern-compare" in (tmp_path / "r" / "report.md").read_text()

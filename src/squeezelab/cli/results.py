@@ -147,11 +147,15 @@ def print_summary(summary: dict, as_json: bool) -> None:
     print(f"report: {summary['report']}")
     for claim in summary["claims"]:
         label = claim["statement"] + (f" [{claim['stratum']}]" if claim["stratum"] else "")
-        why = claim["reason"] or (
-            f"p = {claim['p']:.4g}, Holm p = {claim['p_holm']:.4g}"
-            if claim["p"] is not None
-            else ""
-        )
+        why = claim["reason"]
+        if not why and claim["p"] is not None:
+            why = f"p = {claim['p']:.4g}, " + (
+                f"Holm p = {claim['p_holm']:.4g}"
+                if claim["p_holm"] is not None  # a sequential study's look: its own level
+                else f"level at its look {claim['level']:.4g}"
+                if claim["level"] is not None
+                else "decided at an earlier look"
+            )
         if claim.get("interim"):
             why += f"; interim: {claim['interim']}"
         print(f"  [{claim['verdict']}] ({claim['rule']}) {label}: {why}")

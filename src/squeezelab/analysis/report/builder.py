@@ -20,7 +20,7 @@ from ...models import variant_of
 from ...results import RunRecord, Store, StoreError
 from ...results.records import left_chance, machine_of, precision_mix
 from .. import figures
-from ..evaluate import ClaimResult, analyze_published, evaluate_claims
+from ..evaluate import ClaimResult, analyze_published, evaluate_claims, finalize, look_key
 from ..published import published_runs, published_value
 from ..render import render_html, render_markdown
 from ..selection import (
@@ -807,12 +807,17 @@ def _as_looked(
     look's nominal levels, the claims decided at earlier looks kept."""
     last = max(r["look"] for r in rows)
     fractions = [next(r["fraction"] for r in rows if r["look"] == k) for k in range(1, last + 1)]
-    frozen = {
-        (r["claim"], r["rule"]): r["verdict"] for r in rows if r["decided"] and r["look"] < last
-    }
+    earlier = [r for r in rows if r["decided"] and r["look"] < last]
+    frozen = {(r["claim"], r["rule"]): r["verdict"] for r in earlier}
     nominal = at_look(fractions, rows[0]["spending"])
     results = evaluate_claims(pending, chance, nominal=nominal, frozen=frozen)
+    decided_at = {(r["claim"], r["rule"]): r for r in earlier}
     for r in results:
+        row = decided_at.get((look_key(r), r.rule))
+        if row is not None and r.design is not None and row["level"] is not None:
+            # its interval at the levels of the look that decided it (on the runs now held)
+            finalize(r, row["level"], row["contra_level"])
+            r.outcome = row["verdict"]
         note = (
             f"sequential: read at the levels of look {last} (a claim decided at an earlier "
             "look keeps its verdict)"
