@@ -208,3 +208,29 @@ def test_gpu_modern_script_runs_every_study_into_one_archive(tmp_path: Path) -> 
         cwd=ROOT, env=missing, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert proc.returncode == 2 and "no store at" in proc.stderr
+
+
+def test_sequential_replay_reads_a_store_in_seed_order(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from .conftest import store_builtin
+
+    db = tmp_path / "s.db"
+    # batch norm far ahead of plain SqueezeNet in every seed; the other models level with it
+    store_builtin(db, "modern-compare", lambda c: 70.0 + 15.0 * c.batch_norm + 0.3 * c.seed)
+    out = json.loads(
+        subprocess.run(
+            [sys.executable, str(ROOT / "benchmarks" / "sequential_replay.py"), "--db", str(db),
+             "--study", "modern-compare", "--first", "3"],
+            capture_output=True, text=True, check=True,
+        ).stdout
+    )  # fmt: skip
+    assert out["runs"] == 20 and out["max_seeds"] == 5 and out["first_seeds"] == 3
+    # every claim clears its first look: 3 of the 5 seeds of each model ran, no more
+    assert [look["seeds"] for look in out["looks"]] == [3]
+    assert (
+        set(out["verdicts"].values()) == {"supported"} == set(out["fixed_design_verdicts"].values())
+    )
+    assert out["looks"][0]["claims"]["modern-bn"]["level"] < 0.05  # spent, not the whole alpha
+    assert (out["run_epochs"], out["fixed_run_epochs"]) == (4 * 3 * 30, 4 * 5 * 30)
