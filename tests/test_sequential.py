@@ -322,3 +322,27 @@ def test_modern_compare_runs_until_decided_on_synthetic_data(tmp_path) -> None:
     report = run_cli("report", "--db", str(db), "--out", str(tmp_path / "r")).stdout
     assert "report" in report
     assert "## Sequential looks: modern-compare" in (tmp_path / "r" / "report.md").read_text()
+
+
+def test_a_merge_carries_a_sequential_studys_looks_and_refuses_two_histories(
+    tmp_path, monkeypatch
+) -> None:
+    from squeezelab.results import Store, StoreError
+    from squeezelab.results.merge import merge_stores
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir(), b.mkdir()
+    # both decided at the first look on the same six runs: supported here, contradicted there
+    assert _run(a, monkeypatch, lambda c: 60 + 20 * c["batch_norm"] + _noise(c, 1))[0].looks == 1
+    assert _run(b, monkeypatch, lambda c: 60 + _noise(c, 0.05))[0].verdicts == {
+        "bn": "contradicted"
+    }
+    merged = tmp_path / "m.db"
+    merge_stores([a / "s.db"], merged)
+    merge_stores([a / "s.db"], merged)  # the same looks again: nothing changes
+    with Store(a / "s.db") as src, Store(merged) as dst:
+        assert dst.looks("seq") == src.looks("seq")
+    with pytest.raises(StoreError, match="run sequentially in both .* looks differ"):
+        merge_stores([b / "s.db"], merged)
+    with Store(merged) as dst, Store(a / "s.db") as src:
+        assert dst.looks("seq") == src.looks("seq")  # the refused merge wrote nothing

@@ -29,13 +29,14 @@ compared.
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .records import FINISHED, precision_mix
-from .store import METRIC_COLUMNS, Store, StoreError, _alive, metric_select
+from .store import METRIC_COLUMNS, Store, StoreError, _alive, insert_looks, metric_select
 
 _COPIED = (
     "config",
@@ -142,6 +143,7 @@ class _Source:
     runs: dict[str, dict[str, Any]]
     members: list[tuple[str, str, str]]  # (study, key, role)
     metrics: dict[str, list[tuple]]
+    looks: dict[str, list[dict[str, Any]]]  # a sequential study's recorded looks
 
     @classmethod
     def read(cls, store: Store, rekey: Rekey | None = None) -> _Source:
@@ -159,6 +161,7 @@ class _Source:
                 continue  # the store held the run under both paths: its finished one counts
             runs[key] = {**row, "key": key, "origin": row["key"]}
         metrics: dict[str, list[tuple]] = {}
+        names = [r["name"] for r in _rows(store, "SELECT name FROM studies")]
         kept = {row["origin"] for row in runs.values()}
         select = metric_select(store.conn)
         for m in store.conn.execute(f"SELECT {select} FROM metrics ORDER BY key, epoch"):
@@ -173,6 +176,7 @@ class _Source:
                 for r in _rows(store, "SELECT study, key, role FROM study_runs")
             ],
             metrics,
+            {n: rows for n in names if (rows := store.looks(n))},
         )
 
     def declarations(self) -> dict[str, tuple[frozenset, dict[str, Any]]]:
@@ -303,7 +307,30 @@ def merge_into(source: _Source, dest: Store) -> MergePlan:
         c.executemany(
             "INSERT INTO study_runs VALUES (?, ?, ?) ON CONFLICT DO NOTHING", source.members
         )
+        for name, rows in source.looks.items():
+            _merge_looks(c, dest, name, rows, source.path)
     return plan
+
+
+def _merge_looks(
+    c: sqlite3.Connection, dest: Store, name: str, rows: list[dict[str, Any]], where: str
+) -> None:
+    """A sequential study's looks travel with it: its verdicts were read at them, and without
+    them the report would read the study as a fixed design. Two stores that looked at one
+    study differently cannot both be right: refused."""
+    held = dest.looks(name)
+    if not held:
+        insert_looks(c, name, rows)
+        return
+
+    def decisions(looks: list[dict[str, Any]]) -> set[tuple]:
+        return {(r["look"], r["claim"], r["rule"], r["seeds"], r["verdict"]) for r in looks}
+
+    if decisions(held) != decisions(rows):
+        raise StoreError(
+            f"study {name!r} was run sequentially in both {where} and {dest.path}, and their "
+            "looks differ: merge refused (merge into a new store, or keep them apart)"
+        )
 
 
 def merge_stores(

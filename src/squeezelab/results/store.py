@@ -97,6 +97,15 @@ LOOK_COLUMNS = (
 )  # fmt: skip
 
 
+def insert_looks(conn: sqlite3.Connection, study: str, rows: list[dict[str, Any]]) -> None:
+    """Write look rows (each names its look) inside the caller's transaction."""
+    conn.executemany(
+        f"INSERT INTO looks ({', '.join(LOOK_COLUMNS)}) "
+        f"VALUES ({', '.join('?' * len(LOOK_COLUMNS))})",
+        [tuple({**row, "study": study}.get(k) for k in LOOK_COLUMNS) for row in rows],
+    )
+
+
 def metric_columns(conn: sqlite3.Connection) -> set[str]:
     """The columns a store's metrics table has (an older store may lack the newest)."""
     return {r[1] for r in conn.execute("PRAGMA table_info(metrics)")}
@@ -435,14 +444,7 @@ class Store:
         with self.transaction() as c:
             if c.execute("SELECT 1 FROM looks WHERE study=? AND look=?", (study, look)).fetchone():
                 raise StoreError(f"{self.path}: look {look} of {study!r} is already recorded")
-            c.executemany(
-                f"INSERT INTO looks ({', '.join(LOOK_COLUMNS)}) "
-                f"VALUES ({', '.join('?' * len(LOOK_COLUMNS))})",
-                [
-                    tuple({**row, "study": study, "look": look}.get(k) for k in LOOK_COLUMNS)
-                    for row in rows
-                ],
-            )
+            insert_looks(c, study, [{**row, "look": look} for row in rows])
 
     def looks(self, study: str) -> list[dict[str, Any]]:
         """A sequential study's recorded looks, one row per claim and rule, in look order."""
