@@ -96,6 +96,14 @@ def _study_args(p: argparse.ArgumentParser) -> None:
         "e.g. --only model=squeezenet1_0 --only seed=0,1; the rest stay for a later call",
     )
     run.add_argument(
+        "--live",
+        nargs="?",
+        const="",
+        metavar="PATH",
+        help="keep a live HTML page of the study while it runs (default PATH: beside the db, "
+        "STORE-live.html); open it in a browser, it reloads itself",
+    )
+    run.add_argument(
         "--until-decided",
         action="store_true",
         help="run look by look, adding seeds where claims are still open, until every claim is "
@@ -116,7 +124,57 @@ def _study_args(p: argparse.ArgumentParser) -> None:
     sub.add_parser("list", help="list the built-in studies")
 
 
-def _until_decided(spec: Any, args: argparse.Namespace, only: Any) -> int:
+def live_path(db: str, flag: str | None) -> str | None:
+    """``--live`` alone: the page beside the store; ``--live PATH``: there; absent: none."""
+    if flag is None:
+        return None
+    return flag or str(Path(db).with_name(Path(db).stem + "-live.html"))
+
+
+def _watch_args(p: argparse.ArgumentParser) -> None:
+    add_store_flag(p)
+    p.add_argument("--out", help="the page to keep (default: beside the db, STORE-live.html)")
+    p.add_argument("--study", action="append", help="only this study (repeatable)")
+    p.add_argument("--every", type=float, default=5.0, help="seconds between writes (5)")
+    p.add_argument("--once", action="store_true", help="write the page once and exit")
+
+
+WATCH_EXAMPLE = """examples:
+  squeezelab watch --db results/squeezelab.db      # then open results/squeezelab-live.html
+  squeezelab study run grid --db results/squeezelab.db --live   # the same, from the study"""
+
+
+@command("watch", _watch_args, WATCH_EXAMPLE)
+def watch(args: argparse.Namespace) -> int:
+    """Keep a live HTML page of the store's studies (for a study started elsewhere) until no
+    run is left or running."""
+    import time
+
+    from ..fileio import write_text
+    from ..results import Store
+    from ..studies.live import render
+
+    require_store(args.db)
+    out = live_path(args.db, args.out or "") or ""
+
+    print(f"live view: {out}", file=sys.stderr)
+    while True:
+        write_text(out, render(args.db, args.study, args.every))
+        with Store(args.db, readonly=True) as store:
+            names = args.study or store.studies()
+            active = sum(
+                c["running"] + c["left"] + c["interrupted"]
+                for c in (store.status_counts(n) for n in names)
+            )
+        if args.once or not active:
+            return 0
+        try:
+            time.sleep(args.every)
+        except KeyboardInterrupt:
+            return 0
+
+
+def _until_decided(spec: Any, args: argparse.Namespace, only: Any, live: str | None) -> int:
     import dataclasses
 
     from ..analysis.sequential import SequentialDesign
@@ -136,7 +194,9 @@ def _until_decided(spec: Any, args: argparse.Namespace, only: Any) -> int:
             )
         except ValueError as err:
             raise ConfigError(f"--max-seeds: {err}") from None
-    out = run_until_decided(spec, args.db, design, runs_dir=args.runs_dir, **execution(args))
+    out = run_until_decided(
+        spec, args.db, design, runs_dir=args.runs_dir, live=live, **execution(args)
+    )
     print(
         f"{spec.name}: {out.looks} look(s), stopped: {out.stopped}; "
         f"{out.run_epochs:g} run-epochs (a fixed design at the most seeds: "
@@ -175,9 +235,14 @@ def study(args: argparse.Namespace) -> int:
         raise ConfigError("study run --json prints a plan: use it with --dry-run")
     if args.dry_run:
         return _dry_run(spec, only, args.db, args.json)
+    live = live_path(args.db, args.live)
+    if live:
+        print(f"live view: {live}", file=sys.stderr)
     if args.until_decided or args.max_seeds:
-        return _until_decided(spec, args, only)
-    counts = run_study(spec, args.db, runs_dir=args.runs_dir, only=only, **execution(args))
+        return _until_decided(spec, args, only, live)
+    counts = run_study(
+        spec, args.db, runs_dir=args.runs_dir, only=only, live=live, **execution(args)
+    )
     print(f"{spec.name}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     if counts["failed"]:
         print(

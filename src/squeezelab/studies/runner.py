@@ -25,6 +25,7 @@ from ..results.store import Heartbeat, owner_id
 from ..training.config import ConfigError, RunConfig, from_dict
 from ..training.layout import MODEL
 from .executors import Executor, RunTask, make_executor
+from .live import LiveView
 from .progress import Progress
 from .spec import BestOf, StudySpec, select_runs
 
@@ -214,6 +215,7 @@ def run_study(
     keep_weights: bool = False,
     only: dict[str, tuple[Any, ...]] | None = None,
     keep: Callable[[RunConfig], bool] | None = None,
+    live: str | Path | None = None,
 ) -> dict[str, int]:
     """Run every unfinished run of ``spec``; return the study's status counts.
 
@@ -222,7 +224,7 @@ def run_study(
     Unless ``keep_weights``, final weights are kept only where a later step needs them: the
     source models (transfer) and the best cell of each model (validation accuracy).
     ``keep`` (a sequential study's next look) declares only the runs it accepts: the others
-    are neither registered nor run.
+    are neither registered nor run. ``live``: keep the live page (``studies.live``) there.
     """
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     runs_root = Path(runs_dir) if runs_dir else default_runs_dir(db)
@@ -255,6 +257,7 @@ def run_study(
             )
         owner = owner_id()
         beat = Heartbeat(db, owner)
+        view = LiveView(db, live, [spec.name]) if live else None
         try:
             runner = None
             # Source models first, and always: the runs start from them.
@@ -275,9 +278,11 @@ def run_study(
                 if todo:
                     runner = runner or make_executor(executor, workers, address, runs_per_device)
                     lease = RunLease(store, beat, owner, log)
-                    _execute(store, runner, todo, runs_root, data_dir, log, spec, lease)
+                    _execute(store, runner, todo, runs_root, data_dir, log, spec, lease, view)
         finally:
             beat.close()
+            if view is not None:
+                view.close()
         if not keep_weights:
             _drop_weights(store, spec.name, runs_root)
         return store.status_counts(spec.name)
@@ -352,6 +357,7 @@ def _execute(
     log: Callable[[str], None],
     spec: StudySpec,
     lease: RunLease,
+    view: LiveView | None = None,
 ) -> None:
     verbose = not sys.stderr.isatty()
     # Longest runs first (stable): in the study's order AlexNet and the most epochs come
@@ -394,4 +400,6 @@ def _execute(
             if not progress.bar_shown:
                 log(f"run {key} done: {state}")
         progress.finish(key, failed=outcome.error is not None or outcome.result is None)
+        if view is not None:
+            view.poke()  # a run ended: the page shows it within seconds
     progress.close()
