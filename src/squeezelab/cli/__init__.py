@@ -48,7 +48,7 @@ EXIT_INTERRUPTED = 130
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a tool cut off by `head`
 # The order --help lists the commands in: a run, a study, its results, compression.
 ORDER = ("info", "train", "evaluate", "study", "watch", "reproduce", "results", "report",
-         "compress", "export", "bench-infer")  # fmt: skip
+         "compress", "export", "bench-infer", "doctor")  # fmt: skip
 
 
 def _chosen(argv: Sequence[str]) -> str | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -172,6 +173,48 @@ def watch(args: argparse.Namespace) -> int:
             time.sleep(args.every)
         except KeyboardInterrupt:
             return 0
+
+
+def _doctor_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--executor",
+        choices=EXECUTOR_NAMES,
+        default="local",
+        help="check this machine (local) or every node of a Ray cluster (ray)",
+    )
+    p.add_argument("--address", help="Ray cluster address: auto, IP:port or ray://host:port")
+    p.add_argument("--storage", help="the folder run directories go to (--runs-dir): each node "
+                   "writes and reads a probe file there")  # fmt: skip
+    p.add_argument("--data", help="a data file or folder: each node must hold the same content")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+DOCTOR_EXAMPLE = """examples:
+  squeezelab doctor --data train.tar.gz --storage runs/
+  squeezelab doctor --executor ray --address 10.0.0.5:6379 --storage /shared/runs \\
+      --data /shared/data/cifar10.tar.gz"""
+
+
+@command("doctor", _doctor_args, DOCTOR_EXAMPLE)
+def doctor(args: argparse.Namespace) -> int:
+    """Check, on every node a study would use, what its runs need: storage, data, torch and
+    its device, free disk, versions against the driver's."""
+    from ..studies.doctor import run_doctor
+
+    reports = run_doctor(args.executor, args.address, args.storage, args.data)
+    bad = [r for r in reports if r.problems]
+    if args.json:
+        print_json({"nodes": [dataclasses.asdict(r) for r in reports], "ok": not bad})
+    else:
+        for r in reports:
+            print(r.line())
+        verdict = (
+            f"{len(reports)} node(s), all ready"
+            if not bad
+            else f"{len(bad)} of {len(reports)} node(s) have a problem: fix it before a study runs"
+        )
+        print(verdict)
+    return 1 if bad else 0
 
 
 def _until_decided(spec: Any, args: argparse.Namespace, only: Any, live: str | None) -> int:

@@ -97,6 +97,46 @@ LOOK_COLUMNS = (
 )  # fmt: skip
 
 
+# File systems where SQLite's locks are not to be trusted with several writers (its own FAQ):
+# a store written there by a study and a merge at once could be corrupted.
+NETWORK_FILESYSTEMS = frozenset({
+    "nfs", "nfs4", "cifs", "smb3", "smbfs", "9p", "fuse.sshfs", "sshfs", "lustre", "gpfs",
+    "beegfs", "fuse.glusterfs", "glusterfs", "ceph", "fuse.ceph", "afs", "fuse.s3fs",
+})  # fmt: skip
+ALLOW_NETWORK = "SQUEEZELAB_STORE_ON_NETWORK"  # =1: the user vouches that one process writes
+
+
+def filesystem_of(path: Path, mounts: str = "/proc/mounts") -> str | None:
+    """The type of the file system holding ``path`` (Linux's mount table; None elsewhere)."""
+    try:
+        table = Path(mounts).read_text().splitlines()
+    except OSError:
+        return None
+    target = str(path.resolve())
+    best, kind = "", None
+    for line in table:
+        parts = line.split()
+        if len(parts) < 3:
+            continue
+        point = parts[1].replace("\\040", " ")
+        inside = target == point or target.startswith(point.rstrip("/") + "/")
+        if inside and len(point) >= len(best):
+            best, kind = point, parts[2]
+    return kind
+
+
+def refuse_network_store(path: Path) -> None:
+    """The store has one writer, the driver; on a network file system that cannot be made
+    safe, so a store there is refused (run directories may live there: ``--runs-dir``)."""
+    kind = filesystem_of(path.parent)
+    if kind in NETWORK_FILESYSTEMS and os.environ.get(ALLOW_NETWORK) != "1":
+        raise StoreError(
+            f"{path} is on a network file system ({kind}): SQLite's locking is not safe there. "
+            "Keep the store on the driver's local disk (run directories can stay on shared "
+            f"storage with --runs-dir), or set {ALLOW_NETWORK}=1 if only this process writes it"
+        )
+
+
 def insert_looks(conn: sqlite3.Connection, study: str, rows: list[dict[str, Any]]) -> None:
     """Write look rows (each names its look) inside the caller's transaction."""
     conn.executemany(
@@ -223,6 +263,7 @@ class Store:
             self.conn = _connect_readonly(self.path)
         else:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            refuse_network_store(self.path)
             self.conn = sqlite3.connect(self.path, timeout=60, isolation_level=None)
         self.conn.row_factory = sqlite3.Row
         self._check_ours()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import socket
 import threading
 import time
 import traceback
@@ -16,6 +17,8 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from dataclasses import dataclass
 from multiprocessing import get_context
 from typing import Any, Protocol
+
+from ..errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -231,6 +234,64 @@ def _watch_parent(parent: int, every: float = 1.0) -> None:
     threading.Thread(target=watch, name="watch-parent", daemon=True).start()
 
 
+ADDRESS_FORMS = "auto, IP:port (e.g. 10.0.0.5:6379) or ray://host:port"
+
+
+def check_address(address: str | None, timeout: float = 5.0) -> None:
+    """Refuse an address Ray would misread, and one where nothing answers, before Ray tries
+    (its own attempt waits minutes before it gives up)."""
+    if address is None or address == "auto":
+        return
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"--address {address!r}: expected {ADDRESS_FORMS}")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            pass
+    except OSError as err:
+        why = err.strerror or type(err).__name__
+        raise ConfigError(
+            f"--address {address}: nothing answers at {host}:{port} ({why}). "
+            f"{ray_hint()[0].upper()}{ray_hint()[1:]}"
+        ) from None
+
+
+def ray_hint() -> str:
+    """What a failed connection to a Ray cluster should make a user check."""
+    mode = os.environ.get("RAY_AUTH_MODE")
+    token = "set" if os.environ.get("RAY_AUTH_TOKEN") else "not set"
+    return (
+        "check the address and port (the head's GCS port, 6379 by default, or the client "
+        "port 10001 for ray://), that this machine can reach it, and token authentication: "
+        f"RAY_AUTH_MODE is {mode or 'not set'} and RAY_AUTH_TOKEN is {token} here (Ray >= 2.52 "
+        "clusters started with RAY_AUTH_MODE=token refuse a driver without the same token)"
+    )
+
+
+def connect_ray(address: str | None = None, workers: int | None = None) -> Any:
+    """Ray, connected: to the cluster at ``address`` (``auto``, ``IP:port``, ``ray://``) or to
+    a local one started here; a failure names what to check instead of a traceback."""
+    check_address(address)
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError("the Ray executor needs Ray: pip install 'squeezelab[ray]'") from None
+    if ray.is_initialized():
+        return ray
+    kwargs: dict[str, Any] = {"address": address} if address else {}
+    if not address and workers:
+        kwargs["num_cpus"] = workers
+    try:
+        ray.init(ignore_reinit_error=True, log_to_driver=False, **kwargs)
+    except (ConnectionError, RuntimeError, ValueError, TimeoutError, OSError) as err:
+        detail = " ".join(str(err).split())[:300]
+        raise ConfigError(
+            f"could not connect to the Ray cluster at {address or 'a new local cluster'}: "
+            f"{detail}. {ray_hint()[0].upper()}{ray_hint()[1:]}"
+        ) from None
+    return ray
+
+
 class RayExecutor:
     """Run tasks as Ray tasks on a local or existing cluster; retry runs whose worker died."""
 
@@ -240,18 +301,7 @@ class RayExecutor:
         workers: int | None = None,
         runs_per_device: int | None = None,
     ) -> None:
-        try:
-            import ray
-        except ImportError:
-            raise RuntimeError(
-                "the Ray executor needs Ray: pip install 'squeezelab[ray]'"
-            ) from None
-        self.ray = ray
-        if not ray.is_initialized():
-            kwargs: dict[str, Any] = {"address": address} if address else {}
-            if not address and workers:
-                kwargs["num_cpus"] = workers
-            ray.init(ignore_reinit_error=True, log_to_driver=False, **kwargs)
+        self.ray = ray = connect_ray(address, workers)
         self.runs_per_device = runs_per_device or 1
         gpus = int(ray.cluster_resources().get("GPU", 0))
         cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
