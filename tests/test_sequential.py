@@ -209,6 +209,8 @@ def test_a_budget_stops_the_study_and_says_what_stays_open(tmp_path, monkeypatch
                             log=logs.append)  # fmt: skip
     assert out.stopped == "budget" and out.looks == 1 and out.run_epochs == 12
     assert any("past the budget of 14" in m and "the open claims stay open" in m for m in logs)
+    need = [m for m in logs if m.startswith("seq: open: bn: ")]
+    assert len(need) == 1 and len(need[0]) > len("seq: open: bn: ") + 10  # what would decide it
 
 
 def test_a_study_file_declares_its_sequential_design() -> None:

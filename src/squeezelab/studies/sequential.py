@@ -80,6 +80,7 @@ def run_until_decided(
     seeds_now = max((r["seeds"] for r in recorded), default=0)
     counts: dict[str, int] = {}
     stopped = "last look"
+    last_results: list[ClaimResult] = []
     while True:
         seeds = design.first if not taken else design.next_seeds(seeds_now)
         if taken and not open_keys:
@@ -100,6 +101,10 @@ def run_until_decided(
         keep = _keep(spec, plan, db, seeds_now, open_keys)
         if taken and _over_budget(design, spec, plan, db, keep, t0, log):
             stopped = "budget"
+            for r in last_results:  # what each open claim would need, from the last look
+                if look_key(r) in (open_keys or ()) and r.rule == rule_of[r.id]:
+                    need = r.advice or r.reason or "more seeds"
+                    log(f"{spec.name}: open: {look_key(r)}: {need}")
             break
         log(
             f"{spec.name}: look {len(taken) + 1}: {seeds} seed(s) per condition"
@@ -118,6 +123,7 @@ def run_until_decided(
             runs = store.runs(spec.name)
             results = decide_look(plan.claims, runs, [*fractions, fraction], design.spending,
                                   frozen)  # fmt: skip
+            last_results = results
             rows = _rows(results, seeds, fraction, design, frozen, runs)
             store.record_look(spec.name, len(taken) + 1, rows)
         taken.append(len(taken) + 1)
