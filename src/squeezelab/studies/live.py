@@ -204,6 +204,7 @@ def _study(store: Store, name: str, stalled_of: Callable[[RunRecord], bool]) -> 
             f"<td class='num'>{ran}/{epochs}</td><td class='num'>{last}</td>"
             f"<td>{sparkline(curve, epochs)}</td></tr>"
         )
+    heatmap = _heatmap(runs, fields)
     summary = (
         f"{done} of {total} runs finished ({counts['diverged']} diverged, {stalled} stalled at "
         f"chance), {running} running, {failed} failed, {left} left{_eta(runs, running, left)}."
@@ -211,7 +212,7 @@ def _study(store: Store, name: str, stalled_of: Callable[[RunRecord], bool]) -> 
     return (
         f"<h2>{html.escape(name)}</h2><p>{summary}</p><div class='bar'>{bar}</div>"
         f"<h3>Claims</h3>{_claims(store, name, runs, total - done) or '<p>None declared.</p>'}"
-        f"{'<h3>The grid so far</h3>' + _heatmap(runs, fields) if _heatmap(runs, fields) else ''}"
+        f"{'<h3>The grid so far</h3>' + heatmap if heatmap else ''}"
         f"<h3>Runs</h3><div class='scroll'><table><tr><th>Run</th><th>State</th>"
         f"<th>Epochs</th><th>Val. acc. (%)</th><th>Curve so far</th></tr>{''.join(rows)}"
         "</table></div>"
