@@ -147,8 +147,9 @@ WATCH_EXAMPLE = """examples:
 
 @command("watch", _watch_args, WATCH_EXAMPLE)
 def watch(args: argparse.Namespace) -> int:
-    """Keep a live HTML page of the store's studies (for a study started elsewhere) until no
-    run is left or running."""
+    """Keep a live HTML page of a store's running studies.
+
+    For a study started elsewhere; it stops when no run is left or running."""
     import time
 
     from ..fileio import write_text
@@ -197,8 +198,9 @@ DOCTOR_EXAMPLE = """examples:
 
 @command("doctor", _doctor_args, DOCTOR_EXAMPLE)
 def doctor(args: argparse.Namespace) -> int:
-    """Check, on every node a study would use, what its runs need: storage, data, torch and
-    its device, free disk, versions against the driver's."""
+    """Check every node a study would use: storage, data, device, disk and versions.
+
+    One line per node (this machine, or every node of a Ray cluster) and a verdict."""
     from ..studies.doctor import run_doctor
 
     reports = run_doctor(args.executor, args.address, args.storage, args.data)
