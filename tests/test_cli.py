@@ -212,3 +212,11 @@ def test_every_optional_dependency_is_named_in_its_error(module: str, extra: str
             raise RuntimeError("export failed") from inner
     except RuntimeError as outer:
         assert cli._user_error(outer) == expected
+
+
+def test_every_command_has_a_whole_sentence_for_its_summary() -> None:
+    # the command list shows each handler's first docstring line: a sentence cut at a line
+    # break ("... until no") read as a bug
+    for name, (_, handler, _) in cli.COMMANDS.items():
+        first = (handler.__doc__ or "").strip().splitlines()[0]
+        assert first.endswith("."), f"{name}: {first!r}"
