@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import numpy as np
 import pytest
@@ -253,6 +254,7 @@ family = "other"
     md = (tmp_path / "r" / "report.md").read_text()
     assert "## Sequential looks: seq" in md and "seq_looks.png" in report["figures"]
     assert f"{out.looks} look(s), obrien-fleming spending" in md
+    assert f"would have used {out.fixed_run_epochs:g} " in md  # the runner's and the report's
     claims = {c["id"]: c for c in report["claims"] if c["rule"] == "chance"}
     # bn is decided at the last look, 'same' (a 30-point effect: absent) at the first
     assert out.verdicts == {"bn": "supported", "same": "contradicted"} and out.looks == 3
@@ -323,7 +325,11 @@ def test_modern_compare_runs_until_decided_on_synthetic_data(tmp_path) -> None:
     assert len(runs) < 4 * (4 + len(taken)) or len(taken) == 1
     report = run_cli("report", "--db", str(db), "--out", str(tmp_path / "r")).stdout
     assert "report" in report
-    assert "## Sequential looks: modern-compare" in (tmp_path / "r" / "report.md").read_text()
+    md = (tmp_path / "r" / "report.md").read_text()
+    assert "## Sequential looks: modern-compare" in md
+    # conditions end with different seed counts; the fixed design is every one at the most
+    fixed = re.search(r"a fixed design at the most seeds: (\d+)", summary).group(1)
+    assert f"would have used {fixed} " in md
 
 
 def test_a_merge_carries_a_sequential_studys_looks_and_refuses_two_histories(

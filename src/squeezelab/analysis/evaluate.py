@@ -876,6 +876,11 @@ def look_key(r: ClaimResult) -> str:
     return f"{r.id} [{r.stratum}]" if r.stratum else r.id
 
 
+def claim_id(key: str) -> str:
+    """The claim id of a :func:`look_key` (or of :func:`reader`'s key)."""
+    return key.split(" [")[0]
+
+
 def apply_holm(
     results: list[ClaimResult],
     nominal: Callable[[np.ndarray], np.ndarray] | None = None,
@@ -908,8 +913,7 @@ def apply_holm(
         contra_ps = [1.0 if m.p_contra is None else float(m.p_contra) for m in live]
         levels = _steps(words, SUPPORTED, support_ps, alpha, nominal)
         contra = _steps(words, CONTRADICTED, contra_ps, alpha, nominal)
-        ps = [float(m.p) for m in live if m.p is not None]
-        for r, p_adj, level, con in zip(live, holm(ps), levels, contra, strict=True):
+        for r, p_adj, level, con in zip(live, holm(support_ps), levels, contra, strict=True):
             r.p_holm = p_adj if not frozen else None  # a look's p is not Holm's over the study
             finalize(r, level, con)
 

@@ -27,7 +27,8 @@ import dataclasses
 import functools
 import itertools
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from scipy import optimize
@@ -102,6 +103,11 @@ def nominal_levels(alpha: float, fractions: Sequence[float], spending: str) -> l
     """Each look's one-sided nominal level ``1 - Phi(b_k)``: a claim's p at or below it
     crosses."""
     return [float(norm.sf(b)) for b in boundaries(alpha, fractions, spending)]
+
+
+def look_fractions(rows: Sequence[Mapping[str, Any]]) -> list[float]:
+    """The information fraction of each recorded look (``Store.looks`` rows), in look order."""
+    return [f for _, f in sorted({(r["look"], r["fraction"]) for r in rows})]
 
 
 def look_level(alpha: float, fractions: Sequence[float], spending: str) -> float:

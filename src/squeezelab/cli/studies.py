@@ -220,8 +220,6 @@ def doctor(args: argparse.Namespace) -> int:
 
 
 def _until_decided(spec: Any, args: argparse.Namespace, only: Any, live: str | None) -> int:
-    import dataclasses
-
     from ..analysis.sequential import SequentialDesign
     from ..studies.sequential import run_until_decided
 

@@ -17,17 +17,18 @@ import json
 import statistics
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from ..analysis.evaluate import evaluate_claims
-from ..analysis.selection import num_classes_of
+from ..analysis.selection import num_classes_of, varying_fields
 from ..declared import DeclaredStudy
 from ..fileio import write_text
 from ..results import RunRecord, Store, StoreError
 from ..results.records import FINISHED
 from ..training.layout import METRICS_FILE
+from .progress import run_label
 
 EVERY_S = 5.0  # the page's refresh and the writer's period
 STYLE = """
@@ -43,14 +44,10 @@ text-align:left;vertical-align:middle}td.num{text-align:right;font-variant-numer
 """
 
 
-def _label(config: Mapping[str, Any], fields: list[str]) -> str:
-    return " ".join(f"{k}={config.get(k)}" for k in fields) or "run"
-
-
 def _varying(runs: list[RunRecord]) -> list[str]:
-    fields = sorted({k for r in runs for k in r.config if k != "seed"})
-    vary = [k for k in fields if len({json.dumps(r.config.get(k), default=str) for r in runs}) > 1]
-    return vary + (["seed"] if len({r.config.get("seed") for r in runs}) > 1 else [])
+    """The fields that tell a study's runs apart, the seed last."""
+    seeds = len({r.config.get("seed") for r in runs}) > 1
+    return varying_fields(runs, exclude=("seed",)) + (["seed"] if seeds else [])
 
 
 def _curve(run: RunRecord) -> list[float]:
@@ -200,7 +197,7 @@ def _study(store: Store, name: str, stalled_of: Callable[[RunRecord], bool]) -> 
         last = f"{curve[-1]:.1f}" if curve else ""
         state = "stalled" if r.status == "done" and stalled_of(r) else r.status
         rows.append(
-            f"<tr><td>{html.escape(_label(r.config, fields))}</td><td>{state}</td>"
+            f"<tr><td>{html.escape(run_label(r.config, fields) or 'run')}</td><td>{state}</td>"
             f"<td class='num'>{ran}/{epochs}</td><td class='num'>{last}</td>"
             f"<td>{sparkline(curve, epochs)}</td></tr>"
         )

@@ -10,8 +10,16 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Mapping
+from typing import Any
 
 from tqdm import tqdm
+
+
+def run_label(config: Mapping[str, Any], fields: list[str]) -> str:
+    """``lr=0.01 seed=2``: the fields that tell a run from its study's others."""
+    return " ".join(
+        f"{k}={config[k]:g}" if isinstance(config[k], float) else f"{k}={config[k]}" for k in fields
+    )
 
 
 def clock(seconds: float) -> str:

@@ -26,7 +26,7 @@ from ..training.config import ConfigError, RunConfig, from_dict
 from ..training.layout import MODEL
 from .executors import Executor, RunTask, make_executor
 from .live import LiveView
-from .progress import Progress
+from .progress import Progress, run_label
 from .spec import BestOf, StudySpec, select_runs
 
 Log = Callable[[str], None]
@@ -114,7 +114,7 @@ def best_points(
         own = [p for p in fallback if all(p.get(k) == v for k, v in group.items())]
         if log is not None:
             log(
-                f"{best.study}: no cell of {_label(group, list(group))} left chance (best "
+                f"{best.study}: no cell of {run_label(group, list(group))} left chance (best "
                 f"validation accuracy {score:.1f}%, chance {chance:g}%): no winner; "
                 + ("the study file's point is used" if own else "its first cell is kept")
             )
@@ -330,12 +330,6 @@ def _drop_weights(store: Store, study: str, runs_root: Path) -> None:
             (runs_root / r.key / MODEL).unlink(missing_ok=True)
 
 
-def _label(config: dict[str, Any], fields: list[str]) -> str:
-    return " ".join(
-        f"{k}={config[k]:g}" if isinstance(config[k], float) else f"{k}={config[k]}" for k in fields
-    )
-
-
 FULL_SET = 50_000  # stands in for the images of a run without train_subset (CIFAR's size)
 
 
@@ -382,7 +376,7 @@ def _execute(
         if not lease.take(task):
             progress.skip(task.key)
             return False
-        log(progress.start(task.key, _label(task.config, varying)))
+        log(progress.start(task.key, run_label(task.config, varying)))
         return True
 
     for outcome in runner.run(tasks, on_start):

@@ -16,16 +16,15 @@ count, so a study can be extended later by raising ``max_seeds``.
 from __future__ import annotations
 
 import dataclasses
-import math
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..analysis.evaluate import ClaimResult, evaluate_claims, look_key, reader
+from ..analysis.evaluate import ClaimResult, claim_id, evaluate_claims, look_key, reader
 from ..analysis.selection import num_classes_of
-from ..analysis.sequential import SequentialDesign, at_look, spent
+from ..analysis.sequential import SequentialDesign, at_look, look_fractions, spent
 from ..analysis.verdicts import INCONCLUSIVE
 from ..declared import ClaimSpec
 from ..results import RunRecord, Store
@@ -69,12 +68,11 @@ def run_until_decided(
     with Store(db) as store:
         recorded = store.looks(spec.name)
     taken = sorted({r["look"] for r in recorded})
-    fractions = [next(r["fraction"] for r in recorded if r["look"] == k) for k in taken]
+    fractions = look_fractions(recorded)
     frozen = {(r["claim"], r["rule"]): r["verdict"] for r in recorded if r["decided"]}
     last = {(r["claim"], r["rule"]): r["verdict"] for r in recorded if r["look"] == taken[-1]}
     open_keys = (
-        {c for (c, rule), v in last.items() if rule == rule_of[c.split(" [")[0]]
-         and v == INCONCLUSIVE}
+        {c for (c, rule), v in last.items() if rule == rule_of[claim_id(c)] and v == INCONCLUSIVE}
         if taken else None
     )  # fmt: skip
     seeds_now = max((r["seeds"] for r in recorded), default=0)
@@ -98,8 +96,10 @@ def run_until_decided(
             )
         looked = {"seeds": list(spec.seeds_up_to(seeds)), "sequential": False}
         plan = spec.with_overrides(looked, "sequential look")
-        keep = _keep(spec, plan, db, seeds_now, open_keys)
-        if taken and _over_budget(design, spec, plan, db, keep, t0, log):
+        with Store(db) as store:
+            held = set(store.statuses(spec.name))  # the runs earlier looks registered
+        keep = _keep(spec, plan, held, seeds_now, open_keys)
+        if taken and _over_budget(design, spec, plan, held, keep, t0, log):
             stopped = "budget"
             for r in last_results:  # what each open claim would need, from the last look
                 if look_key(r) in (open_keys or ()) and r.rule == rule_of[r.id]:
@@ -132,7 +132,7 @@ def run_until_decided(
         for row in rows:
             if row["decided"]:
                 frozen[(row["claim"], row["rule"])] = row["verdict"]
-        own = [r for r in rows if r["rule"] == rule_of[r["claim"].split(" [")[0]]]
+        own = [r for r in rows if r["rule"] == rule_of[claim_id(r["claim"])]]
         open_keys = {r["claim"] for r in own if r["verdict"] == INCONCLUSIVE}
         decided = ", ".join(f"{r['claim']}: {r['verdict']}" for r in own if r["decided"])
         log(
@@ -143,9 +143,7 @@ def run_until_decided(
     with Store(db) as store:
         recorded = store.looks(spec.name)
         final = {
-            r["claim"]: r["verdict"]
-            for r in recorded
-            if r["rule"] == rule_of[r["claim"].split(" [")[0]]
+            r["claim"]: r["verdict"] for r in recorded if r["rule"] == rule_of[claim_id(r["claim"])]
         }  # the last look's verdict per claim (rows are in look order)
         runs = store.runs(spec.name)
         counts = store.status_counts(spec.name)
@@ -161,14 +159,12 @@ def run_until_decided(
 
 
 def _keep(
-    spec: StudySpec, plan: StudySpec, db: str | Path, seeds_now: int, open_keys: set[str] | None
+    spec: StudySpec, plan: StudySpec, held: set[str], seeds_now: int, open_keys: set[str] | None
 ) -> Callable[[RunConfig], bool] | None:
-    """Which runs a look declares: at the first, all; later, those of earlier looks and the
-    new seeds of the conditions an open claim reads."""
+    """Which runs a look declares: at the first, all; later, those of earlier looks (``held``)
+    and the new seeds of the conditions an open claim reads."""
     if open_keys is None:
         return None
-    with Store(db) as store:
-        held = set(store.statuses(spec.name))
     earlier = set(spec.seeds_up_to(seeds_now))
 
     def keep(config: RunConfig) -> bool:
@@ -212,6 +208,7 @@ def _rows(
     frozen: dict[tuple[str, str], str],
     runs: list[RunRecord],
 ) -> list[dict[str, Any]]:
+    run_epochs = float(sum(x.config.epochs for x in runs))
     rows = []
     for r in results:
         verdict, decided = verdict_of(r, frozen)
@@ -234,7 +231,7 @@ def _rows(
                 "verdict": verdict,
                 "decided": int(decided),
                 "runs": r.n,
-                "run_epochs": float(sum(x.config.epochs for x in runs)),
+                "run_epochs": run_epochs,
             }
         )
     return rows
@@ -244,7 +241,7 @@ def _over_budget(
     design: SequentialDesign,
     spec: StudySpec,
     plan: StudySpec,
-    db: str | Path,
+    held: set[str],
     keep: Callable[[RunConfig], bool] | None,
     t0: float,
     log: Log,
@@ -255,8 +252,6 @@ def _over_budget(
         return True
     if design.budget is None:
         return False
-    with Store(db) as store:
-        held = set(store.statuses(spec.name))
     chosen = [c for c in plan.expand() if keep is None or keep(c)]
     after = sum(c.epochs for c in chosen)
     new = sum(c.epochs for c in chosen if run_key(c) not in held)
@@ -271,5 +266,4 @@ def _over_budget(
 
 def _fixed_cost(spec: StudySpec, design: SequentialDesign) -> float:
     """Run-epochs of the fixed design that runs every condition at the most seeds."""
-    per_seed = sum(c.epochs for c in spec.expand()) / max(len(spec.seeds), 1)
-    return per_seed * design.most if math.isfinite(per_seed) else math.nan
+    return sum(c.epochs for c in spec.expand()) / len(spec.seeds) * design.most

@@ -29,7 +29,7 @@ from ..selection import (
     selection_margins,
     varying_fields,
 )
-from ..sequential import at_look
+from ..sequential import at_look, look_fractions
 from ..tables import (
     DIVERGED,
     Table,
@@ -806,7 +806,7 @@ def _as_looked(
     """A sequential study's claims decided as its last recorded look decided them: at that
     look's nominal levels, the claims decided at earlier looks kept."""
     last = max(r["look"] for r in rows)
-    fractions = [next(r["fraction"] for r in rows if r["look"] == k) for k in range(1, last + 1)]
+    fractions = look_fractions(rows)
     earlier = [r for r in rows if r["decided"] and r["look"] < last]
     frozen = {(r["claim"], r["rule"]): r["verdict"] for r in earlier}
     nominal = at_look(fractions, rows[0]["spending"])

@@ -8,6 +8,7 @@ from typing import Any
 
 from ...results import RunRecord
 from .. import figures
+from ..evaluate import claim_id
 from ..tables import Table
 from .section import Section, fmt
 
@@ -20,7 +21,7 @@ def looks_section(
     out: Path,
 ) -> Section:
     """One study's looks (``Store.looks``), under each claim's own divergence rule."""
-    own = [r for r in looks if r["rule"] == rule_of.get(r["claim"].split(" [")[0], "chance")]
+    own = [r for r in looks if r["rule"] == rule_of.get(claim_id(r["claim"]), "chance")]
     by_claim: dict[str, list[dict[str, Any]]] = {}
     for r in own:
         by_claim.setdefault(r["claim"], []).append(r)
@@ -30,11 +31,10 @@ def looks_section(
     conditions = {
         tuple(sorted((k, str(v)) for k, v in r.config.items() if k != "seed")) for r in runs
     }
-    per_seed = sum(r.config.get("epochs", 1) for r in runs) / max(
-        1, len({r.config.get("seed") for r in runs}) * len(conditions) or 1
-    )
     used = sum(r.config.get("epochs", 1) for r in runs)
-    fixed = per_seed * len(conditions) * most
+    # conditions hold different numbers of seeds (only open claims' got more): the fixed
+    # design runs each at the most seeds, at the study's mean epochs per run
+    fixed = used / len(runs) * len(conditions) * most if runs else 0.0
     s = Section(f"Sequential looks: {name}")
     s.text(
         f"{name} ran until its claims were decided: {last} look(s), {spending} spending of each "
