@@ -168,9 +168,7 @@ def test_compress_cli_on_a_run_with_finetune(tmp_path: Path) -> None:
         "0.5",
         "--bits",
         "5",
-        "--data",
-        "synthetic:400",
-        "--finetune-epochs",
+        "--finetune-epochs",  # no --data: a run fine-tunes on its own data
         "1",
         "--out",
         str(out),
@@ -214,6 +212,7 @@ def _test_accuracy(model: torch.nn.Module, cfg) -> float:
         (["--sparsity", "-0.1"], "sparsity must lie in"),
         (["--bits", "0"], "bits must be an integer in 1..16"),
         (["--bits", "17"], "bits must be an integer in 1..16"),
+        (["--finetune-epochs", "1"], "a loose weights file records no data set"),
     ],
 )
 def test_compress_bad_arguments(tmp_path: Path, args: list[str], message: str) -> None:

@@ -88,6 +88,34 @@ def _show(value: Any) -> str:
     return "none" if value is None else "any other" if value == ANY else str(value)
 
 
+# Each [[claims]] key with what it holds (the documentation's reference is generated from
+# this; tests/test_docs.py holds it to ClaimSpec's fields).
+CLAIM_KEY_HELP = {
+    "id": "Required: a short name, unique in the study (the report's anchor).",
+    "statement": "Required: the claim in words, as a reader would state it.",
+    "test": "Required: paired, welch, noninferiority, correlation or equivalence.",
+    "metric": "What the claim tests: test_acc (default) or val_acc.",
+    "field": "paired / welch / noninferiority: the run field whose value makes the groups.",
+    "treatment": 'The treatment group\'s value of `field` ("*": any value but the control\'s).',
+    "control": "The control group's value of `field` (one value).",
+    "x": "correlation: the run field on the x axis.",
+    "relative_to": "correlation: y is the metric minus the run's at x = this value.",
+    "direction": "greater (default), less or two-sided (equivalence: two-sided only).",
+    "where": "Run field = [values]: only these runs enter the test.",
+    "by": "One test per value of these run fields (equivalence: the fields of a published "
+    "cell).",
+    "margin": "noninferiority / equivalence: the margin in points (required there).",
+    "margin_reason": "Why the margin is what it is (required with `margin`).",
+    "alpha": "The claim's significance level (0.05).",
+    "family": 'Holm\'s correction runs within a family (default "claims").',
+    "diverged": "The primary rule for diverged runs: chance (default: they count at chance) "
+    "or exclude; the report gives both.",
+    "min_effect": "The smallest effect of interest (points, or r): below it a claim is "
+    "contradicted, and power advice is for it.",
+    "published": "The study's own figure, printed beside ours.",
+    "reference": "equivalence: the published tables each cell is held to (e.g. "
+    '["table_a1"]).',
+}
 _KEYS = set(ClaimSpec.__dataclass_fields__)
 
 
@@ -220,6 +248,16 @@ def _finite(v: Any) -> TypeGuard[float]:
 # --- the [report] section ---------------------------------------------------------------------
 
 FIGURES = ("curves", "relative", "design", "heatmap")
+# Each [report] key with what it holds (held to ReportSpec's fields by tests/test_docs.py).
+REPORT_KEY_HELP = {
+    "title": "The study's section title in the report.",
+    "rows": "The run fields that make the table's rows.",
+    "columns": "The run field whose values make the table's columns.",
+    "published": "The study's published tables to set beside ours (e.g. table_a1).",
+    "figures": "The figures to draw: curves, relative, design, heatmap.",
+    "best_by": "A best-point table per value of these run fields (validation-selected).",
+    "best_fields": "The fields a best-point table shows.",
+}
 
 
 @dataclass(frozen=True)

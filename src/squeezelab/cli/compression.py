@@ -24,7 +24,11 @@ def _compress_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--profile", default="uniform", choices=("uniform", "paper-alexnet"),
                    help="paper-alexnet: Deep Compression's per-layer AlexNet settings")  # fmt: skip
-    p.add_argument("--data", help="data for accuracies and fine-tuning")
+    p.add_argument(
+        "--data",
+        help="data for accuracies and fine-tuning (default: a run's own data; none for a "
+        "loose weights file)",
+    )
     p.add_argument("--data-dir", help="cache directory for datasets and decoded images")
     p.add_argument(
         "--finetune-epochs", type=int, default=0, help="retraining epochs after each step"

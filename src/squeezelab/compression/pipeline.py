@@ -124,9 +124,13 @@ def compress(
         raise ValueError(f"scope must be one of {SCOPES}, got {scope!r}")
     if profile not in PROFILES:
         raise ValueError(f"profile must be one of {PROFILES}, got {profile!r}")
-    if finetune_epochs and data is None:
-        raise ValueError("--finetune-epochs needs --data")
     src = load_source_model(source, model, image_size)
+    if data is None and src.config is not None:
+        data = src.config.data  # a run's own data: its accuracies and fine-tuning images
+    if finetune_epochs and data is None:
+        raise ValueError(
+            "--finetune-epochs needs --data: a loose weights file records no data set"
+        )
     net = src.model
     tuner = None
     if data is not None:

@@ -54,20 +54,39 @@ else:  # pragma: no cover
 
 PLANNING_NOTE = 5_000  # runs above which planning says how many it plans
 MAX_RUNS = 100_000  # a study larger than this is almost surely a typo in its axes
-SECTIONS = (
-    "description",
-    "seeds",
-    "base",
-    "axes",
-    "points",
-    "variants",
-    "best_of",
-    "pretrain",
-    "claims",
-    "report",
-    "sequential",
-    "stop_stalled_after",
-)
+# A study file's top-level keys, each with what it holds (the documentation's reference
+# is generated from these, and parsing accepts exactly these keys).
+SECTION_HELP = {
+    "description": "One line: what the study asks (shown by `study list` and in the report).",
+    "seeds": "The seeds every condition runs with (default [0]); under [sequential], the "
+    "first look's.",
+    "base": "Run fields shared by every run: only what differs from the defaults.",
+    "axes": "Run field = [values]: a full grid, crossed with the points, variants and seeds.",
+    "points": "[[points]]: explicit tables of run fields, each crossed with the axes.",
+    "variants": "[[variants]]: named alternatives (tables of run fields), crossed with the "
+    "points and the axes (e.g. readings x published cells).",
+    "best_of": "Take the points from another study's best finished runs, chosen on "
+    "validation accuracy (keys below).",
+    "pretrain": "Run fields of the source model trained for init = \"imagenet\" when "
+    "torchvision's weights cannot be had.",
+    "claims": "[[claims]]: the hypotheses, declared before any run (keys below).",
+    "report": "How the report shows the study: its table, figures and best-point tables "
+    "(keys below).",
+    "sequential": "Run until the claims are decided: seeds added look by look where a claim "
+    "is open (keys below).",
+    "stop_stalled_after": "End runs still at chance after this many epochs, recorded as "
+    "stalled (never in the paper preset).",
+}
+SECTIONS = tuple(SECTION_HELP)
+
+
+BEST_OF_HELP = {
+    "study": "Required: the study whose finished runs give the points.",
+    "metric": "What chooses the best run: val_acc only (never test data).",
+    "group_by": 'One point per value of these run fields (default ["model"]).',
+    "fields": "The run fields a point takes from its best run (default batch_size, lr, "
+    "momentum, weight_decay).",
+}
 
 
 @dataclass(frozen=True)
@@ -322,7 +341,15 @@ def _stop_stalled(value: Any, where: str) -> int | None:
     return value
 
 
-SEQUENTIAL_KEYS = ("max_seeds", "seeds_per_look", "looks", "spending", "budget", "budget_hours")
+SEQUENTIAL_HELP = {
+    "max_seeds": "Required: the most seeds per condition (the design's full information).",
+    "seeds_per_look": "Seeds added to each open condition at every later look (1).",
+    "looks": "The most looks, the first included (default: as many as max_seeds allows).",
+    "spending": "The alpha-spending function: obrien-fleming (default) or pocock.",
+    "budget": "The most run-epochs the study may use in all (default: no cap).",
+    "budget_hours": "The most wall-clock hours one `study run` call may use (default: no cap).",
+}
+SEQUENTIAL_KEYS = tuple(SEQUENTIAL_HELP)
 
 
 def _sequential(raw: dict[str, Any] | None, first: int, where: str) -> SequentialDesign | None:
@@ -431,7 +458,7 @@ def parse_axis_value(name: str, value: Any, where: str) -> Any:
 def _best_of(raw: dict[str, Any] | None, where: str) -> BestOf | None:
     if raw is None:
         return None
-    refuse_unknown(raw, ("study", "metric", "group_by", "fields"), f"{where} [best_of]", "key")
+    refuse_unknown(raw, BEST_OF_HELP, f"{where} [best_of]", "key")
     if "study" not in raw:
         raise ConfigError(f"{where} [best_of]: needs 'study' (the study whose best runs it takes)")
     if raw.get("metric", "val_acc") != "val_acc":
