@@ -96,7 +96,9 @@ def test_every_study_file_key_has_its_help() -> None:
     assert set(study_spec.SHAPES) | {"stop_stalled_after"} == set(study_spec.SECTIONS)
 
 
-def _parsers(parser: argparse.ArgumentParser, path: str) -> Iterator[tuple[str, argparse.ArgumentParser]]:
+def _parsers(
+    parser: argparse.ArgumentParser, path: str
+) -> Iterator[tuple[str, argparse.ArgumentParser]]:
     yield path, parser
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
@@ -172,8 +174,9 @@ def test_a_tutorial_runs_as_written(name: str, tmp_path: Path) -> None:
             (tmp_path / block.title).parent.mkdir(parents=True, exist_ok=True)
             (tmp_path / block.title).write_text(block.text)
         elif block.lang == "bash":
-            proc = subprocess.run(["bash", "-euo", "pipefail", "-c", block.text], cwd=tmp_path,
-                                  env=_env(), capture_output=True, text=True, timeout=1800)  # fmt: skip
+            command = ["bash", "-euo", "pipefail", "-c", block.text]
+            proc = subprocess.run(command, cwd=tmp_path, env=_env(), capture_output=True,
+                                  text=True, timeout=1800)  # fmt: skip
             assert proc.returncode == 0, f"{name}:\n{block.text}\n{proc.stderr[-3000:]}"
             ran += 1
     assert ran >= 3
@@ -216,9 +219,14 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                           cwd=ROOT, capture_output=True, text=True, timeout=600,
                           env={**_env(), "NO_MKDOCS_2_WARNING": "1"})  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(out))
-    handler.log_message = lambda *a: None  # type: ignore[attr-defined]
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:  # no line per request in the test log
+            pass
+
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(Quiet, directory=str(out))
+    )
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_address[1]}/"
     server.shutdown()
@@ -253,7 +261,7 @@ def test_every_page_renders_without_console_errors(site: str, tmp_path: Path) ->
                               ("run on a Ray cluster", "Run on a Ray cluster")):  # fmt: skip
             page.goto(site)
             page.get_by_role("link", name=text).first.click()
-            assert page.locator("h1").first.inner_text().strip() == heading
+            assert page.locator("h1").first.inner_text().strip(" ¶\n") == heading
         page.goto(site)
         page.screenshot(path=str(tmp_path / "home.png"))
         chrome.close()

@@ -115,10 +115,13 @@ def cli_page() -> str:
         "Every command is `squeezelab COMMAND` (or `python -m squeezelab COMMAND`); "
         "`--debug` before or after it shows tracebacks. Options are never abbreviated.",
         "",
-        _table(("command", "what it does"), [
-            (f"[`{name}`](#squeezelab-{name.replace(' ', '-')})", (p.description or "").strip())
-            for name, p in commands.items()
-        ]),  # fmt: skip
+        _table(
+            ("command", "what it does"),
+            [
+                (f"[`{name}`](#squeezelab-{name.replace(' ', '-')})", (p.description or "").strip())
+                for name, p in commands.items()
+            ],
+        ),
         "## Global options",
         "",
         _table(("argument", "what it does"), _option_rows(parser)),
@@ -197,6 +200,7 @@ def _key_rows(helps: dict[str, str], cls: type | None = None) -> list[tuple[str,
 
 def study_files_page() -> str:
     """Every key a study file may hold, section by section, with its default and help."""
+    sections = study_spec.SECTION_HELP.items()
     header = ("key", "default", "what it holds")
     return "\n".join([
         "# Study files",
@@ -208,7 +212,7 @@ def study_files_page() -> str:
         "",
         "## Top-level keys and sections",
         "",
-        _table(("key", "what it holds"), [(f"`{k}`", t) for k, t in study_spec.SECTION_HELP.items()]),
+        _table(("key", "what it holds"), [(f"`{k}`", t) for k, t in sections]),
         "## `[best_of]`",
         "",
         _table(header, _key_rows(study_spec.BEST_OF_HELP, study_spec.BestOf)),
