@@ -96,14 +96,13 @@ CLAIM_KEY_HELP = {
     "test": "Required: paired, welch, noninferiority, correlation or equivalence.",
     "metric": "What the claim tests: test_acc (default) or val_acc.",
     "field": "paired / welch / noninferiority: the run field whose value makes the groups.",
-    "treatment": 'The treatment group\'s value of `field` ("*": any value but the control\'s).',
+    "treatment": "The treatment group's value of `field` (\"*\": any value but the control's).",
     "control": "The control group's value of `field` (one value).",
     "x": "correlation: the run field on the x axis.",
     "relative_to": "correlation: y is the metric minus the run's at x = this value.",
     "direction": "greater (default), less or two-sided (equivalence: two-sided only).",
     "where": "Run field = [values]: only these runs enter the test.",
-    "by": "One test per value of these run fields (equivalence: the fields of a published "
-    "cell).",
+    "by": "One test per value of these run fields (equivalence: the fields of a published cell).",
     "margin": "noninferiority / equivalence: the margin in points (required there).",
     "margin_reason": "Why the margin is what it is (required with `margin`).",
     "alpha": "The claim's significance level (0.05).",
@@ -113,8 +112,7 @@ CLAIM_KEY_HELP = {
     "min_effect": "The smallest effect of interest (points, or r): below it a claim is "
     "contradicted, and power advice is for it.",
     "published": "The study's own figure, printed beside ours.",
-    "reference": "equivalence: the published tables each cell is held to (e.g. "
-    '["table_a1"]).',
+    "reference": 'equivalence: the published tables each cell is held to (e.g. ["table_a1"]).',
 }
 _KEYS = set(ClaimSpec.__dataclass_fields__)
 

@@ -47,6 +47,14 @@ def add_execution_flags(p: argparse.ArgumentParser) -> None:
         "split the cores. Overrides --workers",
     )
     p.add_argument("--address", help="Ray cluster address (default: start a local one)")
+    p.add_argument(
+        "--storage",
+        metavar="URL",
+        help="one place for every run's files, for nodes that share no disk: a folder, an NFS "
+        "path or an fsspec URL (s3://bucket/prefix); runs train in each node's scratch "
+        "($SQUEEZELAB_SCRATCH) and are copied there every epoch (default: runs train in "
+        "--runs-dir)",
+    )
     p.add_argument("--data-dir", help="cache directory for datasets and decoded images")
     p.add_argument(
         "--set",
@@ -71,6 +79,7 @@ def execution(args: argparse.Namespace) -> dict[str, Any]:
         "address": args.address,
         "data_dir": args.data_dir,
         "keep_weights": args.keep_weights,
+        "storage": args.storage,
     }
 
 
@@ -184,8 +193,11 @@ def _doctor_args(p: argparse.ArgumentParser) -> None:
         help="check this machine (local) or every node of a Ray cluster (ray)",
     )
     p.add_argument("--address", help="Ray cluster address: auto, IP:port or ray://host:port")
-    p.add_argument("--storage", help="the folder run directories go to (--runs-dir): each node "
-                   "writes and reads a probe file there")  # fmt: skip
+    p.add_argument(
+        "--storage",
+        help="run storage (study run's --storage, or its --runs-dir): a folder or an fsspec "
+        "URL; each node writes and reads a probe file there",
+    )
     p.add_argument("--data", help="a data file or folder: each node must hold the same content")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from ..models import get_model, load_weights_into
+from ..storage import fetch_run, is_url
 from ..training.checkpoint import CheckpointError, load_weights
 from ..training.layout import CHECKPOINT, CONFIG, MODEL
 from .prune import (
@@ -49,8 +50,9 @@ class Loaded:
 
 
 def load_source_model(source: str, model: str | None = None, image_size: int = 64) -> Loaded:
-    """Load a squeezelab run directory, or a state-dict file with ``model`` naming it."""
-    path = Path(source)
+    """Load a squeezelab run directory (a folder, or one in storage: ``s3://.../KEY``), or a
+    state-dict file with ``model`` naming it."""
+    path = fetch_run(source) if is_url(source) else Path(source)
     if path.name in (MODEL, CHECKPOINT) and (path.parent / CONFIG).is_file():
         path = path.parent  # a file squeezelab wrote in a run directory: use the whole run
     if path.is_dir():
@@ -128,9 +130,7 @@ def compress(
     if data is None and src.config is not None:
         data = src.config.data  # a run's own data: its accuracies and fine-tuning images
     if finetune_epochs and data is None:
-        raise ValueError(
-            "--finetune-epochs needs --data: a loose weights file records no data set"
-        )
+        raise ValueError("--finetune-epochs needs --data: a loose weights file records no data set")
     net = src.model
     tuner = None
     if data is not None:

@@ -13,13 +13,13 @@ import dataclasses
 import platform
 import shutil
 import socket
-import tempfile
 import uuid
 from pathlib import Path
 from typing import Any
 
 from .. import __version__
 from ..errors import ConfigError
+from ..storage import Storage, StorageError, is_url, scratch_root
 
 MIN_FREE_GB = 2.0  # a run directory with an AlexNet checkpoint is ~0.5 GB
 
@@ -69,7 +69,9 @@ def probe(
     dev = pick_device(None)
     facts["device"] = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
     facts["precision"] = resolve_precision("auto", dev)
-    folder = Path(storage) if storage else Path(tempfile.gettempdir())
+    remote = bool(storage) and is_url(storage or "")
+    # Runs train in a local storage folder, or (remote storage) in this node's scratch.
+    folder = Path(storage) if storage and not remote else scratch_root()
     reachable = True
     try:
         folder.mkdir(parents=True, exist_ok=True)  # as a study makes its runs folder
@@ -79,7 +81,12 @@ def probe(
     except OSError as err:
         facts["free_gb"], reachable = 0.0, False
         problems.append(f"storage {folder}: {err.strerror or err}")
-    if storage and reachable:
+    if storage and remote:
+        try:
+            Storage(storage).probe()
+        except (StorageError, OSError) as err:
+            problems.append(f"storage {storage}: cannot write and read a file ({err})")
+    elif storage and reachable:
         token = uuid.uuid4().hex
         probe_file = folder / f".squeezelab-doctor-{facts['node']}-{token[:8]}"
         try:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 import socket
 import threading
 import time
@@ -16,9 +17,11 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from multiprocessing import get_context
+from pathlib import Path
 from typing import Any, Protocol
 
 from ..errors import ConfigError
+from ..storage import Storage, scratch_root
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,7 @@ class RunTask:
     threads: int | None = None
     verbose: bool = False  # one line per epoch (for logs; a TTY gets a progress bar instead)
     stop_stalled_after: int | None = None  # the study's rule for runs stuck at chance
+    storage: str | None = None  # train in node-local scratch, copy to STORAGE/KEY as it goes
 
 
 @dataclass(frozen=True)
@@ -62,22 +66,38 @@ def execute_run(task: RunTask) -> RunOutcome:
         torch.set_num_threads(task.threads)
     try:
         cfg = from_dict(task.config, f"run {task.key}")
+        storage, run_dir = _where(task)
         outcome = train(
             cfg,
-            task.run_dir,
+            run_dir,
             data_dir=task.data_dir,
             resume=True,
             device=task.device,
             progress=False,
             verbose=task.verbose,
             stop_stalled_after=task.stop_stalled_after,
+            on_epoch=None if storage is None else lambda out: storage.push(out, task.key),
         )
+        if storage is not None:  # storage now mirrors the run; scratch is not needed
+            storage.push(run_dir, task.key, mirror=True)
+            shutil.rmtree(run_dir, ignore_errors=True)
     except KeyboardInterrupt:
         raise
     except Exception as err:  # a failing run is recorded, and the study goes on
         detail = traceback.format_exception_only(type(err), err)[-1].strip()
         return RunOutcome.failed(task.key, detail)
     return RunOutcome(task.key, None, outcome.result.to_dict(), outcome.history, outcome.provenance)
+
+
+def _where(task: RunTask) -> tuple[Storage | None, Path]:
+    """Where a run trains: its run folder, or (with storage) this node's scratch, filled from
+    storage first so that a run moved from a lost node resumes from its last epoch there."""
+    if not task.storage:
+        return None, Path(task.run_dir)
+    storage = Storage(task.storage)
+    local = scratch_root() / task.key
+    storage.pull(task.key, local)
+    return storage, local
 
 
 def _gpu_count() -> int:

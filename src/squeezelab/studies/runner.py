@@ -22,6 +22,7 @@ from ..results import RunRecord, Store, StoreError
 from ..results.merge import Rekey
 from ..results.records import FINISHED, left_chance
 from ..results.store import Heartbeat, owner_id
+from ..storage import Storage, is_url, join
 from ..training.config import ConfigError, RunConfig, from_dict
 from ..training.layout import MODEL
 from .executors import Executor, RunTask, make_executor
@@ -123,7 +124,7 @@ def best_points(
 
 
 def plan(
-    spec: StudySpec, store: Store, runs_dir: Path, log: Log
+    spec: StudySpec, store: Store, runs_dir: Path | str, log: Log
 ) -> tuple[list[RunConfig], list[RunConfig], dict[str, Any]]:
     """Resolve a study into (source runs, runs, notes) without running anything."""
     notes: dict[str, Any] = {}
@@ -150,7 +151,7 @@ def plan(
 
 
 def _resolve_imagenet(
-    spec: StudySpec, runs: list[RunConfig], runs_dir: Path, log: Log
+    spec: StudySpec, runs: list[RunConfig], runs_dir: Path | str, log: Log
 ) -> tuple[list[RunConfig], list[RunConfig], str]:
     from ..training.checkpoint import CheckpointError
     from ..training.transfer import imagenet_weights
@@ -170,7 +171,7 @@ def _resolve_imagenet(
         base = {k: v for k, v in spec.base.items() if k in ("batch_norm", "image_size")}
         src = from_dict({**base, **spec.pretrain, "model": m}, f"{spec.source} [pretrain]")
         sources.append(src)
-        replace[m] = str(runs_dir / run_key(src))
+        replace[m] = join(str(runs_dir), run_key(src))
     desc = f"pretrained here on {spec.pretrain.get('data')} (ImageNet weights unavailable offline)"
     log(f"{spec.name}: {desc}")
     swapped = [r.replace(init=replace[r.model]) if r.init == "imagenet" else r for r in runs]
@@ -188,14 +189,16 @@ def no_points(spec: StudySpec, held: int) -> ConfigError:
     )
 
 
-def preflight(runs: list[RunConfig], runs_root: Path, data_dir: str | None) -> None:
+def preflight(runs: list[RunConfig], runs_root: Path | str, data_dir: str | None) -> None:
     """Check once, before any run is registered or trained, what every run will read: each
     distinct data source and each starting-weights path (other than ImageNet's and the
     source models this study trains itself). One line names the first problem."""
     for data in sorted({c.data for c in runs}):
         check_source(data, data_dir)
-    root = runs_root.resolve()
+    root = str(runs_root) if is_url(runs_root) else Path(runs_root).resolve()
     for init in sorted({c.init for c in runs if c.init and c.init != "imagenet"}):
+        if is_url(init):  # in storage: a source model this study trains, or read there
+            continue
         path = Path(init).expanduser()
         if not path.exists() and root not in path.resolve().parents:
             raise ConfigError(f"init {init!r}: no such file or run directory")
@@ -216,6 +219,7 @@ def run_study(
     only: dict[str, tuple[Any, ...]] | None = None,
     keep: Callable[[RunConfig], bool] | None = None,
     live: str | Path | None = None,
+    storage: str | None = None,
 ) -> dict[str, int]:
     """Run every unfinished run of ``spec``; return the study's status counts.
 
@@ -225,9 +229,17 @@ def run_study(
     source models (transfer) and the best cell of each model (validation accuracy).
     ``keep`` (a sequential study's next look) declares only the runs it accepts: the others
     are neither registered nor run. ``live``: keep the live page (``studies.live``) there.
+    ``storage`` (a folder or an fsspec URL, instead of ``runs_dir``): runs train in each
+    node's scratch and their folders go to ``STORAGE/KEY`` as they train (``squeezelab.storage``).
     """
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
-    runs_root = Path(runs_dir) if runs_dir else default_runs_dir(db)
+    if storage and runs_dir:
+        raise ConfigError("give --storage or --runs-dir, not both: runs go to one place")
+    runs_root: Path | str = (
+        storage.rstrip("/") if storage else Path(runs_dir) if runs_dir else default_runs_dir(db)
+    )
+    if storage:
+        Storage(storage).probe()  # unwritable storage is one line now, not a failed run each
     preflight(spec.expand(), runs_root, data_dir)  # before the store is even opened
     with Store(db) as store:
         sources, runs, notes = plan(spec, store, runs_root, log)
@@ -278,13 +290,14 @@ def run_study(
                 if todo:
                     runner = runner or make_executor(executor, workers, address, runs_per_device)
                     lease = RunLease(store, beat, owner, log)
-                    _execute(store, runner, todo, runs_root, data_dir, log, spec, lease, view)
+                    _execute(store, runner, todo, runs_root, data_dir, log, spec, lease, view,
+                             storage)  # fmt: skip
         finally:
             beat.close()
             if view is not None:
                 view.close()
         if not keep_weights:
-            _drop_weights(store, spec.name, runs_root)
+            _drop_weights(store, spec.name, runs_root, storage)
         return store.status_counts(spec.name)
 
 
@@ -316,7 +329,7 @@ def _varying(spec: StudySpec) -> list[str]:
     return sorted(fields) + (["seed"] if len(spec.seeds) > 1 else [])
 
 
-def _drop_weights(store: Store, study: str, runs_root: Path) -> None:
+def _drop_weights(store: Store, study: str, runs_root: Path | str, storage: str | None) -> None:
     """Delete final weights no later step reads: keep one run per model, its best cell's best."""
     runs = [r for r in store.runs(study) if r.status == "done"]
     best: dict[str, RunRecord] = {}
@@ -327,7 +340,10 @@ def _drop_weights(store: Store, study: str, runs_root: Path) -> None:
     keep = {r.key for r in best.values()}
     for r in runs:
         if r.key not in keep:
-            (runs_root / r.key / MODEL).unlink(missing_ok=True)
+            if storage:
+                Storage(storage).remove(r.key, MODEL)
+            else:
+                (Path(runs_root) / r.key / MODEL).unlink(missing_ok=True)
 
 
 FULL_SET = 50_000  # stands in for the images of a run without train_subset (CIFAR's size)
@@ -346,12 +362,13 @@ def _execute(
     store: Store,
     runner: Executor,
     todo: list[tuple[str, RunConfig]],
-    runs_root: Path,
+    runs_root: Path | str,
     data_dir: str | None,
     log: Callable[[str], None],
     spec: StudySpec,
     lease: RunLease,
     view: LiveView | None = None,
+    storage: str | None = None,
 ) -> None:
     verbose = not sys.stderr.isatty()
     # Longest runs first (stable): in the study's order AlexNet and the most epochs come
@@ -362,10 +379,11 @@ def _execute(
         RunTask(
             key,
             c.to_dict(),
-            str(runs_root / key),
+            join(str(runs_root), key),
             data_dir,
             verbose=verbose,
             stop_stalled_after=spec.stop_stalled_after,
+            storage=storage,
         )
         for key, c in todo
     ]

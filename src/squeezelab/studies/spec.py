@@ -67,7 +67,7 @@ SECTION_HELP = {
     "points and the axes (e.g. readings x published cells).",
     "best_of": "Take the points from another study's best finished runs, chosen on "
     "validation accuracy (keys below).",
-    "pretrain": "Run fields of the source model trained for init = \"imagenet\" when "
+    "pretrain": 'Run fields of the source model trained for init = "imagenet" when '
     "torchvision's weights cannot be had.",
     "claims": "[[claims]]: the hypotheses, declared before any run (keys below).",
     "report": "How the report shows the study: its table, figures and best-point tables "

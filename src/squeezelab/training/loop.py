@@ -14,6 +14,7 @@ import os
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -120,6 +121,7 @@ def train(
     keep_checkpoint: bool = False,
     tensorboard: bool | None = None,
     stop_stalled_after: int | None = None,
+    on_epoch: Callable[[Path], None] | None = None,
 ) -> TrainOutcome:
     """Train ``cfg`` into ``out_dir``; with ``resume``, continue from its last checkpoint.
 
@@ -130,6 +132,8 @@ def train(
     None = when installed, True = required, False = never). ``stop_stalled_after`` (k): stop
     a run whose validation accuracy has not left chance in any of its first k epochs (the
     binomial rule of ``results.records.left_chance``); it ends there, its provenance says so.
+    ``on_epoch(out_dir)`` is called after each epoch's checkpoint and metrics are written (a
+    run in node-local scratch copies them to storage there).
     """
     cfg.validate()
     out = Path(out_dir)
@@ -145,7 +149,7 @@ def train(
         with lock_dir(out):
             return _train_locked(
                 cfg, out, data_dir, resume, device, progress, verbose, keep_checkpoint,
-                tensorboard, stop_stalled_after,
+                tensorboard, stop_stalled_after, on_epoch,
             )  # fmt: skip
     except SqueezelabError:
         # A run refused at start (its data, its size, its memory) leaves nothing behind: the
@@ -170,6 +174,7 @@ def _train_locked(
     keep_checkpoint: bool,
     tensorboard: bool | None,
     stop_stalled_after: int | None,
+    on_epoch: Callable[[Path], None] | None,
 ) -> TrainOutcome:
     if (out / RESULT).is_file() and resume:  # finished while we waited to start
         return read_outcome(out)
@@ -215,6 +220,7 @@ def _train_locked(
     )
     if state is not None:
         run_provenance["precision"] = _resumed_precision(out, precision, start, verbose)
+        run_provenance["resumed_after"] = [*_earlier_resumes(out), start]
     write_json(out / CONFIG, run_provenance)
     if start == 0:
         _log(_start_line(cfg, parts, run_provenance), verbose)
@@ -227,6 +233,8 @@ def _train_locked(
             row = _run_epoch(cfg, parts, dev, precision, epoch, show)
             history.append(row)
             diverged = _save_epoch(out, parts, history, row, board)
+            if on_epoch is not None:
+                on_epoch(out)
             _log(_format_row(row, cfg.epochs), verbose)
             chance = 100.0 / parts.num_classes
             stalled = stall_note(history, chance, cfg, len(parts.val.labels))
@@ -599,6 +607,14 @@ def stall_note(
         f"{head} ({cfg.model} with a learning rate too high or too low for it, or too few "
         "epochs, can). Watch the next epochs; another --lr may train."
     )
+
+
+def _earlier_resumes(out: Path) -> list[int]:
+    """The epochs after which this run was resumed before (its provenance's record)."""
+    try:
+        return list(json.loads((out / CONFIG).read_text()).get("resumed_after", []))
+    except (OSError, ValueError):
+        return []
 
 
 def _resumed_precision(out: Path, precision: str, start: int, verbose: bool) -> str:

@@ -13,6 +13,7 @@ import warnings
 import torch
 from torch import nn
 
+from ..storage import fetch_run, is_url
 from .checkpoint import CheckpointError, load_weights
 
 
@@ -39,7 +40,10 @@ def imagenet_weights(model_name: str) -> dict[str, torch.Tensor]:
 
 def init_from(model: nn.Module, source: str, model_name: str) -> list[str]:
     """Copy matching weights from ``source`` into ``model``; return the re-initialized keys."""
-    state = imagenet_weights(model_name) if source == "imagenet" else load_weights(source)
+    if source == "imagenet":
+        state = imagenet_weights(model_name)
+    else:  # a run folder in storage (a transfer study's source model) is fetched first
+        state = load_weights(str(fetch_run(source)) if is_url(source) else source)
     own = model.state_dict()
     matched, reinit = {}, []
     for key, value in own.items():
