@@ -17,7 +17,7 @@ from squeezelab.studies import load_study, parse_study, run_study
 from squeezelab.studies.executors import RunTask, execute_run
 from squeezelab.training import from_dict, train
 
-from .conftest import run_cli
+from .conftest import run_cli, write_jpeg_archive
 
 TINY = {"data": "synthetic:200", "image_size": 32, "batch_size": 32, "lr": 0.01}
 
@@ -240,15 +240,19 @@ def test_a_ray_cluster_loses_a_node_mid_study_and_keeps_nothing_in_scratch(
             time.sleep(0.2)
 
     killer = threading.Thread(target=kill_when_a_run_has_an_epoch, daemon=True)
-    killer.start()
+    monkeypatch.setattr("squeezelab.training.transfer.imagenet_weights", _offline)
     try:
-        counts = run_study(spec, db, executor="ray", address=cluster.address, workers=2,
-                           storage=storage.url, keep_weights=True, log=lambda m: None)  # fmt: skip
+        on_cluster = {"executor": "ray", "address": cluster.address, "storage": storage.url}
+        quiet = lambda m: None  # noqa: E731
+        transfer = run_study(parse_study(TRANSFER, "transfer"), db, log=quiet, **on_cluster)
+        killer.start()  # now a worker is lost mid-study
+        counts = run_study(spec, db, log=quiet, workers=2, keep_weights=True, **on_cluster)
     finally:
         killer.join(timeout=5)
         ray.shutdown()
         cluster.shutdown()
     assert killed, "no run reached storage before the study ended: nothing was killed"
+    assert transfer["done"] == 3 and transfer["failed"] == 0, transfer
     assert counts["done"] == 4 and counts["failed"] == 0, counts
     shutil.rmtree(tmp_path / "scratch", ignore_errors=True)
     from squeezelab.results import Store
@@ -262,3 +266,40 @@ def test_a_ray_cluster_loses_a_node_mid_study_and_keeps_nothing_in_scratch(
         assert [row["epoch"] for row in r.history] == list(range(1, 9))  # once each
         assert storage.files(r.key) >= {"model.safetensors", "result.json", "metrics.jsonl"}
         assert "checkpoint.safetensors" not in storage.files(r.key)
+    # The report and compress work from the store and storage alone (scratch is gone).
+    best = max(runs, key=lambda r: r.result.val_acc or 0.0)
+    out = tmp_path / "best.sqzc"
+    run_cli("compress", join(storage.url, best.key), "--bits", "5", "--out", str(out))
+    assert out.stat().st_size > 0
+    assert run_cli("report", "--db", str(db), "--out", str(tmp_path / "r")).returncode == 0
+
+
+def test_data_reaches_a_node_that_lacks_it_once_and_checked(
+    tmp_path: Path, scratch: Path, jpeg_archive: Path
+) -> None:
+    """The driver puts the data file in storage once; a node without the driver's path
+    trains on the copy (fetched once, checked against the content hash); a node whose file
+    at that path holds other data refuses it by name."""
+    from squeezelab.studies.runner import run_key, ship_data
+
+    storage = Storage(tmp_path / "storage")
+    logged: list[str] = []
+    copies = ship_data(storage.url, {str(jpeg_archive), "synthetic:100"}, logged.append)
+    assert list(copies) == [str(jpeg_archive)] and len(logged) == 1
+    assert ship_data(storage.url, {str(jpeg_archive)}, logged.append) == copies  # once
+    assert len(logged) == 1
+    cfg = from_dict({**TINY, "data": str(jpeg_archive), "epochs": 1})
+    key = run_key(cfg)
+    task = RunTask(key, cfg.to_dict(), join(storage.url, key), storage=storage.url,
+                   data_copy=copies[str(jpeg_archive)])  # fmt: skip
+    driver_copy = jpeg_archive.read_bytes()
+    jpeg_archive.unlink()  # this "node" lacks the driver's path
+    outcome = execute_run(task)
+    assert outcome.error is None and outcome.result["test_acc"] is not None
+    fetched = list((scratch / "data").rglob("images.tar.gz"))
+    assert len(fetched) == 1 and fetched[0].read_bytes() == driver_copy
+    write_jpeg_archive(jpeg_archive, per_class=5)  # other data under the same path
+    other = RunTask(key, cfg.replace(epochs=2).to_dict(), join(storage.url, "k2"),
+                    storage=storage.url, data_copy=copies[str(jpeg_archive)])  # fmt: skip
+    refused = execute_run(other)
+    assert refused.error and "holds other content on this node than on the driver" in refused.error

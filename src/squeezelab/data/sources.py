@@ -7,6 +7,8 @@ Decoded arrays are cached as ``.npz`` (no pickles) keyed by the source file's co
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
 import io
 import os
@@ -150,9 +152,25 @@ def _require_images(path: Path) -> None:
     raise DataError(f"{path} holds no images ({', '.join(IMAGE_SUFFIXES)}){hint}")
 
 
+# Data paths that this process reads from a local copy instead (see ``local_copies``).
+_COPIES: dict[str, Path] = {}
+
+
+@contextlib.contextmanager
+def local_copies(copies: dict[str, Path]) -> Iterator[None]:
+    """Read data source ``spec`` from ``copies[spec]`` while the block runs: a run on a node
+    that lacks the driver's data path reads the copy that storage brought to it."""
+    _COPIES.update(copies)
+    try:
+        yield
+    finally:
+        for spec in copies:
+            _COPIES.pop(spec, None)
+
+
 def _local_path(spec: str) -> Path:
     """The existing folder or regular file ``spec`` names, or a DataError saying what it is."""
-    path = Path(spec).expanduser()
+    path = _COPIES.get(spec) or Path(spec).expanduser()
     if not path.exists():
         raise DataError(
             f"data source {spec!r} is neither a known name (cifar10, cifar100, synthetic) "
@@ -341,6 +359,17 @@ def _cached(
         ),
     )
     return images
+
+
+def content_digest(path: Path) -> str:
+    """:func:`content_hash`, computed once per version of a file (path, size, time)."""
+    st = path.stat()
+    return _digest(str(path.resolve()), st.st_mtime_ns, st.st_size)
+
+
+@functools.lru_cache(maxsize=16)
+def _digest(path: str, mtime_ns: int, size: int) -> str:
+    return content_hash(Path(path))
 
 
 def content_hash(path: Path) -> str:

@@ -37,6 +37,7 @@ class RunTask:
     verbose: bool = False  # one line per epoch (for logs; a TTY gets a progress bar instead)
     stop_stalled_after: int | None = None  # the study's rule for runs stuck at chance
     storage: str | None = None  # train in node-local scratch, copy to STORAGE/KEY as it goes
+    data_copy: str | None = None  # the run's data file in storage, for nodes without its path
 
 
 @dataclass(frozen=True)
@@ -60,24 +61,16 @@ def execute_run(task: RunTask) -> RunOutcome:
     """Train (or resume, or just read back) one run; return its result, history and provenance."""
     import torch
 
-    from ..training import from_dict, train
+    from ..data.sources import local_copies
+    from ..training import from_dict
 
     if task.threads:
         torch.set_num_threads(task.threads)
     try:
         cfg = from_dict(task.config, f"run {task.key}")
         storage, run_dir = _where(task)
-        outcome = train(
-            cfg,
-            run_dir,
-            data_dir=task.data_dir,
-            resume=True,
-            device=task.device,
-            progress=False,
-            verbose=task.verbose,
-            stop_stalled_after=task.stop_stalled_after,
-            on_epoch=None if storage is None else lambda out: storage.push(out, task.key),
-        )
+        with local_copies(_data_here(cfg.data, task.data_copy)):
+            outcome = _train(task, cfg, run_dir, storage)
         if storage is not None:  # storage now mirrors the run; scratch is not needed
             storage.push(run_dir, task.key, mirror=True)
             shutil.rmtree(run_dir, ignore_errors=True)
@@ -87,6 +80,45 @@ def execute_run(task: RunTask) -> RunOutcome:
         detail = traceback.format_exception_only(type(err), err)[-1].strip()
         return RunOutcome.failed(task.key, detail)
     return RunOutcome(task.key, None, outcome.result.to_dict(), outcome.history, outcome.provenance)
+
+
+def _train(task: RunTask, cfg: Any, run_dir: Path, storage: Storage | None) -> Any:
+    from ..training import train
+
+    return train(
+        cfg,
+        run_dir,
+        data_dir=task.data_dir,
+        resume=True,
+        device=task.device,
+        progress=False,
+        verbose=task.verbose,
+        stop_stalled_after=task.stop_stalled_after,
+        on_epoch=None if storage is None else lambda out: storage.push(out, task.key),
+    )
+
+
+def _data_here(spec: str, copy: str | None) -> dict[str, Path]:
+    """The run's data on this node: its own path when the node holds it (checked against the
+    driver's content), else the copy in storage, fetched once per node and checked too."""
+    if copy is None:
+        return {}
+    from ..data.sources import DataError, content_digest
+
+    root, digest, name = copy.rsplit("/", 2)
+    path = Path(spec).expanduser()
+    if path.exists():
+        if content_digest(path) != digest:
+            raise DataError(f"data {spec} holds other content on this node than on the driver "
+                            f"(hash {content_digest(path)}, the run's {digest})")  # fmt: skip
+        return {}
+    local = scratch_root() / "data" / digest / name
+    if not local.is_file():
+        Storage(root).get(digest, name, local)
+    if content_digest(local) != digest:
+        local.unlink()
+        raise DataError(f"data {spec}: the copy fetched from {copy} does not hold its content")
+    return {spec: local}
 
 
 def _where(task: RunTask) -> tuple[Storage | None, Path]:

@@ -8,7 +8,6 @@ resume from their checkpoint) and never duplicates a run (the key is the store's
 from __future__ import annotations
 
 import dataclasses
-import functools
 import hashlib
 import sys
 from collections.abc import Callable
@@ -48,8 +47,9 @@ def _with_data(config_key: str, digest: str) -> str:
 
 
 def _data_digest(path: Path) -> str:
-    st = path.stat()
-    return _data_hash(str(path.resolve()), st.st_mtime_ns, st.st_size)
+    from ..data.sources import content_digest
+
+    return content_digest(path)
 
 
 def data_path_rekey(paths: dict[str, str]) -> Rekey:
@@ -78,13 +78,6 @@ def data_path_rekey(paths: dict[str, str]) -> Rekey:
         return run_key(here), here.to_dict()
 
     return rekey
-
-
-@functools.lru_cache(maxsize=16)
-def _data_hash(path: str, mtime_ns: int, size: int) -> str:
-    from ..data.sources import content_hash
-
-    return content_hash(Path(path))
 
 
 def default_runs_dir(db: str | Path) -> Path:
@@ -329,6 +322,33 @@ def _varying(spec: StudySpec) -> list[str]:
     return sorted(fields) + (["seed"] if len(spec.seeds) > 1 else [])
 
 
+DATA = ".data"  # storage's folder of data sets, one per content hash: STORAGE/.data/HASH/NAME
+
+
+def ship_data(storage: str, sources: set[str], log: Log) -> dict[str, str]:
+    """Put each data file the runs read into storage once (``STORAGE/.data/HASH/NAME``), so
+    that a node without the driver's path fetches it; return source -> its URL there. A data
+    folder is not copied (its hash holds file times, which a copy changes): it must sit at
+    the same path on every node, which ``doctor --data`` checks."""
+    store, out = Storage(storage), {}
+    for spec in sorted(sources):
+        path = Path(spec).expanduser()
+        if not path.exists():  # a named source: cifar10 downloads on each node
+            continue
+        if path.is_dir():
+            log(
+                f"data {spec}: a folder is not copied to storage; every node must hold it at "
+                "this path (squeezelab doctor --data checks), or pass it as an archive"
+            )
+            continue
+        digest = _data_digest(path)
+        if not store.exists(join(DATA, digest), path.name):
+            log(f"data {spec}: copying it to storage once, for nodes that lack it")
+            store.put(path, join(DATA, digest), path.name)
+        out[spec] = join(store.url, DATA, digest, path.name)
+    return out
+
+
 def _drop_weights(store: Store, study: str, runs_root: Path | str, storage: str | None) -> None:
     """Delete final weights no later step reads: keep one run per model, its best cell's best."""
     runs = [r for r in store.runs(study) if r.status == "done"]
@@ -371,6 +391,7 @@ def _execute(
     storage: str | None = None,
 ) -> None:
     verbose = not sys.stderr.isatty()
+    copies = ship_data(storage, {c.data for _, c in todo}, log) if storage else {}
     # Longest runs first (stable): in the study's order AlexNet and the most epochs come
     # last, and one such run keeps a slot busy while the others idle.
     work = {key: work_of(c) for key, c in todo}
@@ -384,6 +405,7 @@ def _execute(
             verbose=verbose,
             stop_stalled_after=spec.stop_stalled_after,
             storage=storage,
+            data_copy=copies.get(c.data),
         )
         for key, c in todo
     ]
