@@ -128,6 +128,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv or bool(os.environ.get("SQUEEZELAB_DEBUG"))
     argv = [a for a in argv if a != "--debug"]  # accepted anywhere on the line
+    if debug:  # the library's own quieting (Ray's logs) reads it too
+        os.environ["SQUEEZELAB_DEBUG"] = "1"
     parser = build_parser(argv)
     args, extra = parser.parse_known_args(argv)
     if extra:  # answered by the command's own parser: its usage, and the closest option

@@ -6,10 +6,14 @@ to the driver, which alone writes the store.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import logging
 import os
 import shutil
 import socket
+import sys
+import tempfile
 import threading
 import time
 import traceback
@@ -320,6 +324,24 @@ def ray_hint() -> str:
     )
 
 
+@contextlib.contextmanager
+def _held_stderr(hold: bool) -> Iterator[None]:
+    """Hold what C++ code writes to file descriptor 2 while the block runs (Ray's core worker
+    logs each retry of a refused connection there); ``--debug`` lets it through."""
+    if not hold:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
 def connect_ray(address: str | None = None, workers: int | None = None) -> Any:
     """Ray, connected: to the cluster at ``address`` (``auto``, ``IP:port``, ``ray://``) or to
     a local one started here; a failure names what to check instead of a traceback."""
@@ -333,8 +355,12 @@ def connect_ray(address: str | None = None, workers: int | None = None) -> Any:
     kwargs: dict[str, Any] = {"address": address} if address else {}
     if not address and workers:
         kwargs["num_cpus"] = workers
+    quiet = not os.environ.get("SQUEEZELAB_DEBUG")
+    if quiet:
+        kwargs["logging_level"] = logging.WARNING  # no INFO lines about connecting
     try:
-        ray.init(ignore_reinit_error=True, log_to_driver=False, **kwargs)
+        with _held_stderr(quiet):  # a refused token: 20 lines of C++ retries, then our one
+            ray.init(ignore_reinit_error=True, log_to_driver=False, **kwargs)
     except (ConnectionError, RuntimeError, ValueError, TimeoutError, OSError) as err:
         detail = " ".join(str(err).split())[:300]
         raise ConfigError(
