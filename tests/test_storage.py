@@ -303,3 +303,21 @@ def test_data_reaches_a_node_that_lacks_it_once_and_checked(
                     storage=storage.url, data_copy=copies[str(jpeg_archive)])  # fmt: skip
     refused = execute_run(other)
     assert refused.error and "holds other content on this node than on the driver" in refused.error
+
+
+def test_the_live_page_reads_a_running_runs_curve_from_storage(s3: str, tmp_path: Path) -> None:
+    """A run training on another node has only the epochs its node copied to storage: the
+    live view draws them from there (a folder or a bucket alike)."""
+    from squeezelab.results.records import Fields, RunRecord
+    from squeezelab.studies.live import _curve
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.jsonl").write_text(
+        '{"epoch": 1, "val_acc": 21.5}\n{"epoch": 2, "val_acc": 40}\n'
+    )
+    for url in (str(tmp_path / "storage"), s3):
+        Storage(url).push(run, "k")
+        record = RunRecord("k", Fields({}), status="running", run_dir=join(url, "k"))
+        assert _curve(record) == [21.5, 40.0]
+    assert _curve(RunRecord("k", Fields({}), status="running", run_dir=join(s3, "none"))) == []

@@ -168,6 +168,21 @@ class Storage:
             raise StorageError(f"storage {self.url} gave back other bytes than were written")
 
 
+def read_text(location: str) -> str:
+    """The text of a file named by a path or a storage URL (``s3://bucket/runs/KEY/...``)."""
+    if not is_url(location):
+        return Path(location).read_text()
+    import fsspec
+
+    try:
+        with fsspec.open(location, "rt") as stream:
+            return str(stream.read())
+    except OSError:
+        raise
+    except Exception as err:  # a backend's own errors (credentials, network) as one kind
+        raise StorageError(f"could not read {location}: {err}") from None
+
+
 def fetch_run(url: str, cache: Path | None = None) -> Path:
     """A local copy of the run folder at URL ``STORAGE/KEY`` (downloaded once per call site:
     into ``cache``, default a folder in this node's scratch)."""

@@ -27,6 +27,7 @@ from ..declared import DeclaredStudy
 from ..fileio import write_text
 from ..results import RunRecord, Store, StoreError
 from ..results.records import FINISHED
+from ..storage import join, read_text
 from ..training.layout import METRICS_FILE
 from .progress import run_label
 
@@ -52,12 +53,13 @@ def _varying(runs: list[RunRecord]) -> list[str]:
 
 def _curve(run: RunRecord) -> list[float]:
     """Validation accuracy per epoch: the store's for a finished run, the run directory's
-    ``metrics.jsonl`` for one still training (the store has it only at the end)."""
+    ``metrics.jsonl`` for one still training (the store has it only at the end; a run in
+    storage, ``s3://.../KEY``, is read there: its node copies it every epoch)."""
     rows: list[dict[str, Any]] = list(run.history)
     if not rows and run.run_dir:
-        path = Path(run.run_dir) / METRICS_FILE
         try:
-            rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+            text = read_text(join(run.run_dir, METRICS_FILE))
+            rows = [json.loads(line) for line in text.splitlines() if line.strip()]
         except (OSError, ValueError):
             rows = []  # not started yet, or a line being written
     return [float(r["val_acc"]) for r in rows if r.get("val_acc") is not None]
