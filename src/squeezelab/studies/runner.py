@@ -358,10 +358,11 @@ def _drop_weights(store: Store, study: str, runs_root: Path | str, storage: str 
         if model not in best or (r.result.val_acc or 0.0) > (best[model].result.val_acc or 0.0):
             best[model] = r
     keep = {r.key for r in best.values()}
+    where = Storage(storage) if storage else None
     for r in runs:
         if r.key not in keep:
-            if storage:
-                Storage(storage).remove(r.key, MODEL)
+            if where is not None:
+                where.remove(r.key, MODEL)
             else:
                 (Path(runs_root) / r.key / MODEL).unlink(missing_ok=True)
 
