@@ -7,7 +7,8 @@ site with ``mkdocs build --strict``, run every command of every tutorial in a fr
 in page order (a block preceded by ``<!-- ci: skip: REASON -->`` is left out, and must say
 why), and open every page in headless Chromium (Debian's, driven by Playwright: no browser
 download) to check that it renders without console errors and that the home page reaches the
-three answers a new user looks for in one click. ``SQUEEZELAB_DOCS_SHOTS=docs/images`` makes
+three answers a new user looks for in one click; the live page and the report get the same
+console check. ``SQUEEZELAB_DOCS_SHOTS=docs/images`` makes
 the tutorial test write the screenshots the pages use.
 """
 
@@ -266,3 +267,36 @@ def test_every_page_renders_without_console_errors(site: str, tmp_path: Path) ->
         page.screenshot(path=str(tmp_path / "home.png"))
         chrome.close()
     assert (tmp_path / "home.png").stat().st_size > 20_000
+
+
+@pytest.mark.slow
+def test_the_live_page_and_the_report_render_without_console_errors(tmp_path: Path) -> None:
+    """The two pages squeezelab writes for a browser, a study half done: no console errors,
+    every run's curve drawn, and a screenshot each."""
+    browser = _chromium()
+    if browser is None:
+        pytest.skip("no chromium on the PATH (.ci/run installs it: apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    from .conftest import run_cli, store_builtin
+
+    db = tmp_path / "s.db"
+    store_builtin(db, "batchnorm", lambda c: None if c.lr > 0.03 else 30.0 + 100 * c.lr)
+    live, report = tmp_path / "live.html", tmp_path / "r" / "report.html"
+    run_cli("watch", "--db", str(db), "--out", str(live), "--once")
+    run_cli("report", "--db", str(db), "--out", str(report.parent))
+    with sync_playwright() as p:
+        chrome = p.chromium.launch(executable_path=browser, args=["--no-sandbox"])
+        page = chrome.new_page(viewport={"width": 1280, "height": 900})
+        errors: list[str] = []
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        for html in (live, report):
+            page.goto(html.as_uri())
+            page.screenshot(path=str(html.with_suffix(".png")))
+        page.goto(live.as_uri())
+        finished = page.locator("svg").count()
+        chrome.close()
+    assert errors == [], errors
+    assert finished >= 1 and "interim" in live.read_text()
+    assert all(html.with_suffix(".png").stat().st_size > 20_000 for html in (live, report))
