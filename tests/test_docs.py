@@ -28,6 +28,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -212,6 +213,16 @@ def _screenshot(url: str, out: Path, height: int = 900) -> Path | None:
     return out
 
 
+def _watched_page(p: Any, browser: str) -> tuple[Any, Any, list[str]]:
+    """A 1280 px page in Chromium, and the list its console errors and script errors go to."""
+    chrome = p.chromium.launch(executable_path=browser, args=["--no-sandbox"])
+    page = chrome.new_page(viewport={"width": 1280, "height": 900})
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    return chrome, page, errors
+
+
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The site built with --strict and served over HTTP (as a reader's browser gets it)."""
@@ -241,11 +252,7 @@ def test_every_page_renders_without_console_errors(site: str, tmp_path: Path) ->
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        chrome = p.chromium.launch(executable_path=browser, args=["--no-sandbox"])
-        page = chrome.new_page(viewport={"width": 1280, "height": 900})
-        errors: list[str] = []
-        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-        page.on("pageerror", lambda e: errors.append(str(e)))
+        chrome, page, errors = _watched_page(p, browser)
         page.goto(site)
         links = page.eval_on_selector_all("nav.md-nav--primary a.md-nav__link[href]",
                                           "els => [...new Set(els.map(e => e.href))]")  # fmt: skip
@@ -286,11 +293,7 @@ def test_the_live_page_and_the_report_render_without_console_errors(tmp_path: Pa
     run_cli("watch", "--db", str(db), "--out", str(live), "--once")
     run_cli("report", "--db", str(db), "--out", str(report.parent))
     with sync_playwright() as p:
-        chrome = p.chromium.launch(executable_path=browser, args=["--no-sandbox"])
-        page = chrome.new_page(viewport={"width": 1280, "height": 900})
-        errors: list[str] = []
-        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-        page.on("pageerror", lambda e: errors.append(str(e)))
+        chrome, page, errors = _watched_page(p, browser)
         for html in (live, report):
             page.goto(html.as_uri())
             page.screenshot(path=str(html.with_suffix(".png")))
