@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from squeezelab.storage import Storage, StorageError, fetch_run, join
+from squeezelab.storage import Storage, StorageError, join, local_run
 from squeezelab.studies import load_study, parse_study, run_study
 from squeezelab.studies.executors import RunTask, execute_run
 from squeezelab.training import from_dict, train
@@ -85,8 +85,16 @@ def test_push_pull_and_mirror(where: str, tmp_path: Path, request: pytest.Fixtur
         k: v for k, v in _folder(run).items() if k != ".lock"
     }
     assert not storage.pull("nothing", tmp_path / "none") and not (tmp_path / "none").exists()
-    with pytest.raises(StorageError, match="holds no run folder nothing"):
-        fetch_run(join(url, "nothing"), tmp_path / "cache")
+    if where == "s3":  # a run in a bucket is copied to this node for the block
+        missing = pytest.raises(StorageError, match="holds no run folder nothing")
+        with missing, local_run(join(url, "nothing")):
+            pass
+        with local_run(join(url, "k1")) as copy:
+            assert _folder(copy) == _folder(back)
+        assert not copy.exists()  # a private copy, gone after the block
+    else:  # a folder (NFS) is read where it is
+        with local_run(join(url, "k1")) as here:
+            assert here == Path(url) / "k1"
 
 
 def test_unwritable_storage_is_one_clear_error(tmp_path: Path) -> None:
@@ -284,9 +292,9 @@ def test_data_reaches_a_node_that_lacks_it_once_and_checked(
 
     storage = Storage(tmp_path / "storage")
     logged: list[str] = []
-    copies = ship_data(storage.url, {str(jpeg_archive), "synthetic:100"}, logged.append)
+    copies = ship_data(storage, {str(jpeg_archive), "synthetic:100"}, logged.append)
     assert list(copies) == [str(jpeg_archive)] and len(logged) == 1
-    assert ship_data(storage.url, {str(jpeg_archive)}, logged.append) == copies  # once
+    assert ship_data(storage, {str(jpeg_archive)}, logged.append) == copies  # once
     assert len(logged) == 1
     cfg = from_dict({**TINY, "data": str(jpeg_archive), "epochs": 1})
     key = run_key(cfg)

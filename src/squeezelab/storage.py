@@ -14,10 +14,12 @@ on another node) never sees half a checkpoint.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -183,11 +185,19 @@ def read_text(location: str) -> str:
         raise StorageError(f"could not read {location}: {err}") from None
 
 
-def fetch_run(url: str, cache: Path | None = None) -> Path:
-    """A local copy of the run folder at URL ``STORAGE/KEY`` (downloaded once per call site:
-    into ``cache``, default a folder in this node's scratch)."""
-    root, key = url.rstrip("/").rsplit("/", 1)
-    local = (cache or scratch_root() / "fetched") / key
-    if not Storage(root).pull(key, local):
-        raise StorageError(f"storage {root} holds no run folder {key}")
-    return local
+@contextlib.contextmanager
+def local_run(location: str) -> Iterator[Path]:
+    """A run folder on this node while the block runs: a local path as it is; a run folder in
+    storage (``STORAGE/KEY``) copied into a private folder in this node's scratch and removed
+    afterwards, so runs sharing a node never read a copy another is replacing."""
+    if not is_url(location):
+        yield Path(location)
+        return
+    root, key = location.rstrip("/").rsplit("/", 1)
+    fetched = scratch_root() / "fetched"
+    fetched.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=fetched) as tmp:
+        local = Path(tmp) / key
+        if not Storage(root).pull(key, local):
+            raise StorageError(f"storage {root} holds no run folder {key}")
+        yield local

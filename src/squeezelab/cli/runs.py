@@ -172,10 +172,10 @@ def evaluate(args: argparse.Namespace) -> int:
     if str(args.run_dir).endswith(".sqzc"):
         res = _evaluate_compressed(args)
     else:
-        from ..storage import fetch_run, is_url
+        from ..storage import local_run
 
-        run = fetch_run(args.run_dir) if is_url(args.run_dir) else args.run_dir
-        res = evaluate_run(run, args.data, args.split, args.data_dir, args.device)
+        with local_run(args.run_dir) as run:
+            res = evaluate_run(run, args.data, args.split, args.data_dir, args.device)
     if args.json:
         print_json(res)
     else:

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from ..models import get_model, load_weights_into
-from ..storage import fetch_run, is_url
+from ..storage import local_run
 from ..training.checkpoint import CheckpointError, load_weights
 from ..training.layout import CHECKPOINT, CONFIG, MODEL
 from .prune import (
@@ -52,7 +52,11 @@ class Loaded:
 def load_source_model(source: str, model: str | None = None, image_size: int = 64) -> Loaded:
     """Load a squeezelab run directory (a folder, or one in storage: ``s3://.../KEY``), or a
     state-dict file with ``model`` naming it."""
-    path = fetch_run(source) if is_url(source) else Path(source)
+    with local_run(source) as path:
+        return _load_local(path, source, model, image_size)
+
+
+def _load_local(path: Path, source: str, model: str | None, image_size: int) -> Loaded:
     if path.name in (MODEL, CHECKPOINT) and (path.parent / CONFIG).is_file():
         path = path.parent  # a file squeezelab wrote in a run directory: use the whole run
     if path.is_dir():

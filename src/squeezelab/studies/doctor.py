@@ -13,7 +13,6 @@ import dataclasses
 import platform
 import shutil
 import socket
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +68,7 @@ def probe(
     dev = pick_device(None)
     facts["device"] = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
     facts["precision"] = resolve_precision("auto", dev)
-    remote = bool(storage) and is_url(storage or "")
+    remote = is_url(storage or "")
     # Runs train in a local storage folder, or (remote storage) in this node's scratch.
     folder = Path(storage) if storage and not remote else scratch_root()
     reachable = True
@@ -81,22 +80,11 @@ def probe(
     except OSError as err:
         facts["free_gb"], reachable = 0.0, False
         problems.append(f"storage {folder}: {err.strerror or err}")
-    if storage and remote:
+    if storage and (remote or reachable):  # the probe a study's own storage check makes
         try:
             Storage(storage).probe()
         except (StorageError, OSError) as err:
             problems.append(f"storage {storage}: cannot write and read a file ({err})")
-    elif storage and reachable:
-        token = uuid.uuid4().hex
-        probe_file = folder / f".squeezelab-doctor-{facts['node']}-{token[:8]}"
-        try:
-            probe_file.write_text(token)
-            if probe_file.read_text() != token:
-                problems.append(f"storage {folder}: a probe file read back differently")
-        except OSError as err:
-            problems.append(f"storage {folder}: cannot write and read a file ({err})")
-        finally:
-            probe_file.unlink(missing_ok=True)
     if data and data_hash:
         path = Path(data)
         if not path.exists():

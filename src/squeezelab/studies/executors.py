@@ -112,9 +112,10 @@ def _data_here(spec: str, copy: str | None) -> dict[str, Path]:
     root, digest, name = copy.rsplit("/", 2)
     path = Path(spec).expanduser()
     if path.exists():
-        if content_digest(path) != digest:
+        here = content_digest(path)
+        if here != digest:
             raise DataError(f"data {spec} holds other content on this node than on the driver "
-                            f"(hash {content_digest(path)}, the run's {digest})")  # fmt: skip
+                            f"(hash {here}, the run's {digest})")  # fmt: skip
         return {}
     local = scratch_root() / "data" / digest / name
     if not local.is_file():

@@ -16,6 +16,7 @@ from typing import Any
 
 from ..analysis.selection import best_runs, num_classes_of, select_best
 from ..data import check_source
+from ..data.sources import content_digest
 from ..models.complexity import complexity_of
 from ..results import RunRecord, Store, StoreError
 from ..results.merge import Rekey
@@ -39,17 +40,11 @@ def run_key(cfg: RunConfig) -> str:
     path = Path(cfg.data)
     if not path.exists():
         return cfg.key()
-    return _with_data(cfg.key(), _data_digest(path))
+    return _with_data(cfg.key(), content_digest(path))
 
 
 def _with_data(config_key: str, digest: str) -> str:
     return hashlib.sha256(f"{config_key}:{digest}".encode()).hexdigest()[:16]
-
-
-def _data_digest(path: Path) -> str:
-    from ..data.sources import content_digest
-
-    return content_digest(path)
 
 
 def data_path_rekey(paths: dict[str, str]) -> Rekey:
@@ -61,7 +56,7 @@ def data_path_rekey(paths: dict[str, str]) -> Rekey:
     for theirs, ours in paths.items():
         if not Path(ours).exists():
             raise ConfigError(f"--data-path {theirs}={ours}: no data at {ours} on this machine")
-        digests[theirs] = _data_digest(Path(ours))
+        digests[theirs] = content_digest(Path(ours))
 
     def rekey(key: str, config: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         theirs = config.get("data")
@@ -231,8 +226,9 @@ def run_study(
     runs_root: Path | str = (
         storage.rstrip("/") if storage else Path(runs_dir) if runs_dir else default_runs_dir(db)
     )
-    if storage:
-        Storage(storage).probe()  # unwritable storage is one line now, not a failed run each
+    where = Storage(storage) if storage else None
+    if where is not None:
+        where.probe()  # unwritable storage is one line now, not a failed run each
     preflight(spec.expand(), runs_root, data_dir)  # before the store is even opened
     with Store(db) as store:
         sources, runs, notes = plan(spec, store, runs_root, log)
@@ -284,13 +280,13 @@ def run_study(
                     runner = runner or make_executor(executor, workers, address, runs_per_device)
                     lease = RunLease(store, beat, owner, log)
                     _execute(store, runner, todo, runs_root, data_dir, log, spec, lease, view,
-                             storage)  # fmt: skip
+                             where)  # fmt: skip
         finally:
             beat.close()
             if view is not None:
                 view.close()
         if not keep_weights:
-            _drop_weights(store, spec.name, runs_root, storage)
+            _drop_weights(store, spec.name, runs_root, where)
         return store.status_counts(spec.name)
 
 
@@ -325,12 +321,12 @@ def _varying(spec: StudySpec) -> list[str]:
 DATA = ".data"  # storage's folder of data sets, one per content hash: STORAGE/.data/HASH/NAME
 
 
-def ship_data(storage: str, sources: set[str], log: Log) -> dict[str, str]:
+def ship_data(store: Storage, sources: set[str], log: Log) -> dict[str, str]:
     """Put each data file the runs read into storage once (``STORAGE/.data/HASH/NAME``), so
     that a node without the driver's path fetches it; return source -> its URL there. A data
     folder is not copied (its hash holds file times, which a copy changes): it must sit at
     the same path on every node, which ``doctor --data`` checks."""
-    store, out = Storage(storage), {}
+    out = {}
     for spec in sorted(sources):
         path = Path(spec).expanduser()
         if not path.exists():  # a named source: cifar10 downloads on each node
@@ -341,7 +337,7 @@ def ship_data(storage: str, sources: set[str], log: Log) -> dict[str, str]:
                 "this path (squeezelab doctor --data checks), or pass it as an archive"
             )
             continue
-        digest = _data_digest(path)
+        digest = content_digest(path)
         if not store.exists(join(DATA, digest), path.name):
             log(f"data {spec}: copying it to storage once, for nodes that lack it")
             store.put(path, join(DATA, digest), path.name)
@@ -349,7 +345,7 @@ def ship_data(storage: str, sources: set[str], log: Log) -> dict[str, str]:
     return out
 
 
-def _drop_weights(store: Store, study: str, runs_root: Path | str, storage: str | None) -> None:
+def _drop_weights(store: Store, study: str, runs_root: Path | str, where: Storage | None) -> None:
     """Delete final weights no later step reads: keep one run per model, its best cell's best."""
     runs = [r for r in store.runs(study) if r.status == "done"]
     best: dict[str, RunRecord] = {}
@@ -358,7 +354,6 @@ def _drop_weights(store: Store, study: str, runs_root: Path | str, storage: str 
         if model not in best or (r.result.val_acc or 0.0) > (best[model].result.val_acc or 0.0):
             best[model] = r
     keep = {r.key for r in best.values()}
-    where = Storage(storage) if storage else None
     for r in runs:
         if r.key not in keep:
             if where is not None:
@@ -389,10 +384,10 @@ def _execute(
     spec: StudySpec,
     lease: RunLease,
     view: LiveView | None = None,
-    storage: str | None = None,
+    where: Storage | None = None,
 ) -> None:
     verbose = not sys.stderr.isatty()
-    copies = ship_data(storage, {c.data for _, c in todo}, log) if storage else {}
+    copies = ship_data(where, {c.data for _, c in todo}, log) if where else {}
     # Longest runs first (stable): in the study's order AlexNet and the most epochs come
     # last, and one such run keeps a slot busy while the others idle.
     work = {key: work_of(c) for key, c in todo}
@@ -405,7 +400,7 @@ def _execute(
             data_dir,
             verbose=verbose,
             stop_stalled_after=spec.stop_stalled_after,
-            storage=storage,
+            storage=where.url if where else None,
             data_copy=copies.get(c.data),
         )
         for key, c in todo

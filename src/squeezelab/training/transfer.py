@@ -13,7 +13,7 @@ import warnings
 import torch
 from torch import nn
 
-from ..storage import fetch_run, is_url
+from ..storage import local_run
 from .checkpoint import CheckpointError, load_weights
 
 
@@ -43,7 +43,8 @@ def init_from(model: nn.Module, source: str, model_name: str) -> list[str]:
     if source == "imagenet":
         state = imagenet_weights(model_name)
     else:  # a run folder in storage (a transfer study's source model) is fetched first
-        state = load_weights(str(fetch_run(source)) if is_url(source) else source)
+        with local_run(source) as path:
+            state = load_weights(path)
     own = model.state_dict()
     matched, reinit = {}, []
     for key, value in own.items():
