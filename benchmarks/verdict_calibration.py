@@ -28,13 +28,21 @@ alpha + 1 point for every type (the ``within_target`` field). Unpaired claims wh
 straggle, and any claim whose runs at chance sit beside runs that learned under 'chance', are
 not contradicted (``verdicts.guard``, applied here as in the report).
 
+The sequential design (``setups.*.sequential``): a Welch claim run as a fixed design (the
+seeds for 80% power at min_effect) and as a group-sequential one at equal power, both error
+rates and the expected seeds at no effect, at min_effect and at 1.5 x min_effect. Without
+stalls also: the same design told the seed SD (an oracle: what estimating it costs), two
+curtailed designs (a claim given up when a decision is out of reach), and the least expected
+seeds any procedure with the fixed design's decision rates could use (an information bound).
+
 Prints one JSON object. Usage:
-  python benchmarks/verdict_calibration.py [--sims 10000] [--seed 0] [--db STORE]
+  python benchmarks/verdict_calibration.py [--sims 10000] [--seed 0] [--db STORE] [--seed-sd 1.5]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import time
@@ -43,8 +51,9 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from scipy.stats import norm
 
-from squeezelab.analysis.sequential import SPENDING, SequentialDesign, at_look
+from squeezelab.analysis.sequential import SPENDING, SequentialDesign, at_look, boundaries
 from squeezelab.analysis.verdicts import (
     CONTRADICTED,
     EQUIVALENCE,
@@ -268,77 +277,172 @@ def calibrate(sims: int, seed: int, setup: dict[str, float]) -> dict[str, dict[s
 # first at FIRST_SEEDS seeds per group, adds one per look, and stops at a decision. Its most
 # seeds are the fewest whose power at min_effect reaches the fixed design's (equal power).
 FIRST_SEEDS = 3
+CASES = {"null": 0.0, "min_effect": 1.0, "1.5x": 1.5}  # true effects, in units of min_effect
+CURTAIL = 0.2  # a curtailed design gives a claim up below this conditional power
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    """How a simulated sequential study decides. ``known_sd``: the seed SD is known rather
+    than estimated from the seeds (an oracle no study has: it measures what estimating the SD
+    costs). ``curtail``: a claim is given up (inconclusive) at a look where its conditional
+    power, under the effect that would decide it, is below ``CURTAIL``: ``"support"`` when
+    "supported" is out of reach, ``"either"`` when both decisions are (stochastic curtailment;
+    it only removes decisions, so it cannot raise either error rate)."""
+
+    known_sd: bool = False
+    curtail: str | None = None
+
+
+def _conditional_power(z: np.ndarray, t: float, drift: np.ndarray, final: float) -> np.ndarray:
+    """P(the z statistic ends above ``final`` at full information | ``z`` at fraction ``t``),
+    for a score process with ``drift`` (the z statistic's mean at full information)."""
+    return norm.cdf((z * math.sqrt(t) + drift * (1 - t) - final) / math.sqrt(1 - t))
 
 
 def run_design(rng: np.random.Generator, sims: int, effect: float, setup: dict[str, float],
-               rule: str, design: SequentialDesign) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+               rule: str, design: SequentialDesign,
+               variant: Variant = Variant()) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """Each simulated study's verdict and the seeds per group it used, deciding at every look
     with the library's own rule: the looks' nominal levels (``sequential.at_look``) in Holm's
     place, the bounds at them, ``decide`` and ``guard``."""
-    most, me = design.most, MIN_EFFECT["welch"]
-    a, sa = _accuracy(rng, (sims, most), BASE + effect, setup["seed_sd"], setup["stall"], rule)
-    b, sb = _accuracy(rng, (sims, most), BASE, setup["seed_sd"], setup["stall"], rule)
+    most, me, sd = design.most, MIN_EFFECT["welch"], setup["seed_sd"]
+    a, sa = _accuracy(rng, (sims, most), BASE + effect, sd, setup["stall"], rule)
+    b, sb = _accuracy(rng, (sims, most), BASE, sd, setup["stall"], rule)
     verdict = np.full(sims, "inconclusive", dtype=object)
     used = np.full(sims, most)
     open_ = np.ones(sims, bool)
     fractions: list[float] = []
+    planned = [design.fraction(n) for n in design.schedule]
+    final = boundaries(ALPHA, planned, design.spending)[-1]
     for n in design.schedule:
         fractions.append(design.fraction(n))
+        t = fractions[-1]
         level = float(at_look(fractions, design.spending)(np.array([ALPHA]))[0])
-        low, high, _ = bounds_at(_welch(a[:, :n], b[:, :n]), level, level, "greater")
+        pivot = _welch(a[:, :n], b[:, :n])
+        if variant.known_sd:
+            pivot = Pivot(pivot.estimate, np.full(sims, sd * math.sqrt(2 / n)), None)
+        low, high, _ = bounds_at(pivot, level, level, "greater")
         now = guard(decide(low, high, "greater", 0.0, me), _mixed(sa[:, :n], sb[:, :n]), rule)
         newly = open_ & (np.asarray(now) != "inconclusive")
         verdict[newly], used[newly] = np.asarray(now)[newly], n
         open_ &= ~newly
+        if variant.curtail and t < 1:
+            se, est = np.asarray(pivot.se), np.asarray(pivot.estimate)
+            drift = me / (se * math.sqrt(t))  # at full information, when the effect is me
+            with np.errstate(invalid="ignore", divide="ignore"):
+                support = _conditional_power(est / se, t, drift, final) < CURTAIL
+                contra = _conditional_power((me - est) / se, t, drift, final) < CURTAIL
+            give_up = support if variant.curtail == "support" else support & contra
+            give_up = open_ & np.nan_to_num(give_up, nan=False).astype(bool)
+            used[give_up] = n
+            open_ &= ~give_up
     return verdict, used
+
+
+def least_seeds(outcomes: dict[str, np.ndarray], seed_sd: float) -> dict[str, float]:
+    """The fewest expected seeds per group with which *any* sequential procedure could reach
+    these decision rates (verdicts per case), even knowing the seed SD and looking after every
+    seed: by Wald's identity the expected log-likelihood ratio between two true effects at the
+    stop is E[N] (d_a - d_b)^2 / (4 sd^2), and it is at least the Kullback-Leibler divergence
+    between the two cases' verdict distributions (data processing). The largest bound over the
+    other cases holds. Rates smoothed by (k + 0.5) / (n + 1.5); Gaussian seeds, no stalls."""
+    me = MIN_EFFECT["welch"]
+    words = (SUPPORTED, CONTRADICTED, "inconclusive")
+    p = {c: np.array([((v == w).sum() + 0.5) / (v.size + 1.5) for w in words])
+         for c, v in outcomes.items()}  # fmt: skip
+    out = {}
+    for c in outcomes:
+        out[c] = max(
+            4
+            * seed_sd**2
+            * float(np.sum(p[c] * np.log(p[c] / p[o])))
+            / ((CASES[c] - CASES[o]) * me) ** 2
+            for o in outcomes
+            if o != c
+        )
+    return out
+
+
+Verdicts = dict[str, np.ndarray]  # per case: each simulated study's verdict
+
+
+def _cases(sims: int, seed: int, setup: dict[str, float], rule: str, design: SequentialDesign,
+           variant: Variant = Variant()) -> tuple[dict[str, Any], Verdicts]:  # fmt: skip
+    """One design's figures at the three true effects, and its verdicts per case."""
+    me = MIN_EFFECT["welch"]
+    row: dict[str, Any] = {"seeds_per_group_most": design.most, "looks": len(design.schedule)}
+    verdicts: dict[str, np.ndarray] = {}
+    for case, k in CASES.items():
+        rng = np.random.default_rng(seed + 1)
+        verdict, used = run_design(rng, sims, k * me, setup, rule, design, variant)
+        verdicts[case] = verdict
+        row[f"seeds_used_at_{case}"] = round(float(used.mean()), 3)
+    row["false_supported"] = float((verdicts["null"] == SUPPORTED).mean())
+    row["contradicted_at_null"] = float((verdicts["null"] == CONTRADICTED).mean())
+    row["false_contradicted"] = float((verdicts["min_effect"] == CONTRADICTED).mean())
+    row["power_at_min_effect"] = float((verdicts["min_effect"] == SUPPORTED).mean())
+    row["power_at_1.5x"] = float((verdicts["1.5x"] == SUPPORTED).mean())
+    row["within_target"] = (
+        row["false_supported"] <= ALPHA + 0.01 and row["false_contradicted"] <= ALPHA + 0.01
+    )
+    return row, verdicts
+
+
+def _share(seeds: dict[str, float], fixed: int) -> dict[str, float]:
+    """Expected seeds per case as a share of the fixed design's, and their mean."""
+    share = {c: round(seeds[c] / fixed, 3) for c in CASES}
+    return {**share, "mean": round(float(np.mean(list(share.values()))), 3)}
 
 
 def sequential_calibration(sims: int, seed: int, setup: dict[str, float],
                            spending: str) -> dict[str, Any]:  # fmt: skip
     """Fixed vs sequential at equal power: both error rates and the expected seeds (so
-    run-epochs) at no effect, at min_effect and at 1.5 x min_effect."""
+    run-epochs) at no effect, at min_effect and at 1.5 x min_effect. Without stalls also: the
+    same design with the seed SD known, two curtailed designs, and the least any procedure
+    with the fixed design's decision rates could use."""
     me, sd = MIN_EFFECT["welch"], setup["seed_sd"]
     fixed_n = smallest(lambda n: welch_power(me, sd, n, ALPHA, False)) or 2
     fixed = SequentialDesign(first=fixed_n, max_seeds=fixed_n)
 
-    def power(design: SequentialDesign, rule: str) -> float:
-        verdict, _ = run_design(np.random.default_rng(seed), sims, me, setup, rule, design)
+    def power(design: SequentialDesign, rule: str, variant: Variant) -> float:
+        rng = np.random.default_rng(seed)
+        verdict, _ = run_design(rng, sims, me, setup, rule, design, variant)
         return float((verdict == SUPPORTED).mean())
 
+    def equal_power(rule: str, variant: Variant, target: float) -> SequentialDesign:
+        """The fewest most-seeds at the fixed design's power (the same simulated seeds)."""
+        most = max(fixed_n, FIRST_SEEDS)
+        while True:
+            design = SequentialDesign(FIRST_SEEDS, most, 1, spending=spending)
+            if power(design, rule, variant) >= target - 0.005 or most >= 3 * fixed_n:
+                return design
+            most += 1
+
+    variants = {"sequential": Variant()}
+    if not setup["stall"]:  # the oracle and the bound assume Gaussian seeds
+        variants |= {
+            "sequential_known_sd": Variant(known_sd=True),
+            "curtailed_support": Variant(curtail="support"),
+            "curtailed_either": Variant(curtail="either"),
+        }
     out: dict[str, Any] = {"spending": spending, "first_seeds": FIRST_SEEDS}
     for rule in ("chance", "exclude"):
-        target = power(fixed, rule)
-        most = max(fixed_n, FIRST_SEEDS)
-        while True:  # the fewest most-seeds at equal power (the same simulated seeds: paired)
-            design = SequentialDesign(FIRST_SEEDS, most, 1, spending=spending)
-            if power(design, rule) >= target - 0.005 or most >= 3 * fixed_n:
-                break
-            most += 1
+        target = power(fixed, rule, Variant())
         rows: dict[str, Any] = {}
-        for name, d in (("fixed", fixed), ("sequential", design)):
-            row: dict[str, Any] = {"seeds_per_group_most": d.most, "looks": len(d.schedule)}
-            for case, effect in (("null", 0.0), ("min_effect", me), ("1.5x", 1.5 * me)):
-                rng = np.random.default_rng(seed + 1)
-                verdict, used = run_design(rng, sims, effect, setup, rule, d)
-                row[f"seeds_used_at_{case}"] = round(float(used.mean()), 3)
-                if case == "null":
-                    row["false_supported"] = float((verdict == SUPPORTED).mean())
-                if case == "min_effect":
-                    row["false_contradicted"] = float((verdict == CONTRADICTED).mean())
-                    row["power_at_min_effect"] = float((verdict == SUPPORTED).mean())
-                if case == "1.5x":
-                    row["power_at_1.5x"] = float((verdict == SUPPORTED).mean())
-            row["within_target"] = (
-                row["false_supported"] <= ALPHA + 0.01 and row["false_contradicted"] <= ALPHA + 0.01
-            )
-            rows[name] = row
-        cases = ("null", "min_effect", "1.5x")
-        rows["compute_vs_fixed"] = {
-            c: round(rows["sequential"][f"seeds_used_at_{c}"] / fixed.most, 3) for c in cases
-        }
-        rows["compute_vs_fixed"]["mean"] = round(
-            float(np.mean([rows["compute_vs_fixed"][c] for c in cases])), 3
-        )
+        rows["fixed"], fixed_verdicts = _cases(sims, seed, setup, rule, fixed)
+        compute: dict[str, Any] = {}
+        for name, variant in variants.items():
+            design = equal_power(rule, variant, target)
+            rows[name], _ = _cases(sims, seed, setup, rule, design, variant)
+            seeds = {c: rows[name][f"seeds_used_at_{c}"] for c in CASES}
+            compute[name] = _share(seeds, fixed_n)
+        if not setup["stall"]:
+            least = least_seeds(fixed_verdicts, sd)
+            rows["least_possible"] = {f"seeds_used_at_{c}": round(v, 3) for c, v in least.items()}
+            compute["least_possible"] = _share(least, fixed_n)
+        rows["compute_vs_fixed"] = compute["sequential"]
+        rows["compute_vs_fixed_all"] = compute
         out[rule] = rows
     return out
 
@@ -376,11 +480,14 @@ def main() -> None:
     parser.add_argument("--sims", type=int, default=10_000, help="simulated studies per cell")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--db", help="a store whose recorded spreads and stall rate to use")
+    parser.add_argument(
+        "--seed-sd", type=float, default=1.5, help="the assumed seed SD in points (no --db)"
+    )
     args = parser.parse_args()
     t0 = time.perf_counter()
     setups: dict[str, dict[str, Any]] = {
         "parametric": {
-            "seed_sd": 1.5,
+            "seed_sd": args.seed_sd,
             "cond_sd": 3.0,
             "effect_sd": 2.0,
             "stall": 0.0,
@@ -389,7 +496,7 @@ def main() -> None:
         "store": store_setup(args.db)
         if args.db
         else {
-            "seed_sd": 1.5,
+            "seed_sd": args.seed_sd,
             "cond_sd": 3.0,
             "effect_sd": 2.0,
             "stall": 0.1,

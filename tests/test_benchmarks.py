@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def _load(name: str):
     spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
@@ -235,3 +237,54 @@ def test_sequential_replay_reads_a_store_in_seed_order(tmp_path: Path) -> None:
     )
     assert out["looks"][0]["claims"]["modern-bn"]["level"] < 0.05  # spent, not the whole alpha
     assert (out["run_epochs"], out["fixed_run_epochs"]) == (4 * 3 * 30, 4 * 5 * 30)
+
+
+# --- the sequential design's calibration ------------------------------------------------------
+
+
+def test_no_procedure_beats_the_information_bound_and_the_fixed_design_respects_it() -> None:
+    """The bound is a lower bound: the fixed design's own seeds (and the sequential one's
+    expected seeds) sit above the least any procedure with their decision rates could use."""
+    import numpy as np
+
+    from squeezelab.analysis.sequential import SequentialDesign
+
+    cal = _load("verdict_calibration")
+    setup = {"seed_sd": 1.5, "cond_sd": 3.0, "effect_sd": 2.0, "stall": 0.0}
+    for design in (SequentialDesign(8, 8), SequentialDesign(3, 9)):
+        row, verdicts = cal._cases(2000, 0, setup, "chance", design)
+        least = cal.least_seeds(verdicts, setup["seed_sd"])
+        for case in cal.CASES:
+            assert 0 < least[case] < row[f"seeds_used_at_{case}"]
+    # A procedure that always says the same thing learns nothing: it needs no seeds at all.
+    same = {c: np.full(100, "inconclusive", dtype=object) for c in cal.CASES}
+    assert max(cal.least_seeds(same, 1.5).values()) == pytest.approx(0.0, abs=1e-12)
+    # Deciding perfectly between effects 0 and min_effect costs more as the seeds vary more.
+    perfect = {"null": np.full(100, "contradicted", dtype=object),
+               "min_effect": np.full(100, "supported", dtype=object),
+               "1.5x": np.full(100, "supported", dtype=object)}  # fmt: skip
+    assert cal.least_seeds(perfect, 3.0)["null"] == pytest.approx(
+        4 * cal.least_seeds(perfect, 1.5)["null"]
+    )
+
+
+def test_curtailing_a_claim_only_removes_decisions() -> None:
+    """Giving a claim up is never a decision: with the same simulated seeds, every verdict a
+    curtailed design reaches the plain design reaches too, at the same look or later."""
+    import numpy as np
+
+    from squeezelab.analysis.sequential import SequentialDesign
+
+    cal = _load("verdict_calibration")
+    setup = {"seed_sd": 1.5, "cond_sd": 3.0, "effect_sd": 2.0, "stall": 0.0}
+    design = SequentialDesign(3, 9)
+    for effect in (0.0, 2.0):
+        plain, used = cal.run_design(np.random.default_rng(5), 3000, effect, setup, "chance",
+                                     design)  # fmt: skip
+        for how in ("support", "either"):
+            cut, cut_used = cal.run_design(np.random.default_rng(5), 3000, effect, setup,
+                                           "chance", design, cal.Variant(curtail=how))  # fmt: skip
+            decided = cut != "inconclusive"
+            assert (cut[decided] == plain[decided]).all()
+            assert (cut_used <= used).all()
+        assert (cut_used < used).any()  # it does give some claims up
