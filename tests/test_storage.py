@@ -105,6 +105,32 @@ def test_unwritable_storage_is_one_clear_error(tmp_path: Path) -> None:
         Storage("nope://x")
 
 
+class NoCredentials(Exception):
+    """Stands in for a cloud backend's own error (botocore's NoCredentialsError is no
+    OSError)."""
+
+
+@pytest.mark.parametrize("error", [NoCredentials("Unable to locate credentials"),
+                                   FileNotFoundError(2, "No such file or directory")])  # fmt: skip
+def test_a_backends_own_failure_is_a_storage_error_naming_the_step(
+    error: Exception, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Offline S3 without credentials, or a folder whose parent cannot exist (``/proc/x``),
+    must read as one line naming the storage and the step, not an unexpected traceback;
+    reading a run that is not there still reads as "nothing there"."""
+    storage = Storage(str(tmp_path / "runs"))
+
+    def fail(*args: object, **kwargs: object) -> None:
+        raise error
+
+    monkeypatch.setattr(storage.fs, "makedirs", fail)
+    with pytest.raises(StorageError, match=r"could not make a folder in storage .*runs: \S"):
+        storage.probe()
+    assert storage.files("absent") == set() and storage.run_keys() == set()
+    with pytest.raises(StorageError, match="holds no absent/x"):
+        storage.get("absent", "x", tmp_path / "x")
+
+
 def test_a_run_moved_to_another_node_resumes_from_storage(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, scratch: Path
 ) -> None:

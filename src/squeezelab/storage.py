@@ -80,13 +80,19 @@ class Storage:
     def path(self, *parts: str) -> str:
         return join(self.root, *parts)
 
-    def _call(self, what: str, fn: Any, *args: Any) -> Any:
+    def _call(self, what: str, fn: Any, *args: Any, missing: bool = False) -> Any:
+        """``fn(*args)`` with every failure as one StorageError naming what was being done;
+        with ``missing``, a FileNotFoundError passes through (the caller reads "nothing
+        there")."""
         try:
             return fn(*args)
-        except FileNotFoundError:
-            raise
-        except OSError as err:
+        except FileNotFoundError as err:
+            if missing:
+                raise
             raise StorageError(f"could not {what} in storage {self.url}: {err}") from None
+        except Exception as err:  # OSError, and a backend's own (credentials, network)
+            reason = str(err) or type(err).__name__
+            raise StorageError(f"could not {what} in storage {self.url}: {reason}") from None
 
     def push(self, local: Path, key: str, mirror: bool = False) -> None:
         """Copy run folder ``local`` to ``STORAGE/key``; with ``mirror``, also remove what the
@@ -111,7 +117,7 @@ class Storage:
         """The files under ``STORAGE/key``, relative to it (empty when there are none)."""
         base = self.path(key)
         try:
-            found = self._call("list files", self.fs.find, base)
+            found = self._call("list files", self.fs.find, base, missing=True)
         except FileNotFoundError:
             return set()
         prefix = base.rstrip("/") + "/"
@@ -121,7 +127,7 @@ class Storage:
     def run_keys(self) -> set[str]:
         """The run folders in storage (their keys)."""
         try:
-            entries = self._call("list folders", self.fs.ls, self.root, False)
+            entries = self._call("list folders", self.fs.ls, self.root, False, missing=True)
         except FileNotFoundError:
             return set()
         names = {str(e).rstrip("/").rsplit("/", 1)[-1] for e in entries}
@@ -144,7 +150,8 @@ class Storage:
         dest.parent.mkdir(parents=True, exist_ok=True)
         part = dest.with_name(f"{dest.name}.part")
         try:
-            self._call("read a file", self.fs.get_file, self.path(key, name), str(part))
+            self._call("read a file", self.fs.get_file, self.path(key, name), str(part),
+                       missing=True)  # fmt: skip
         except FileNotFoundError:
             raise StorageError(f"storage {self.url} holds no {key}/{name}") from None
         part.replace(dest)
