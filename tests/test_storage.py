@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from squeezelab.storage import Storage, StorageError, join, local_run
+from squeezelab.storage import RunsAt, Storage, StorageError, join, local_run
 from squeezelab.studies import load_study, parse_study, run_study
 from squeezelab.studies.executors import RunTask, execute_run
 from squeezelab.training import from_dict, train
@@ -355,3 +355,28 @@ def test_the_live_page_reads_a_running_runs_curve_from_storage(s3: str, tmp_path
         record = RunRecord("k", Fields({}), status="running", run_dir=join(url, "k"))
         assert _curve(record) == [21.5, 40.0]
     assert _curve(RunRecord("k", Fields({}), status="running", run_dir=join(s3, "none"))) == []
+
+
+def test_runs_at_names_each_run_folder_and_drops_files_wherever_they_live(
+    tmp_path: Path, s3: str
+) -> None:
+    """One value says where a study's runs go: a folder or storage, the same calls for both."""
+    local = RunsAt.of(None, tmp_path / "runs")
+    assert local.storage is None and local.run("k1") == str(tmp_path / "runs" / "k1")
+    assert local.holds(tmp_path / "runs" / "k1" / "final_model.pth")  # a run still to come
+    assert not local.holds(tmp_path / "elsewhere.pth")
+    (tmp_path / "runs" / "k1").mkdir(parents=True)
+    (tmp_path / "runs" / "k1" / "model.safetensors").write_bytes(b"w")
+    local.drop("k1", "model.safetensors")
+    local.drop("k1", "model.safetensors")  # gone already: nothing to do
+    assert not (tmp_path / "runs" / "k1" / "model.safetensors").exists()
+
+    remote = RunsAt.of(s3 + "/", tmp_path / "unused")  # probed on the way in
+    assert remote.storage is not None and remote.run("k1") == f"{s3}/k1"
+    assert not remote.holds(tmp_path / "runs" / "k1")
+    (tmp_path / "w").write_bytes(b"w")
+    remote.storage.put(tmp_path / "w", "k1", "model.safetensors")
+    remote.drop("k1", "model.safetensors")
+    assert remote.storage.files("k1") == set()
+    with pytest.raises(StorageError, match="storage 'nope://x'"):
+        RunsAt.of("nope://x", tmp_path)

@@ -17,6 +17,7 @@ import pytest
 
 from squeezelab.analysis.published import published_runs, published_value
 from squeezelab.results import Store
+from squeezelab.storage import RunsAt
 from squeezelab.studies import builtin_studies, load_study, parse_overrides, parse_study, run_study
 from squeezelab.studies.runner import run_key
 from squeezelab.studies.spec import parse_filters
@@ -233,7 +234,7 @@ def test_compare_takes_points_from_finished_grid(tmp_path: Path) -> None:
 
     compare = load_study("compare").with_overrides(parse_overrides(["epochs=1", "seeds=0"]))
     with Store(db) as store:
-        _, runs, notes = plan(compare, store, tmp_path, lambda m: None)
+        _, runs, notes = plan(compare, store, RunsAt(str(tmp_path)), lambda m: None)
     assert "best of study 'grid'" in notes["points_from"]
     assert {(r.model, r.lr) for r in runs} == {("squeezenet1_1", best.config["lr"])}
 
@@ -262,7 +263,7 @@ def test_best_of_with_nothing_to_take_points_from_is_refused(tmp_path: Path) -> 
     path = tmp_path / "b.toml"
     path.write_text(text)
     with Store(tmp_path / "s.db") as store, pytest.raises(ConfigError) as err:
-        plan(load_study(str(path)), store, tmp_path, lambda m: None)
+        plan(load_study(str(path)), store, RunsAt(str(tmp_path)), lambda m: None)
     assert "[best_of] takes its points from study 'nosuch', and this store holds none" in str(
         err.value
     )
@@ -567,7 +568,7 @@ def test_a_group_that_never_left_chance_has_no_winner(tmp_path: Path) -> None:
                              {"num_classes": 10})  # fmt: skip
         messages: list[str] = []
         spec = load_study("compare").with_overrides({"seeds": [0], "epochs": 1})
-        _, runs, _ = plan(spec, store, tmp_path / "runs", messages.append)
+        _, runs, _ = plan(spec, store, RunsAt(str(tmp_path / "runs")), messages.append)
     points = {(r.model, r.lr, r.weight_decay) for r in runs}
     # AlexNet: the study file's point (lr 0.01), not the tie-broken chance cell; SqueezeNet:
     # its grid winner on validation accuracy.

@@ -15,6 +15,7 @@ on another node) never sees half a checkpoint.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import shutil
 import tempfile
@@ -175,6 +176,42 @@ class Storage:
         self._call("remove a file", self.fs.rm, self.path(key), True)
         if back != text:
             raise StorageError(f"storage {self.url} gave back other bytes than were written")
+
+
+@dataclasses.dataclass(frozen=True)
+class RunsAt:
+    """Where a study's run folders go, ``root/KEY``: a local folder (``storage`` None), or a
+    storage location (a folder or an fsspec URL) each run is pushed to as it trains."""
+
+    root: str
+    storage: Storage | None = None
+
+    @classmethod
+    def of(cls, storage: str | None, runs_dir: str | os.PathLike[str]) -> RunsAt:
+        """Storage when one is given (probed: unwritable storage is one line now, not a
+        failed run each), else the local folder ``runs_dir``."""
+        if not storage:
+            return cls(str(Path(runs_dir)))
+        where = Storage(storage)
+        where.probe()
+        return cls(storage.rstrip("/"), where)
+
+    def run(self, key: str) -> str:
+        """Run ``key``'s folder: a path, or a URL in storage."""
+        return join(self.root, key)
+
+    def holds(self, path: str | os.PathLike[str]) -> bool:
+        """Whether local ``path`` lies in a run folder here (not yet made: a run to come)."""
+        if is_url(self.root):
+            return False
+        return Path(self.root).resolve() in Path(path).expanduser().resolve().parents
+
+    def drop(self, key: str, name: str) -> None:
+        """Remove file ``name`` of run ``key`` (nothing when it is not there)."""
+        if self.storage is not None:
+            self.storage.remove(key, name)
+        else:
+            (Path(self.root) / key / name).unlink(missing_ok=True)
 
 
 def read_text(location: str) -> str:

@@ -22,7 +22,7 @@ from ..results import RunRecord, Store, StoreError
 from ..results.merge import Rekey
 from ..results.records import FINISHED, left_chance
 from ..results.store import Heartbeat, owner_id
-from ..storage import Storage, is_url, join
+from ..storage import RunsAt, Storage, is_url, join
 from ..training.config import ConfigError, RunConfig, from_dict
 from ..training.layout import MODEL
 from .executors import Executor, RunTask, make_executor
@@ -112,9 +112,10 @@ def best_points(
 
 
 def plan(
-    spec: StudySpec, store: Store, runs_dir: Path | str, log: Log
+    spec: StudySpec, store: Store, at: RunsAt, log: Log
 ) -> tuple[list[RunConfig], list[RunConfig], dict[str, Any]]:
-    """Resolve a study into (source runs, runs, notes) without running anything."""
+    """Resolve a study into (source runs, runs, notes) without running anything; source
+    models (a transfer study's pretraining) get their run folders in ``at``."""
     notes: dict[str, Any] = {}
     points = None
     if spec.best_of is not None:
@@ -134,12 +135,12 @@ def plan(
     runs = spec.expand(points)
     sources: list[RunConfig] = []
     if any(r.init == "imagenet" for r in runs):
-        runs, sources, notes["transfer_source"] = _resolve_imagenet(spec, runs, runs_dir, log)
+        runs, sources, notes["transfer_source"] = _resolve_imagenet(spec, runs, at, log)
     return sources, runs, notes
 
 
 def _resolve_imagenet(
-    spec: StudySpec, runs: list[RunConfig], runs_dir: Path | str, log: Log
+    spec: StudySpec, runs: list[RunConfig], at: RunsAt, log: Log
 ) -> tuple[list[RunConfig], list[RunConfig], str]:
     from ..training.checkpoint import CheckpointError
     from ..training.transfer import imagenet_weights
@@ -159,7 +160,7 @@ def _resolve_imagenet(
         base = {k: v for k, v in spec.base.items() if k in ("batch_norm", "image_size")}
         src = from_dict({**base, **spec.pretrain, "model": m}, f"{spec.source} [pretrain]")
         sources.append(src)
-        replace[m] = join(str(runs_dir), run_key(src))
+        replace[m] = at.run(run_key(src))
     desc = f"pretrained here on {spec.pretrain.get('data')} (ImageNet weights unavailable offline)"
     log(f"{spec.name}: {desc}")
     swapped = [r.replace(init=replace[r.model]) if r.init == "imagenet" else r for r in runs]
@@ -177,18 +178,17 @@ def no_points(spec: StudySpec, held: int) -> ConfigError:
     )
 
 
-def preflight(runs: list[RunConfig], runs_root: Path | str, data_dir: str | None) -> None:
+def preflight(runs: list[RunConfig], at: RunsAt, data_dir: str | None) -> None:
     """Check once, before any run is registered or trained, what every run will read: each
     distinct data source and each starting-weights path (other than ImageNet's and the
     source models this study trains itself). One line names the first problem."""
     for data in sorted({c.data for c in runs}):
         check_source(data, data_dir)
-    root = str(runs_root) if is_url(runs_root) else Path(runs_root).resolve()
     for init in sorted({c.init for c in runs if c.init and c.init != "imagenet"}):
         if is_url(init):  # in storage: a source model this study trains, or read there
             continue
         path = Path(init).expanduser()
-        if not path.exists() and root not in path.resolve().parents:
+        if not path.exists() and not at.holds(path):
             raise ConfigError(f"init {init!r}: no such file or run directory")
 
 
@@ -223,18 +223,13 @@ def run_study(
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     if storage and runs_dir:
         raise ConfigError("give --storage or --runs-dir, not both: runs go to one place")
-    runs_root: Path | str = (
-        storage.rstrip("/") if storage else Path(runs_dir) if runs_dir else default_runs_dir(db)
-    )
-    where = Storage(storage) if storage else None
-    if where is not None:
-        where.probe()  # unwritable storage is one line now, not a failed run each
-    preflight(spec.expand(), runs_root, data_dir)  # before the store is even opened
+    at = RunsAt.of(storage, runs_dir or default_runs_dir(db))
+    preflight(spec.expand(), at, data_dir)  # before the store is even opened
     with Store(db) as store:
-        sources, runs, notes = plan(spec, store, runs_root, log)
+        sources, runs, notes = plan(spec, store, at, log)
         if keep is not None:
             runs = [c for c in runs if keep(c)]
-        preflight(sources, runs_root, data_dir)  # what planning added: source models
+        preflight(sources, at, data_dir)  # what planning added: source models
         spec_dict = {**dataclasses.asdict(spec), "notes": notes}
         spec_dict.pop("raw")  # the parsed fields say it all
         # Each run's key once (it may hash the data): (key, config) per stage.
@@ -279,14 +274,13 @@ def run_study(
                 if todo:
                     runner = runner or make_executor(executor, workers, address, runs_per_device)
                     lease = RunLease(store, beat, owner, log)
-                    _execute(store, runner, todo, runs_root, data_dir, log, spec, lease, view,
-                             where)  # fmt: skip
+                    _execute(store, runner, todo, at, data_dir, log, spec, lease, view)
         finally:
             beat.close()
             if view is not None:
                 view.close()
         if not keep_weights:
-            _drop_weights(store, spec.name, runs_root, where)
+            _drop_weights(store, spec.name, at)
         return store.status_counts(spec.name)
 
 
@@ -345,7 +339,7 @@ def ship_data(store: Storage, sources: set[str], log: Log) -> dict[str, str]:
     return out
 
 
-def _drop_weights(store: Store, study: str, runs_root: Path | str, where: Storage | None) -> None:
+def _drop_weights(store: Store, study: str, at: RunsAt) -> None:
     """Delete final weights no later step reads: keep one run per model, its best cell's best."""
     runs = [r for r in store.runs(study) if r.status == "done"]
     best: dict[str, RunRecord] = {}
@@ -356,10 +350,7 @@ def _drop_weights(store: Store, study: str, runs_root: Path | str, where: Storag
     keep = {r.key for r in best.values()}
     for r in runs:
         if r.key not in keep:
-            if where is not None:
-                where.remove(r.key, MODEL)
-            else:
-                (Path(runs_root) / r.key / MODEL).unlink(missing_ok=True)
+            at.drop(r.key, MODEL)
 
 
 FULL_SET = 50_000  # stands in for the images of a run without train_subset (CIFAR's size)
@@ -378,15 +369,15 @@ def _execute(
     store: Store,
     runner: Executor,
     todo: list[tuple[str, RunConfig]],
-    runs_root: Path | str,
+    at: RunsAt,
     data_dir: str | None,
     log: Callable[[str], None],
     spec: StudySpec,
     lease: RunLease,
     view: LiveView | None = None,
-    where: Storage | None = None,
 ) -> None:
     verbose = not sys.stderr.isatty()
+    where = at.storage
     copies = ship_data(where, {c.data for _, c in todo}, log) if where else {}
     # Longest runs first (stable): in the study's order AlexNet and the most epochs come
     # last, and one such run keeps a slot busy while the others idle.
@@ -396,7 +387,7 @@ def _execute(
         RunTask(
             key,
             c.to_dict(),
-            join(str(runs_root), key),
+            at.run(key),
             data_dir,
             verbose=verbose,
             stop_stalled_after=spec.stop_stalled_after,
