@@ -37,6 +37,7 @@ seeds any procedure with the fixed design's decision rates could use (an informa
 
 Prints one JSON object. Usage:
   python benchmarks/verdict_calibration.py [--sims 10000] [--seed 0] [--db STORE] [--seed-sd 1.5]
+      [--first-seeds 3]
 """
 
 from __future__ import annotations
@@ -395,8 +396,8 @@ def _share(seeds: dict[str, float], fixed: int) -> dict[str, float]:
     return {**share, "mean": round(float(np.mean(list(share.values()))), 3)}
 
 
-def sequential_calibration(sims: int, seed: int, setup: dict[str, float],
-                           spending: str) -> dict[str, Any]:  # fmt: skip
+def sequential_calibration(sims: int, seed: int, setup: dict[str, float], spending: str,
+                           first: int = FIRST_SEEDS) -> dict[str, Any]:  # fmt: skip
     """Fixed vs sequential at equal power: both error rates and the expected seeds (so
     run-epochs) at no effect, at min_effect and at 1.5 x min_effect. Without stalls also: the
     same design with the seed SD known, two curtailed designs, and the least any procedure
@@ -412,9 +413,9 @@ def sequential_calibration(sims: int, seed: int, setup: dict[str, float],
 
     def equal_power(rule: str, variant: Variant, target: float) -> SequentialDesign:
         """The fewest most-seeds at the fixed design's power (the same simulated seeds)."""
-        most = max(fixed_n, FIRST_SEEDS)
+        most = max(fixed_n, first)
         while True:
-            design = SequentialDesign(FIRST_SEEDS, most, 1, spending=spending)
+            design = SequentialDesign(first, most, 1, spending=spending)
             if power(design, rule, variant) >= target - 0.005 or most >= 3 * fixed_n:
                 return design
             most += 1
@@ -426,7 +427,7 @@ def sequential_calibration(sims: int, seed: int, setup: dict[str, float],
             "curtailed_support": Variant(curtail="support"),
             "curtailed_either": Variant(curtail="either"),
         }
-    out: dict[str, Any] = {"spending": spending, "first_seeds": FIRST_SEEDS}
+    out: dict[str, Any] = {"spending": spending, "first_seeds": first}
     for rule in ("chance", "exclude"):
         target = power(fixed, rule, Variant())
         rows: dict[str, Any] = {}
@@ -481,6 +482,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--db", help="a store whose recorded spreads and stall rate to use")
     parser.add_argument(
+        "--first-seeds",
+        type=int,
+        default=FIRST_SEEDS,
+        help="seeds per group at the sequential design's first look",
+    )
+    parser.add_argument(
         "--seed-sd", type=float, default=1.5, help="the assumed seed SD in points (no --db)"
     )
     args = parser.parse_args()
@@ -508,7 +515,8 @@ def main() -> None:
         numbers = {k: v for k, v in setup.items() if k != "source"}
         results[name] = {"setup": setup, "claims": calibrate(args.sims, args.seed, numbers)}
         results[name]["sequential"] = {
-            s: sequential_calibration(args.sims, args.seed, numbers, s) for s in SPENDING
+            s: sequential_calibration(args.sims, args.seed, numbers, s, args.first_seeds)
+            for s in SPENDING
         }
     within = all(c["within_target"] for r in results.values() for c in r["claims"].values())
     within = within and all(
