@@ -375,8 +375,10 @@ def test_runs_at_names_each_run_folder_and_drops_files_wherever_they_live(
     assert remote.storage is not None and remote.run("k1") == f"{s3}/k1"
     assert not remote.holds(tmp_path / "runs" / "k1")
     (tmp_path / "w").write_bytes(b"w")
-    remote.storage.put(tmp_path / "w", "k1", "model.safetensors")
-    remote.drop("k1", "model.safetensors")
-    assert remote.storage.files("k1") == set()
+    key = "runs-at"  # the bucket is the module's: a key no other test writes
+    remote.storage.put(tmp_path / "w", key, "model.safetensors")
+    remote.storage.put(tmp_path / "w", key, "metrics.jsonl")
+    remote.drop(key, "model.safetensors")
+    assert remote.storage.files(key) == {"metrics.jsonl"}
     with pytest.raises(StorageError, match="storage 'nope://x'"):
         RunsAt.of("nope://x", tmp_path)
