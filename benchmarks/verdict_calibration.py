@@ -344,10 +344,12 @@ def run_design(rng: np.random.Generator, sims: int, effect: float, setup: dict[s
 def least_seeds(outcomes: dict[str, np.ndarray], seed_sd: float) -> dict[str, float]:
     """The fewest expected seeds per group with which *any* sequential procedure could reach
     these decision rates (verdicts per case), even knowing the seed SD and looking after every
-    seed: by Wald's identity the expected log-likelihood ratio between two true effects at the
-    stop is E[N] (d_a - d_b)^2 / (4 sd^2), and it is at least the Kullback-Leibler divergence
-    between the two cases' verdict distributions (data processing). The largest bound over the
-    other cases holds. Rates smoothed by (k + 0.5) / (n + 1.5); Gaussian seeds, no stalls."""
+    seed, as long as its rates do not depend on the two groups' common level: by Wald's
+    identity the expected log-likelihood ratio between two true effects at the stop is
+    E[N] (d_a - d_b)^2 / (4 sd^2) (the least-favourable common level shifts each group by half
+    the difference), and it is at least the Kullback-Leibler divergence between the two cases'
+    verdict distributions (data processing). The largest bound over the other cases holds.
+    Rates smoothed by (k + 0.5) / (n + 1.5); Gaussian seeds, no stalls."""
     me = MIN_EFFECT["welch"]
     words = (SUPPORTED, CONTRADICTED, "inconclusive")
     p = {c: np.array([((v == w).sum() + 0.5) / (v.size + 1.5) for w in words])
