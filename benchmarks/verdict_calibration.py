@@ -341,7 +341,10 @@ def run_design(rng: np.random.Generator, sims: int, effect: float, setup: dict[s
     return verdict, used
 
 
-def least_seeds(outcomes: dict[str, np.ndarray], seed_sd: float) -> dict[str, float]:
+Verdicts = dict[str, np.ndarray]  # per case: each simulated study's verdict
+
+
+def least_seeds(outcomes: Verdicts, seed_sd: float) -> dict[str, float]:
     """The fewest expected seeds per group with which *any* sequential procedure could reach
     these decision rates (verdicts per case), even knowing the seed SD and looking after every
     seed, as long as its rates do not depend on the two groups' common level: by Wald's
@@ -365,9 +368,6 @@ def least_seeds(outcomes: dict[str, np.ndarray], seed_sd: float) -> dict[str, fl
             if o != c
         )
     return out
-
-
-Verdicts = dict[str, np.ndarray]  # per case: each simulated study's verdict
 
 
 def _cases(sims: int, seed: int, setup: dict[str, float], rule: str, design: SequentialDesign,

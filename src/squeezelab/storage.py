@@ -87,11 +87,9 @@ class Storage:
         there")."""
         try:
             return fn(*args)
-        except FileNotFoundError as err:
-            if missing:
-                raise
-            raise StorageError(f"could not {what} in storage {self.url}: {err}") from None
         except Exception as err:  # OSError, and a backend's own (credentials, network)
+            if missing and isinstance(err, FileNotFoundError):
+                raise
             reason = str(err) or type(err).__name__
             raise StorageError(f"could not {what} in storage {self.url}: {reason}") from None
 
@@ -194,7 +192,7 @@ class RunsAt:
             return cls(str(Path(runs_dir)))
         where = Storage(storage)
         where.probe()
-        return cls(storage.rstrip("/"), where)
+        return cls(where.url, where)
 
     def run(self, key: str) -> str:
         """Run ``key``'s folder: a path, or a URL in storage."""
