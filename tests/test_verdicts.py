@@ -263,11 +263,23 @@ def test_a_claim_reports_its_bootstrap_and_spread() -> None:
 
 def test_calibration_benchmark_prints_rates_for_every_claim_type() -> None:
     out = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "verdict_calibration.py"), "--sims", "400"],
+        [sys.executable, str(ROOT / "benchmarks" / "verdict_calibration.py"), "--sims", "400",
+         "--first-seeds", "2", "--seed-sd", "2.0"],
         capture_output=True, text=True, check=True, timeout=300,
     )  # fmt: skip
     data = json.loads(out.stdout)
     assert data["sims"] == 400 and set(data["setups"]) == {"parametric", "store"}
+    assert data["setups"]["parametric"]["setup"]["seed_sd"] == 2.0
+    for name, designs in (("parametric", {"sequential", "sequential_known_sd", "curtailed_support",
+                                          "curtailed_either", "least_possible"}),
+                          ("store", {"sequential"})):  # fmt: skip
+        for seq in data["setups"][name]["sequential"].values():
+            assert seq["first_seeds"] == 2
+            compute = seq["chance"]["compute_vs_fixed_all"]
+            assert set(compute) == designs  # the oracle and the bound only without stalls
+            assert 0 < compute["sequential"]["mean"] <= 1.5
+            if "least_possible" in compute:  # the bound sits below what the design used
+                assert compute["least_possible"]["mean"] < compute["sequential"]["mean"]
     claims = data["setups"]["parametric"]["claims"]
     names = {k.split(" [")[0] for k in claims}
     assert names == {"paired", "paired_holm_family_of_3", "welch", "noninferiority",
