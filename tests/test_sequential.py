@@ -138,7 +138,9 @@ def _noise(config, sd: float) -> float:
     )
 
 
-def _run(tmp_path, monkeypatch, accuracy, text: str = SEQ_STUDY, stop_after=None, **design):
+def _run(
+    tmp_path, monkeypatch, accuracy, text: str = SEQ_STUDY, stop_after=None, only=None, **design
+):
     from squeezelab.studies import executors
     from squeezelab.studies.sequential import run_until_decided
     from squeezelab.studies.spec import parse_study
@@ -148,7 +150,7 @@ def _run(tmp_path, monkeypatch, accuracy, text: str = SEQ_STUDY, stop_after=None
         spec = dataclasses.replace(spec, sequential=dataclasses.replace(spec.sequential, **design))
     scripted = Scripted(accuracy, stop_after)
     monkeypatch.setitem(executors.EXECUTORS, "scripted", lambda w, a, r: scripted)
-    out = run_until_decided(spec, tmp_path / "s.db", executor="scripted",
+    out = run_until_decided(spec, tmp_path / "s.db", executor="scripted", only=only,
                             runs_dir=tmp_path / "runs", log=lambda m: None)  # fmt: skip
     return out, scripted
 
@@ -194,6 +196,71 @@ def test_resume_after_a_kill_between_looks_loses_and_repeats_no_look(tmp_path, m
     fresh.mkdir()
     same, _ = _run(fresh, monkeypatch, accuracy)
     assert same.verdicts == again.verdicts and same.looks == again.looks
+
+
+TWO_PAIRS = SEQ_STUDY.replace(
+    "[axes]",
+    """[axes]
+model = ["squeezenet1_0", "squeezenet1_1"]""",
+).replace(
+    "min_effect = 1.0",
+    """min_effect = 1.0
+where = { model = "squeezenet1_0" }
+[[claims]]
+id = "bn11"
+statement = "batch norm helps SqueezeNet 1.1"
+test = "welch"
+field = "batch_norm"
+treatment = true
+control = false
+min_effect = 1.0
+where = { model = "squeezenet1_1" }""",
+)
+
+
+def test_a_part_of_a_study_is_decided_on_its_own_and_holm_counts_the_rest(
+    tmp_path, monkeypatch
+) -> None:
+    """--only model=...: one pair at a time; the family's other claim counts as never
+    rejected, so the part's level is Holm's first step over the whole family."""
+    from squeezelab.analysis.sequential import at_look
+    from squeezelab.errors import ConfigError
+    from squeezelab.results import Store
+
+    def accuracy(c):
+        return 60 + _noise(c, 3)
+
+    only = {"model": ("squeezenet1_0",)}
+    out, scripted = _run(tmp_path, monkeypatch, accuracy, TWO_PAIRS, only=only)
+    assert out.name == "seq[model=squeezenet1_0]" and out.verdicts == {"bn": "inconclusive"}
+    assert scripted.ran == 16 and out.fixed_run_epochs == 32  # its own pair alone
+    with Store(tmp_path / "s.db") as store:
+        looks = [r for r in store.looks(out.name) if r["rule"] == "chance"]
+        assert store.looks("seq") == []  # the whole study's looks stay apart
+        models = {r.config.model for r in store.runs(out.name)}
+    assert models == {"squeezenet1_0"} and {r["claim"] for r in looks} == {"bn"}
+    first = looks[0]
+    half = float(at_look([first["fraction"]], "obrien-fleming")(np.array([0.025]))[0])
+    assert first["level"] == pytest.approx(half)  # alpha / 2 at the look, not alpha
+    # the same pair as a study of its own (a family of one) looks at the full level
+    (tmp_path / "x").mkdir()
+    _run(tmp_path / "x", monkeypatch, accuracy)
+    with Store(tmp_path / "x" / "s.db") as store:
+        solo = next(r for r in store.looks("seq") if r["rule"] == "chance")
+    assert solo["level"] > first["level"]
+    from squeezelab.analysis.report import build_report
+
+    report = build_report(tmp_path / "s.db", tmp_path / "r")
+    md = (tmp_path / "r" / "report.md").read_text()
+    assert "## Sequential looks: seq[model=squeezenet1_0]" in md
+    assert "seq-model-squeezenet1_0_looks.png" in report["figures"]
+    assert (tmp_path / "r" / "looks_seq-model-squeezenet1_0.csv").is_file()
+    for bad, message in [
+        ({"seed": (0,)}, "chooses the seeds look by look"),
+        ({"batch_norm": (True,)}, "holds 3 of the 6 runs claim 'bn' reads"),
+    ]:
+        with pytest.raises(ConfigError, match=message):
+            _run(tmp_path, monkeypatch, accuracy, TWO_PAIRS, only=bad)
 
 
 def test_a_budget_stops_the_study_and_says_what_stays_open(tmp_path, monkeypatch) -> None:

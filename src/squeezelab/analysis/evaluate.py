@@ -885,10 +885,13 @@ def apply_holm(
     results: list[ClaimResult],
     nominal: Callable[[np.ndarray], np.ndarray] | None = None,
     frozen: Mapping[tuple[str, str], str] | None = None,
+    absent: Mapping[str, int] | None = None,
 ) -> None:
     """Holm within each (family, rule), twice: over the support p-values and over the
     contradiction p-values; each tested claim is re-read at its two steps' levels (its
-    interval and its verdict agree). Untested claims take no part.
+    interval and its verdict agree). Untested claims take no part, except the ``absent``
+    ones: per family, claims that another part of a sequential study decides, counted here
+    as never rejected.
 
     At a look of a sequential study, ``nominal`` maps the steps' levels to the look's
     (``sequential.at_look``) and ``frozen`` holds the verdicts of earlier looks by
@@ -908,7 +911,9 @@ def apply_holm(
             if done[id(m)] is not None:
                 m.outcome = str(done[id(m)])
 
-        words = [done[id(m)] for m in members]
+        # the claims another part decides trail, as frozen ones not rejected do
+        left_out = (absent or {}).get(members[0].family, 0)
+        words = [done[id(m)] for m in members] + [None] * left_out
         support_ps = [float(m.p if m.p is not None else 1.0) for m in live]
         contra_ps = [1.0 if m.p_contra is None else float(m.p_contra) for m in live]
         levels = _steps(words, SUPPORTED, support_ps, alpha, nominal)
@@ -939,16 +944,18 @@ def evaluate_claims(
     bootstrap: bool = True,
     nominal: Callable[[np.ndarray], np.ndarray] | None = None,
     frozen: Mapping[tuple[str, str], str] | None = None,
+    absent: Mapping[str, int] | None = None,
 ) -> list[ClaimResult]:
     """Evaluate (claim, runs, sources, caveat) under both rules, Holm-adjusted per family
-    (at a sequential study's look: ``nominal`` and ``frozen``, see :func:`apply_holm`)."""
+    (at a sequential study's look: ``nominal``, ``frozen`` and ``absent``, see
+    :func:`apply_holm`)."""
     results = [
         res
         for rule in RULES
         for claim, runs, sources, caveat in claims
         for res in evaluate_claim(claim, runs, rule, chance, sources, caveat)
     ]
-    apply_holm(results, nominal, frozen)
+    apply_holm(results, nominal, frozen, absent)
     if bootstrap:
         bootstrap_all(results)
     return results

@@ -19,6 +19,12 @@ def anchor(title: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-") or "section"
 
 
+def file_stem(name: str) -> str:
+    """A study's name as a file name: a part's (``study[model=x]``) or a research stage's
+    (``research/stage``) holds characters that a path or a link would read otherwise."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-") or "study"
+
+
 def _anchors(sections: list[Any]) -> list[str]:
     seen: dict[str, int] = {}
     out = []

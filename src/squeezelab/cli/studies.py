@@ -118,7 +118,9 @@ def _study_args(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="run look by look, adding seeds where claims are still open, until every claim is "
         "decided (the study file's [sequential] section: max_seeds, seeds_per_look, spending, "
-        "budget); resumable like any study",
+        "budget); resumable like any study. With --only (conditions, not seeds): the "
+        "claims whose runs all lie in the selection, as a study of their own (its looks "
+        "under 'STUDY[field=value]')",
     )
     run.add_argument(
         "--max-seeds",
@@ -237,8 +239,6 @@ def _until_decided(spec: Any, args: argparse.Namespace, only: Any, live: str | N
 
     if not args.until_decided:
         raise ConfigError("--max-seeds goes with --until-decided")
-    if only:
-        raise ConfigError("--until-decided decides whole claims: it does not take --only")
     design = spec.sequential
     if args.max_seeds:
         try:
@@ -250,10 +250,10 @@ def _until_decided(spec: Any, args: argparse.Namespace, only: Any, live: str | N
         except ValueError as err:
             raise ConfigError(f"--max-seeds: {err}") from None
     out = run_until_decided(
-        spec, args.db, design, runs_dir=args.runs_dir, live=live, **execution(args)
+        spec, args.db, design, runs_dir=args.runs_dir, live=live, only=only, **execution(args)
     )
     print(
-        f"{spec.name}: {out.looks} look(s), stopped: {out.stopped}; "
+        f"{out.name}: {out.looks} look(s), stopped: {out.stopped}; "
         f"{out.run_epochs:g} run-epochs (a fixed design at the most seeds: "
         f"{out.fixed_run_epochs:g})"
     )

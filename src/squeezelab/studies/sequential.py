@@ -11,6 +11,13 @@ Each look is recorded in the store, whole, once it is taken (``Store.record_look
 the command between looks and running it again goes on from the last recorded look, and a
 look whose runs were interrupted is taken when they have finished. Runs already in the store
 count, so a study can be extended later by raising ``max_seeds``.
+
+``only`` runs a part of the study as a sequential study of its own (one model pair at a time):
+the claims whose runs all lie in the selection are decided, under the name
+``study[field=value;...]`` so that its looks and another part's never mix. The family's other
+claims count in Holm's steps as claims never rejected (p = 1), so each part spends no more
+than its share of the family's level: the parts together reject no more than one study that
+ran them all would.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -30,11 +38,12 @@ from ..declared import ClaimSpec
 from ..results import RunRecord, Store
 from ..training.config import ConfigError, RunConfig
 from .runner import Log, run_key, run_study
-from .spec import StudySpec
+from .spec import Filters, StudySpec, select_runs
 
 
 @dataclasses.dataclass
 class SequentialOutcome:
+    name: str  # the study's (a part's: "study[field=value]")
     looks: int  # looks taken in all (this call and earlier ones)
     stopped: str  # "decided", "last look", "budget", "failed runs"
     verdicts: dict[str, str]  # look key -> verdict under the claim's own rule
@@ -48,10 +57,12 @@ def run_until_decided(
     db: str | Path,
     design: SequentialDesign | None = None,
     log: Log | None = None,
+    only: Filters | None = None,
     **run: Any,
 ) -> SequentialOutcome:
     """Run ``spec`` look by look under ``design`` (default: its ``[sequential]`` section);
-    ``run`` goes to :func:`run_study` (executor, workers, runs_dir, ...)."""
+    ``only`` (field -> values, no seeds) decides the part of the study it selects (see the
+    module's text); ``run`` goes to :func:`run_study` (executor, workers, runs_dir, ...)."""
     design = design or spec.sequential
     if design is None:
         raise ConfigError(
@@ -62,6 +73,8 @@ def run_until_decided(
         raise ConfigError(f"{spec.name}: --until-decided needs declared [[claims]] to decide")
     if design.first != len(spec.seeds):
         design = dataclasses.replace(design, first=len(spec.seeds))
+    part = Part.of(spec, only or {})
+    spec = part.spec
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     t0 = time.perf_counter()
     rule_of = {c.id: c.diverged for c in spec.claims}
@@ -98,7 +111,7 @@ def run_until_decided(
         plan = spec.with_overrides(looked, "sequential look")
         with Store(db) as store:
             held = set(store.statuses(spec.name))  # the runs earlier looks registered
-        keep = _keep(spec, plan, held, seeds_now, open_keys)
+        keep = _keep(spec, plan, part, held, seeds_now, open_keys)
         if taken and _over_budget(design, spec, plan, held, keep, t0, log):
             stopped = "budget"
             for r in last_results:  # what each open claim would need, from the last look
@@ -121,8 +134,8 @@ def run_until_decided(
         fraction = design.fraction(seeds)
         with Store(db) as store:
             runs = store.runs(spec.name)
-            results = decide_look(plan.claims, runs, [*fractions, fraction], design.spending,
-                                  frozen)  # fmt: skip
+            results = decide_look(part.claims(plan), runs, [*fractions, fraction],
+                                  design.spending, frozen, part.absent)  # fmt: skip
             last_results = results
             rows = _rows(results, seeds, fraction, design, frozen, runs)
             store.record_look(spec.name, len(taken) + 1, rows)
@@ -149,29 +162,94 @@ def run_until_decided(
         counts = store.status_counts(spec.name)
     spent_epochs = float(sum(r.config.epochs for r in runs))
     return SequentialOutcome(
+        name=spec.name,
         looks=len(taken),
         stopped=stopped,
         verdicts=final,
         run_epochs=spent_epochs,
-        fixed_run_epochs=_fixed_cost(spec, design),
+        fixed_run_epochs=_fixed_cost(spec, design, part),
         counts=counts,
     )
 
 
+@dataclasses.dataclass(frozen=True)
+class Part:
+    """The part of a study that a sequential call decides: the whole study, or what ``only``
+    selects (its own name, the claims whose runs all lie in it, and how many of each family's
+    claims it leaves to other parts)."""
+
+    spec: StudySpec
+    only: Filters
+    ids: frozenset[str]
+    absent: Mapping[str, int]
+
+    @classmethod
+    def of(cls, spec: StudySpec, only: Filters) -> Part:
+        ids = frozenset(c.id for c in spec.claims)
+        if not only:
+            return cls(spec, only, ids, {})
+        if "seed" in only:
+            raise ConfigError(
+                f"{spec.name}: --until-decided chooses the seeds look by look: --only seed=... "
+                "does not go with it (select conditions: model=..., batch_norm=...)"
+            )
+        runs = spec.expand()
+        inside = {run_key(c) for c in select_runs(runs, dict(only), spec.name)}
+        kept: set[str] = set()
+        absent: Counter[str] = Counter()
+        for claim in spec.claims:
+            read = [c for c in runs if reader(claim, c.to_dict()) is not None]
+            held = [c for c in read if run_key(c) in inside]
+            if not held:
+                absent[claim.family] += 1
+            elif len(held) < len(read):
+                raise ConfigError(
+                    f"{spec.name}: --only {_label(only)} holds {len(held)} of the {len(read)} "
+                    f"runs claim {claim.id!r} reads: a part of a sequential study decides "
+                    "whole claims (widen --only to all its conditions, or leave it out)"
+                )
+            else:
+                kept.add(claim.id)
+        if not kept:
+            raise ConfigError(
+                f"{spec.name}: no claim reads only runs that --only {_label(only)} selects: "
+                "nothing to decide (its claims: "
+                + ", ".join(c.id for c in spec.claims) + ")"
+            )  # fmt: skip
+        named = dataclasses.replace(spec, name=f"{spec.name}[{_label(only)}]")
+        return cls(named, only, frozenset(kept), dict(absent))
+
+    def claims(self, plan: StudySpec) -> list[ClaimSpec]:
+        return [c for c in plan.claims if c.id in self.ids]
+
+    def holds(self, config: RunConfig) -> bool:
+        return all(getattr(config, k) in vs for k, vs in self.only.items())
+
+
+def _label(only: Filters) -> str:
+    return ";".join(f"{k}={','.join(map(str, vs))}" for k, vs in sorted(only.items()))
+
+
 def _keep(
-    spec: StudySpec, plan: StudySpec, held: set[str], seeds_now: int, open_keys: set[str] | None
+    spec: StudySpec,
+    plan: StudySpec,
+    part: Part,
+    held: set[str],
+    seeds_now: int,
+    open_keys: set[str] | None,
 ) -> Callable[[RunConfig], bool] | None:
-    """Which runs a look declares: at the first, all; later, those of earlier looks (``held``)
-    and the new seeds of the conditions an open claim reads."""
+    """Which runs a look declares: at the first, all (of the part); later, those of earlier
+    looks (``held``) and the new seeds of the conditions an open claim reads."""
     if open_keys is None:
-        return None
+        return part.holds if part.only else None
     earlier = set(spec.seeds_up_to(seeds_now))
+    claims = part.claims(plan)
 
     def keep(config: RunConfig) -> bool:
         if config.seed in earlier:
             return run_key(config) in held
         values = config.to_dict()
-        return any(reader(c, values) in open_keys for c in plan.claims)
+        return part.holds(config) and any(reader(c, values) in open_keys for c in claims)
 
     return keep
 
@@ -182,14 +260,21 @@ def decide_look(
     fractions: Sequence[float],
     spending: str,
     frozen: Mapping[tuple[str, str], str],
+    absent: Mapping[str, int] | None = None,
 ) -> list[ClaimResult]:
     """Every claim at a look: Holm's steps at the look's nominal levels (the information
-    ``fractions`` of this look and the earlier ones), claims decided earlier kept."""
+    ``fractions`` of this look and the earlier ones), claims decided earlier kept; ``absent``
+    counts each family's claims left to other parts of the study (never rejected here)."""
     chance = 100.0 / num_classes_of(r.provenance for r in runs)
     none: list[RunRecord] = []
     nominal = at_look(fractions, spending)
     return evaluate_claims(
-        [(c, runs, none, "") for c in claims], chance, False, nominal=nominal, frozen=frozen
+        [(c, runs, none, "") for c in claims],
+        chance,
+        False,
+        nominal=nominal,
+        frozen=frozen,
+        absent=absent,
     )
 
 
@@ -264,6 +349,8 @@ def _over_budget(
     return False
 
 
-def _fixed_cost(spec: StudySpec, design: SequentialDesign) -> float:
-    """Run-epochs of the fixed design that runs every condition at the most seeds."""
-    return sum(c.epochs for c in spec.expand()) / len(spec.seeds) * design.most
+def _fixed_cost(spec: StudySpec, design: SequentialDesign, part: Part) -> float:
+    """Run-epochs of the fixed design that runs every condition (of the part) at the most
+    seeds."""
+    runs = [c for c in spec.expand() if part.holds(c)]
+    return sum(c.epochs for c in runs) / len(spec.seeds) * design.most

@@ -415,7 +415,10 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
     return out
 
 
-def parse_filters(items: list[str]) -> dict[str, tuple[Any, ...]]:
+Filters = dict[str, tuple[Any, ...]]  # --only: run field -> the values it may take
+
+
+def parse_filters(items: list[str]) -> Filters:
     """Parse ``FIELD=VALUE[,VALUE...]`` strings (``--only``) into typed values per run field."""
     out: dict[str, tuple[Any, ...]] = {}
     for item in items:
@@ -434,9 +437,7 @@ def _assignment(item: str, flag: str, form: str) -> tuple[str, str]:
     return name.strip().replace("-", "_"), value
 
 
-def select_runs(
-    runs: list[RunConfig], filters: dict[str, tuple[Any, ...]], study: str
-) -> list[RunConfig]:
+def select_runs(runs: list[RunConfig], filters: Filters, study: str) -> list[RunConfig]:
     """The runs whose every filtered field takes one of its values; none matching is an error."""
     chosen = [c for c in runs if all(getattr(c, k) in vs for k, vs in filters.items())]
     if runs and not chosen:

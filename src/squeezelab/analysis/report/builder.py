@@ -22,7 +22,7 @@ from ...results.records import left_chance, machine_of, precision_mix
 from .. import figures
 from ..evaluate import ClaimResult, analyze_published, evaluate_claims, finalize, look_key
 from ..published import published_runs, published_value
-from ..render import render_html, render_markdown
+from ..render import file_stem, render_html, render_markdown
 from ..selection import (
     best_runs,
     select_best,
@@ -374,7 +374,7 @@ class ReportBuilder:
                 row.append(_per_seed(members))
             rows.append(row)
         return Table(
-            f"table_{name}",
+            f"table_{file_stem(name)}",
             f"{report.title or name}: test accuracy (%), mean over seeds",
             cols,
             rows,
@@ -478,7 +478,7 @@ class ReportBuilder:
         self.add_table(
             s,
             Table(
-                f"table_{name}_best",
+                f"table_{file_stem(name)}_best",
                 title,
                 [
                     *by,
@@ -523,7 +523,7 @@ class ReportBuilder:
     ) -> None:
         title = report.title or name
         for kind in report.figures:
-            path = self.out / f"{name}_{kind}.png"
+            path = self.out / f"{file_stem(name)}_{kind}.png"
             if kind == "curves":
                 curves = {r.key: list(r.history) for r in runs}
                 metric = figures.curves_figure(runs, curves, path, title)
@@ -555,7 +555,7 @@ class ReportBuilder:
         curves = {r.key: list(r.history) for r in best}
         if not any(len(c) > 1 for c in curves.values()):
             return
-        path = self.out / f"{name}_best_curves.png"
+        path = self.out / f"{file_stem(name)}_best_curves.png"
         metric = figures.curves_figure(best, curves, path, f"{title}: each model's best cell")
         s.figure(path, f"{title}: {metric} per epoch of each model's best cell (by validation).")
 

@@ -9,6 +9,7 @@ from typing import Any
 from ...results import RunRecord
 from .. import figures
 from ..evaluate import claim_id
+from ..render import file_stem
 from ..tables import Table
 from .section import Section, fmt
 
@@ -71,7 +72,7 @@ def looks_section(
         s.text(f"- **{claim}**: {state}.")
     s.table(
         Table(
-            f"looks_{name}",
+            f"looks_{file_stem(name)}",
             f"{name}: each look, under each claim's own divergence rule",
             [
                 "Claim",
@@ -88,7 +89,7 @@ def looks_section(
             rows,
         )
     )
-    path = out / f"{name}_looks.png"
+    path = out / f"{file_stem(name)}_looks.png"
     if figures.looks_figure(by_claim, path, f"{name}: each claim's looks"):
         s.figure(
             path,
