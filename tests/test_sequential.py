@@ -257,7 +257,7 @@ def test_a_part_of_a_study_is_decided_on_its_own_and_holm_counts_the_rest(
     assert (tmp_path / "r" / "looks_seq-model-squeezenet1_0.csv").is_file()
     for bad, message in [
         ({"seed": (0,)}, "chooses the seeds look by look"),
-        ({"batch_norm": (True,)}, "holds 3 of the 6 runs claim 'bn' reads"),
+        ({"batch_norm": (True,)}, r"holds every run of none .*bn \(3 of its 6 runs\)"),
     ]:
         with pytest.raises(ConfigError, match=message):
             _run(tmp_path, monkeypatch, accuracy, TWO_PAIRS, only=bad)
@@ -421,3 +421,15 @@ def test_a_merge_carries_a_sequential_studys_looks_and_refuses_two_histories(
         merge_stores([b / "s.db"], merged)
     with Store(merged) as dst, Store(a / "s.db") as src:
         assert dst.looks("seq") == src.looks("seq")  # the refused merge wrote nothing
+
+
+def test_modern_compare_splits_into_parts_one_model_pair_at_a_time() -> None:
+    from squeezelab.studies import load_study
+    from squeezelab.studies.sequential import Part
+
+    spec = load_study("modern-compare")
+    bn = Part.of(spec, {"model": ("squeezenet1_0",)})
+    assert bn.spec.name == "modern-compare[model=squeezenet1_0]"
+    assert bn.ids == {"modern-bn"} and bn.absent == {"modern": 2}
+    size = Part.of(spec, {"model": ("squeezenet1_0", "squeezenet1_1")})
+    assert size.ids == {"modern-bn", "modern-size"} and size.absent == {"modern": 1}

@@ -14,10 +14,10 @@ count, so a study can be extended later by raising ``max_seeds``.
 
 ``only`` runs a part of the study as a sequential study of its own (one model pair at a time):
 the claims whose runs all lie in the selection are decided, under the name
-``study[field=value;...]`` so that its looks and another part's never mix. The family's other
-claims count in Holm's steps as claims never rejected (p = 1), so each part spends no more
-than its share of the family's level: the parts together reject no more than one study that
-ran them all would.
+``study[field=value;...]`` so that its looks and another part's never mix. The other claims
+(some or none of their runs selected) are left to other parts, and count in their family's
+Holm steps as claims never rejected (p = 1): each part spends no more than its share of the
+family's level, so the parts together reject no more than one study that ran them all would.
 """
 
 from __future__ import annotations
@@ -197,25 +197,20 @@ class Part:
         inside = {run_key(c) for c in select_runs(runs, dict(only), spec.name)}
         kept: set[str] = set()
         absent: Counter[str] = Counter()
+        short = []
         for claim in spec.claims:
             read = [c for c in runs if reader(claim, c.to_dict()) is not None]
-            held = [c for c in read if run_key(c) in inside]
-            if not held:
-                absent[claim.family] += 1
-            elif len(held) < len(read):
-                raise ConfigError(
-                    f"{spec.name}: --only {_label(only)} holds {len(held)} of the {len(read)} "
-                    f"runs claim {claim.id!r} reads: a part of a sequential study decides "
-                    "whole claims (widen --only to all its conditions, or leave it out)"
-                )
-            else:
+            held = sum(run_key(c) in inside for c in read)
+            if read and held == len(read):
                 kept.add(claim.id)
+            else:  # another part decides it (a part that holds all its runs)
+                absent[claim.family] += 1
+                short.append(f"{claim.id} ({held} of its {len(read)} runs)")
         if not kept:
             raise ConfigError(
-                f"{spec.name}: no claim reads only runs that --only {_label(only)} selects: "
-                "nothing to decide (its claims: "
-                + ", ".join(c.id for c in spec.claims) + ")"
-            )  # fmt: skip
+                f"{spec.name}: --only {_label(only)} holds every run of none of its claims: "
+                f"nothing to decide ({', '.join(short)}); a part decides whole claims"
+            )
         named = dataclasses.replace(spec, name=f"{spec.name}[{_label(only)}]")
         return cls(named, only, frozenset(kept), dict(absent))
 
