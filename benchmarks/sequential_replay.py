@@ -6,7 +6,9 @@ every claim with the library's own look (``studies.sequential.decide_look``: Hol
 the look's Lan-DeMets nominal levels, decided claims kept). It prints one JSON object: each
 look (seeds, information, each claim's verdict, p and level), the final verdicts beside those
 of the fixed design on every seed, and the run-epochs the sequential design used against the
-fixed design's.
+fixed design's. Claims that the store's runs cannot test (the claims a part of a study,
+``study run --only ... --until-decided``, leaves to other parts) count in their family's Holm
+steps as never rejected, as the part's own looks count them, and are not replayed.
 
 Usage:
   python benchmarks/sequential_replay.py --db STORE --study NAME [--first 3] [--spending pocock]
@@ -18,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -33,11 +36,23 @@ def condition(r: RunRecord) -> str:
                       default=str)  # fmt: skip
 
 
+def held(claim: ClaimSpec, runs: list[RunRecord]) -> bool:
+    """Whether the runs hold every group the claim compares (a part's other claims: not)."""
+    read = [r for r in runs if reader(claim, r.config) is not None]
+    if claim.test in ("correlation", "equivalence"):
+        return bool(read)
+    values = [r.config.get(claim.field or "") for r in read]
+    return claim.control in values and any(v != claim.control for v in values)
+
+
 def replay(claims: list[ClaimSpec], runs: list[RunRecord], first: int, spending: str,
            rule_of: dict[str, str]) -> dict[str, Any]:  # fmt: skip
     seeds = sorted({int(r.config["seed"]) for r in runs})
     design = SequentialDesign(first=min(first, len(seeds)), max_seeds=len(seeds), spending=spending)
     limit = {condition(r): design.first for r in runs}  # seeds each condition has run
+    absent = Counter(c.family for c in claims if not held(c, runs))  # other parts' claims
+    claims = [c for c in claims if held(c, runs)]
+    fixed = evaluate_claims([(c, runs, [], "") for c in claims], bootstrap=False)
     frozen: dict[tuple[str, str], str] = {}
     fractions: list[float] = []
     looks = []
@@ -45,7 +60,7 @@ def replay(claims: list[ClaimSpec], runs: list[RunRecord], first: int, spending:
     for n in design.schedule:
         fractions.append(design.fraction(n))
         used = [r for r in runs if seeds.index(int(r.config["seed"])) < limit[condition(r)]]
-        results = decide_look(claims, used, fractions, spending, frozen)
+        results = decide_look(claims, used, fractions, spending, frozen, absent)
         row: dict[str, Any] = {"seeds": n, "information": round(fractions[-1], 3), "claims": {}}
         open_keys = set()
         for r in results:
@@ -73,7 +88,6 @@ def replay(claims: list[ClaimSpec], runs: list[RunRecord], first: int, spending:
             if any(reader(c, r.config) in open_keys for c in claims):
                 limit[condition(r)] = nxt
     used = [r for r in runs if seeds.index(int(r.config["seed"])) < limit[condition(r)]]
-    fixed = evaluate_claims([(c, runs, [], "") for c in claims], bootstrap=False)
     run_epochs = sum(r.config.get("epochs", 1) for r in used)
     fixed_epochs = sum(r.config.get("epochs", 1) for r in runs)
     return {

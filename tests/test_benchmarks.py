@@ -2,26 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 from pathlib import Path
 
 import pytest
 
+from .conftest import load_benchmark
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_time_to_targets_takes_the_first_epoch_reaching_each() -> None:
-    tta = _load("time_to_accuracy")
+    tta = load_benchmark("time_to_accuracy")
     history = [
         {"epoch_s": 10.0, "val_acc": 60.0},
         {"epoch_s": 12.0, "val_acc": 76.0},
@@ -37,7 +30,7 @@ def test_time_to_targets_takes_the_first_epoch_reaching_each() -> None:
 
 
 def test_time_to_accuracy_prints_one_json_object(tmp_path: Path, capsys) -> None:
-    tta = _load("time_to_accuracy")
+    tta = load_benchmark("time_to_accuracy")
     sets = ["epochs=2", "image_size=32", "batch_size=32", "batch_norm=true", "lr=0.05"]
     args = ["--data", "synthetic:200", "--targets", "1,99.5", "--out", str(tmp_path)]
     summary = tta.main(args + [a for s in sets for a in ("--set", s)])
@@ -55,7 +48,7 @@ def test_time_to_accuracy_prints_one_json_object(tmp_path: Path, capsys) -> None
 def test_a_benchmark_without_the_shared_data_says_it_times_synthetic_data(
     name: str, tmp_path: Path, monkeypatch, capsys
 ) -> None:
-    bench = _load(name)
+    bench = load_benchmark(name)
     monkeypatch.setattr(bench, "DEFAULT_DATA", tmp_path / "missing.tar.gz")
     assert bench.default_data() == "synthetic"
     assert f"{tmp_path / 'missing.tar.gz'} not found: timing on synthetic data" in (
@@ -73,7 +66,7 @@ def test_time_to_accuracy_from_a_store_gives_each_model_its_seeds_median(
     from squeezelab.results import Store
     from squeezelab.training import RunConfig
 
-    tta = _load("time_to_accuracy")
+    tta = load_benchmark("time_to_accuracy")
     curves = {0: [50.0, 72.0, 81.0], 1: [40.0, 60.0, 71.0], 2: [65.0, 75.0, 79.0]}
     with Store(tmp_path / "s.db") as store:
         for seed, accs in curves.items():
@@ -126,7 +119,6 @@ def test_time_to_accuracy_from_a_store_gives_each_model_its_seeds_median(
 @pytest.mark.slow
 def test_study_throughput_prints_rates_and_projections(tmp_path: Path) -> None:
     import subprocess
-    import sys
 
     proc = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "study_throughput.py"), "--steps", "2",
@@ -215,7 +207,6 @@ def test_gpu_modern_script_runs_every_study_into_one_archive(tmp_path: Path) -> 
 
 def test_sequential_replay_reads_a_store_in_seed_order(tmp_path: Path) -> None:
     import subprocess
-    import sys
 
     from .conftest import store_builtin
 
@@ -249,7 +240,7 @@ def test_no_procedure_beats_the_information_bound_and_the_fixed_design_respects_
 
     from squeezelab.analysis.sequential import SequentialDesign
 
-    cal = _load("verdict_calibration")
+    cal = load_benchmark("verdict_calibration")
     setup = {"seed_sd": 1.5, "cond_sd": 3.0, "effect_sd": 2.0, "stall": 0.0}
     for design in (SequentialDesign(8, 8), SequentialDesign(3, 9)):
         row, verdicts = cal._cases(2000, 0, setup, "chance", design)
@@ -275,7 +266,7 @@ def test_curtailing_a_claim_only_removes_decisions() -> None:
 
     from squeezelab.analysis.sequential import SequentialDesign
 
-    cal = _load("verdict_calibration")
+    cal = load_benchmark("verdict_calibration")
     setup = {"seed_sd": 1.5, "cond_sd": 3.0, "effect_sd": 2.0, "stall": 0.0}
     design = SequentialDesign(3, 9)
     for effect in (0.0, 2.0):

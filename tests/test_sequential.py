@@ -226,6 +226,9 @@ def test_a_part_of_a_study_is_decided_on_its_own_and_holm_counts_the_rest(
     from squeezelab.analysis.sequential import at_look
     from squeezelab.errors import ConfigError
     from squeezelab.results import Store
+    from squeezelab.studies.spec import parse_study
+
+    from .conftest import load_benchmark
 
     def accuracy(c):
         return 60 + _noise(c, 3)
@@ -255,6 +258,16 @@ def test_a_part_of_a_study_is_decided_on_its_own_and_holm_counts_the_rest(
     assert "## Sequential looks: seq[model=squeezenet1_0]" in md
     assert "seq-model-squeezenet1_0_looks.png" in report["figures"]
     assert (tmp_path / "r" / "looks_seq-model-squeezenet1_0.csv").is_file()
+    # replayed from the store, the part decides as its looks did, at the same levels
+    replay = load_benchmark("sequential_replay")
+    with Store(tmp_path / "s.db") as store:
+        runs = store.runs(out.name)
+    claims = list(parse_study(TWO_PAIRS, "seq").claims)
+    again = replay.replay(claims, runs, 3, "obrien-fleming", {c.id: c.diverged for c in claims})
+    assert again["verdicts"] == out.verdicts and len(again["looks"]) == len(looks)
+    assert [x["claims"]["bn"]["level"] for x in again["looks"]] == pytest.approx(
+        [r["level"] for r in looks]
+    )
     for bad, message in [
         ({"seed": (0,)}, "chooses the seeds look by look"),
         ({"batch_norm": (True,)}, r"holds every run of none .*bn \(3 of its 6 runs\)"),
