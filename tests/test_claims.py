@@ -689,6 +689,47 @@ def test_equivalence_supports_a_matching_reading_and_contradicts_a_shifted_one()
     assert "seeds per cell" in advice or "no number of seeds" in advice
 
 
+def test_equivalence_advice_past_the_margin_names_the_seeds_that_would_show_it() -> None:
+    """A deviation past the margin, not yet decided: the advice is the seeds that would show
+    it beyond the margin, and at those seeds most studies do (were it what was estimated)."""
+    claim = _equivalence_claim()
+    cells = [(0.001, 0.0), (0.01, 0.0)]
+    key = "lr=0.001, weight_decay=0.0"
+
+    def runs_of(seeds: int, rng: np.random.Generator, dev: float, sd: float) -> list[RunRecord]:
+        return [
+            _run(
+                float(CELLS[c]) + dev + rng.normal(0, sd),
+                seed=s,
+                lr=c[0],
+                weight_decay=c[1],
+                batch_size=64,
+                momentum=0.9,
+            )
+            for c in cells
+            for s in range(seeds)
+        ]
+
+    near = _verdicts(claim, runs_of(2, np.random.default_rng(3), 15.0, 1.0))[key]
+    assert near.verdict == "inconclusive" and near.estimate > 5
+    assert "points past the +-5 margin" in near.advice and near.lever == "seeds per cell"
+    needed = near.n_needed
+    assert needed is not None and needed > 2
+    sd = float(near.spread.split("seed SD ")[1].split(" ")[0])
+    shown = [
+        _verdicts(claim, runs_of(needed, np.random.default_rng(100 + i), near.estimate, sd))[
+            key
+        ].verdict
+        == "contradicted"
+        for i in range(200)
+    ]
+    assert np.mean(shown) >= 0.65  # 80% planned; the other cell's Holm step moves the level
+    # a seed spread that the published run's own noise makes too wide: no seeds decide it
+    wide = _verdicts(claim, runs_of(2, np.random.default_rng(3), 12.0, 6.0))[key]
+    assert wide.verdict == "inconclusive" and wide.estimate > 5 and wide.n_needed is None
+    assert "no number of seeds shows it beyond the margin in this cell" in wide.advice
+
+
 def test_equivalence_needs_a_measured_seed_spread_and_a_published_cell() -> None:
     claim = _equivalence_claim()
     one = _verdicts(claim, _reading_runs(0.0, seeds=1))

@@ -84,7 +84,8 @@ class Design:
 
     pivot: Pivot
     null: float  # 0, or -margin (non-inferiority)
-    advise: Callable[[float], tuple[float | None, int | None, str, str]]
+    # (support level, contradiction level) -> (power now, units needed, their name, advice)
+    advise: Callable[[float, float], tuple[float | None, int | None, str, str]]
     bootstrap: Callable[[], Bootstrap | None] = lambda: None
 
 
@@ -262,7 +263,7 @@ def _paired(claim: ClaimSpec, runs: list[RunRecord], rule: str, chance: float,
     res.spread = parts.describe()
     seeds = int(np.median([min(len(m["t"]), len(m["c"])) for m in matched]))
 
-    def advise(level: float) -> tuple[float | None, int | None, str, str]:
+    def advise(level: float, contra: float) -> tuple[float | None, int | None, str, str]:
         return _paired_advice(claim, parts, float(d.var(ddof=1)), n, seeds, level)
 
     def boot() -> Bootstrap | None:
@@ -398,7 +399,7 @@ def _unpaired(claim: ClaimSpec, runs: list[RunRecord], rule: str, chance: float,
     # Non-inferiority's power is to show it when the true difference is zero: the margin away.
     effect = margin if noninferiority else claim.min_effect
 
-    def advise(level: float) -> tuple[float | None, int | None, str, str]:
+    def advise(level: float, contra: float) -> tuple[float | None, int | None, str, str]:
         two = alt == "two-sided"
         if effect is None:
             return None, None, "", _no_effect_declared()
@@ -473,7 +474,7 @@ def _correlation(claim: ClaimSpec, runs: list[RunRecord], rule: str, chance: flo
     res.spread = parts.describe()
     points = len(xs)
 
-    def advise(level: float) -> tuple[float | None, int | None, str, str]:
+    def advise(level: float, contra: float) -> tuple[float | None, int | None, str, str]:
         effect = claim.min_effect
         if effect is None:
             return None, None, "", _no_effect_declared()
@@ -583,9 +584,31 @@ def _equivalence(claim: ClaimSpec, runs: list[RunRecord], rule: str, chance: flo
         q = float(stats.t.isf(level, dof))
         return max(0.0, 2 * float(stats.t.cdf(margin / se - q, dof)) - 1)
 
-    def advise(level: float) -> tuple[float | None, int | None, str, str]:
+    beyond = abs(res.estimate) - margin  # how far past the margin the deviation lies now
+
+    def beyond_power(seeds: int, level: float) -> float:
+        """The chance that the bound nearer the reference lands past the margin, were the
+        deviation what it is now (a planning guess, not a measured power)."""
+        se = sd * math.sqrt(1 / seeds + 1)
+        dof = max(1, cells * (seeds - 1))
+        return float(stats.t.sf(float(stats.t.isf(level, dof)) - beyond / se, dof))
+
+    def advise(level: float, contra: float) -> tuple[float | None, int | None, str, str]:
         now = power(k, level)
         needed = smallest(lambda m: power(m, level), limit=1000)
+        if beyond > 0:  # what would decide it is showing the deviation, not equivalence
+            more = smallest(lambda m: beyond_power(m, contra), limit=1000)
+            past = f"the deviation lies {beyond:.1f} points past the +-{margin:g} margin"
+            if more is None:
+                return beyond_power(k, contra), None, "", (
+                    f"{past}, but the published figure is one run whose own seed spread (SD "
+                    f"{sd:.2f} if it is ours) keeps any interval around it wider than that: no "
+                    "number of seeds shows it beyond the margin in this cell (other cells may)"
+                )  # fmt: skip
+            return beyond_power(k, contra), more, "seeds per cell", (
+                f"{past}: about {more} seeds per cell (now {k}) would show it beyond the margin "
+                f"with {POWER:.0%} power, were it as large as estimated (seed SD {sd:.2f})"
+            )  # fmt: skip
         if needed is not None:
             text = (
                 f"about {needed} seeds per cell (now {k}) would give {POWER:.0%} power to show "
@@ -723,7 +746,7 @@ def finalize(res: ClaimResult, level: float, contra: float | None = None) -> Non
     if outcome == CONTRADICTED and res.test == "noninferiority":
         res.qualifier = f"inferior: the upper bound {high:+.2f} lies below the margin"
     res.outcome = outcome
-    power, needed, lever, advice = design.advise(level)
+    power, needed, lever, advice = design.advise(level, contra)
     res.power, res.n_needed, res.lever = power, needed, lever
     res.advice = advice if res.verdict.startswith(INCONCLUSIVE) else ""
 
