@@ -578,9 +578,12 @@ def _equivalence(claim: ClaimSpec, runs: list[RunRecord], rule: str, chance: flo
     res.details += f" ({', '.join(claim.reference)}); margin +-{margin:g} ({claim.margin_reason})"
     res.spread = f"seed SD {sd:.2f} (pooled over {cells} cell(s) that learned, df {df})"
 
+    def planned(seeds: int) -> tuple[float, int]:
+        """The deviation's standard error and the pooled df were every cell at ``seeds``."""
+        return sd * math.sqrt(1 / seeds + 1), max(1, cells * (seeds - 1))
+
     def power(seeds: int, level: float) -> float:
-        se = sd * math.sqrt(1 / seeds + 1)
-        dof = max(1, cells * (seeds - 1))
+        se, dof = planned(seeds)
         q = float(stats.t.isf(level, dof))
         return max(0.0, 2 * float(stats.t.cdf(margin / se - q, dof)) - 1)
 
@@ -589,13 +592,10 @@ def _equivalence(claim: ClaimSpec, runs: list[RunRecord], rule: str, chance: flo
     def beyond_power(seeds: int, level: float) -> float:
         """The chance that the bound nearer the reference lands past the margin, were the
         deviation what it is now (a planning guess, not a measured power)."""
-        se = sd * math.sqrt(1 / seeds + 1)
-        dof = max(1, cells * (seeds - 1))
+        se, dof = planned(seeds)
         return float(stats.t.sf(float(stats.t.isf(level, dof)) - beyond / se, dof))
 
     def advise(level: float, contra: float) -> tuple[float | None, int | None, str, str]:
-        now = power(k, level)
-        needed = smallest(lambda m: power(m, level), limit=1000)
         if beyond > 0:  # what would decide it is showing the deviation, not equivalence
             more = smallest(lambda m: beyond_power(m, contra), limit=1000)
             past = f"the deviation lies {beyond:.1f} points past the +-{margin:g} margin"
@@ -609,6 +609,7 @@ def _equivalence(claim: ClaimSpec, runs: list[RunRecord], rule: str, chance: flo
                 f"{past}: about {more} seeds per cell (now {k}) would show it beyond the margin "
                 f"with {POWER:.0%} power, were it as large as estimated (seed SD {sd:.2f})"
             )  # fmt: skip
+        needed = smallest(lambda m: power(m, level), limit=1000)
         if needed is not None:
             text = (
                 f"about {needed} seeds per cell (now {k}) would give {POWER:.0%} power to show "
@@ -619,7 +620,7 @@ def _equivalence(claim: ClaimSpec, runs: list[RunRecord], rule: str, chance: flo
                 f"no number of seeds: the published figure is one run, whose own seed spread "
                 f"(SD {sd:.2f} if it is ours) limits the test; a wider margin would decide it"
             )
-        return now, needed, "seeds per cell", text
+        return power(k, level), needed, "seeds per cell", text
 
     return Design(pivot, 0.0, advise)
 
