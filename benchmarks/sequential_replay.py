@@ -6,9 +6,9 @@ every claim with the library's own look (``studies.sequential.decide_look``: Hol
 the look's Lan-DeMets nominal levels, decided claims kept). It prints one JSON object: each
 look (seeds, information, each claim's verdict, p and level), the final verdicts beside those
 of the fixed design on every seed, and the run-epochs the sequential design used against the
-fixed design's. Claims that the store's runs cannot test (the claims a part of a study,
-``study run --only ... --until-decided``, leaves to other parts) count in their family's Holm
-steps as never rejected, as the part's own looks count them, and are not replayed.
+fixed design's. A part of a study (``study run --only ... --until-decided``) is replayed with
+the claims its recorded looks decided; the others it left to other parts count in their
+family's Holm steps as never rejected, as its own looks count them.
 
 Usage:
   python benchmarks/sequential_replay.py --db STORE --study NAME [--first 3] [--spending pocock]
@@ -24,7 +24,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from squeezelab.analysis.evaluate import evaluate_claims, look_key, reader
+from squeezelab.analysis.evaluate import claim_id, evaluate_claims, look_key, reader
 from squeezelab.analysis.sequential import SPENDING, SequentialDesign
 from squeezelab.declared import ClaimSpec, DeclaredStudy
 from squeezelab.results import RunRecord, Store
@@ -36,23 +36,24 @@ def condition(r: RunRecord) -> str:
                       default=str)  # fmt: skip
 
 
-def held(claim: ClaimSpec, runs: list[RunRecord]) -> bool:
-    """Whether the runs hold every group the claim compares (a part's other claims: not)."""
-    read = [r for r in runs if reader(claim, r.config) is not None]
-    if claim.test in ("correlation", "equivalence"):
-        return bool(read)
-    values = [r.config.get(claim.field or "") for r in read]
-    return claim.control in values and any(v != claim.control for v in values)
+def looked_at(
+    claims: list[ClaimSpec], looks: list[dict[str, Any]]
+) -> tuple[list[ClaimSpec], Counter[str]]:
+    """The claims a sequential study's recorded looks decided, and per family how many it left
+    to other parts; a study without looks (a fixed one) decides them all."""
+    if not looks:
+        return claims, Counter()
+    ids = {claim_id(r["claim"]) for r in looks}
+    return [c for c in claims if c.id in ids], Counter(c.family for c in claims if c.id not in ids)
 
 
 def replay(claims: list[ClaimSpec], runs: list[RunRecord], first: int, spending: str,
-           rule_of: dict[str, str]) -> dict[str, Any]:  # fmt: skip
+           rule_of: dict[str, str], absent: Counter[str] | None = None
+           ) -> dict[str, Any]:  # fmt: skip
     seeds = sorted({int(r.config["seed"]) for r in runs})
     design = SequentialDesign(first=min(first, len(seeds)), max_seeds=len(seeds), spending=spending)
     limit = {condition(r): design.first for r in runs}  # seeds each condition has run
-    absent = Counter(c.family for c in claims if not held(c, runs))  # other parts' claims
-    claims = [c for c in claims if held(c, runs)]
-    fixed = evaluate_claims([(c, runs, [], "") for c in claims], bootstrap=False)
+    fixed = evaluate_claims([(c, runs, [], "") for c in claims], bootstrap=False, absent=absent)
     frozen: dict[tuple[str, str], str] = {}
     fractions: list[float] = []
     looks = []
@@ -122,6 +123,7 @@ def main() -> None:
     parser.add_argument("--first", type=int, default=3, help="seeds at the first look (3)")
     parser.add_argument("--spending", choices=SPENDING, default="obrien-fleming")
     args = parser.parse_args()
+    absent: Counter[str] = Counter()
     if args.recorded:
         claims, runs = recorded(args.recorded)
         source = f"recorded per-seed accuracies of {args.recorded}"
@@ -131,11 +133,13 @@ def main() -> None:
         with Store(args.db) as store:
             spec = DeclaredStudy.from_stored(args.study, store.study_spec(args.study))
             runs = [r for r in store.runs(args.study) if r.status in ("done", "diverged")]
-        claims, source = list(spec.claims), f"{args.db}: study {args.study}"
+            looks = store.looks(args.study)
+        claims, absent = looked_at(list(spec.claims), looks)
+        source = f"{args.db}: study {args.study}"
     if not claims or not runs:
         raise SystemExit("sequential_replay: the study has no declared claims or no finished runs")
     rule_of = {c.id: c.diverged for c in claims}
-    out = replay(claims, runs, args.first, args.spending, rule_of)
+    out = replay(claims, runs, args.first, args.spending, rule_of, absent)
     print(json.dumps({"source": source, "runs": len(runs), **out}))
 
 

@@ -8,9 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import load_benchmark
-
-ROOT = Path(__file__).resolve().parents[1]
+from .conftest import ROOT, load_benchmark
 
 
 def test_time_to_targets_takes_the_first_epoch_reaching_each() -> None:
@@ -279,3 +277,31 @@ def test_curtailing_a_claim_only_removes_decisions() -> None:
             assert (cut[decided] == plain[decided]).all()
             assert (cut_used <= used).all()
         assert (cut_used < used).any()  # it does give some claims up
+
+
+def test_sequential_replay_of_a_part_counts_the_claims_it_left_out_in_both_designs() -> None:
+    """p 0.038 with one claim left to another part of the family: Holm's first step is alpha/2,
+    so neither the replayed looks nor the fixed design may read it as supported at alpha."""
+    from collections import Counter
+
+    from squeezelab.results import RunRecord
+    from squeezelab.studies.spec import parse_study
+    from squeezelab.training import RunConfig
+
+    from .test_sequential import SEQ_STUDY
+
+    replay = load_benchmark("sequential_replay")
+    claims = list(parse_study(SEQ_STUDY, "seq").claims)
+    accs = {True: [61.0, 63.0, 60.0, 62.5], False: [59.5, 60.0, 58.0, 61.0]}
+    runs = [
+        RunRecord.of(f"{bn}{seed}", RunConfig(seed=seed, batch_norm=bn).to_dict(), "done",
+                     test_acc=acc, val_acc=acc)
+        for bn, values in accs.items()
+        for seed, acc in enumerate(values)
+    ]  # fmt: skip
+    rule_of = {c.id: c.diverged for c in claims}
+    alone = replay.replay(claims, runs, 4, "obrien-fleming", rule_of)
+    part = replay.replay(claims, runs, 4, "obrien-fleming", rule_of, Counter({"claims": 1}))
+    assert alone["verdicts"] == alone["fixed_design_verdicts"] == {"bn": "supported"}
+    assert part["verdicts"] == part["fixed_design_verdicts"] == {"bn": "inconclusive"}
+    assert part["looks"][0]["claims"]["bn"]["level"] == pytest.approx(0.025)

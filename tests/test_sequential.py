@@ -261,9 +261,11 @@ def test_a_part_of_a_study_is_decided_on_its_own_and_holm_counts_the_rest(
     # replayed from the store, the part decides as its looks did, at the same levels
     replay = load_benchmark("sequential_replay")
     with Store(tmp_path / "s.db") as store:
-        runs = store.runs(out.name)
-    claims = list(parse_study(TWO_PAIRS, "seq").claims)
-    again = replay.replay(claims, runs, 3, "obrien-fleming", {c.id: c.diverged for c in claims})
+        runs, recorded = store.runs(out.name), store.looks(out.name)
+    claims, absent = replay.looked_at(list(parse_study(TWO_PAIRS, "seq").claims), recorded)
+    assert [c.id for c in claims] == ["bn"] and absent == {"claims": 1}
+    rule_of = {c.id: c.diverged for c in claims}
+    again = replay.replay(claims, runs, 3, "obrien-fleming", rule_of, absent)
     assert again["verdicts"] == out.verdicts and len(again["looks"]) == len(looks)
     assert [x["claims"]["bn"]["level"] for x in again["looks"]] == pytest.approx(
         [r["level"] for r in looks]
