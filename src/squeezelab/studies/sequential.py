@@ -38,7 +38,7 @@ from ..declared import ClaimSpec
 from ..results import RunRecord, Store
 from ..training.config import ConfigError, RunConfig
 from .runner import Log, run_key, run_study
-from .spec import Filters, StudySpec, select_runs
+from .spec import Filters, StudySpec, select_runs, selected
 
 
 @dataclasses.dataclass
@@ -218,7 +218,7 @@ class Part:
         return [c for c in plan.claims if c.id in self.ids]
 
     def holds(self, config: RunConfig) -> bool:
-        return all(getattr(config, k) in vs for k, vs in self.only.items())
+        return selected(config, self.only)
 
 
 def _label(only: Filters) -> str:

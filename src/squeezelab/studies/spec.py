@@ -437,9 +437,14 @@ def _assignment(item: str, flag: str, form: str) -> tuple[str, str]:
     return name.strip().replace("-", "_"), value
 
 
+def selected(config: RunConfig, filters: Filters) -> bool:
+    """Whether the run's every filtered field takes one of its values."""
+    return all(getattr(config, k) in vs for k, vs in filters.items())
+
+
 def select_runs(runs: list[RunConfig], filters: Filters, study: str) -> list[RunConfig]:
     """The runs whose every filtered field takes one of its values; none matching is an error."""
-    chosen = [c for c in runs if all(getattr(c, k) in vs for k, vs in filters.items())]
+    chosen = [c for c in runs if selected(c, filters)]
     if runs and not chosen:
         have = {k: sorted({str(getattr(c, k)) for c in runs}) for k in filters}
         raise ConfigError(
