@@ -194,7 +194,7 @@ class Part:
                 "does not go with it (select conditions: model=..., batch_norm=...)"
             )
         runs = spec.expand()
-        inside = {run_key(c) for c in select_runs(runs, dict(only), spec.name)}
+        inside = {run_key(c) for c in select_runs(runs, only, spec.name)}
         kept: set[str] = set()
         absent: Counter[str] = Counter()
         short = []
