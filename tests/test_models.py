@@ -262,3 +262,39 @@ def test_stem_stride_option_reaches_model_config_and_command_line(tmp_path) -> N
     info = last_json(run_cli("info", "squeezenet1_0", "--stem-stride", "1", "--image-size", "64",
                              "--num-classes", "10", "--json").stdout)  # fmt: skip
     assert info["macs"] == count_macs(wide, 64)
+
+
+def test_alexnet_1x1_pool_computes_the_6x6_layer_at_64x64_but_steps_36_times_shorter() -> None:
+    """At 64x64 AlexNet's feature map is 1x1: torchvision's 6x6 pool feeds fc6 36 copies of
+    each feature. With fc6's weights summed over the copies, the 1x1 head computes the same
+    function; one SGD step moves the 6x6 head's summed weights 36 times as far."""
+    from squeezelab.training.config import RunConfig, from_dict
+
+    torch.manual_seed(0)
+    wide = get_model("alexnet", num_classes=10).eval()  # eval: dropout off, steps comparable
+    narrow = get_model("alexnet", num_classes=10, avgpool="1x1").eval()
+    assert tuple(narrow.classifier[1].weight.shape) == (4096, 256)
+    assert count_params(wide) - count_params(narrow) == 4096 * 256 * 35
+    state = wide.state_dict()
+    state["classifier.1.weight"] = state["classifier.1.weight"].view(4096, 256, 36).sum(-1)
+    narrow.load_state_dict(state)
+    x, y = torch.randn(4, 3, 64, 64), torch.tensor([0, 1, 2, 3])
+    assert torch.allclose(wide(x), narrow(x), atol=1e-5)
+
+    lr = 0.01
+    for model in (wide, narrow):
+        torch.optim.SGD(model.parameters(), lr=lr).zero_grad()
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+    step_wide = -lr * wide.classifier[1].weight.grad.view(4096, 256, 36).sum(-1)
+    step_narrow = -lr * narrow.classifier[1].weight.grad
+    assert step_narrow.abs().max() > 0
+    assert torch.allclose(step_wide, 36 * step_narrow, rtol=1e-4, atol=1e-9)
+
+    cfg = from_dict({"model": "alexnet", "avgpool": "1x1"})
+    assert cfg.model_options() == {"avgpool": "1x1"} and cfg.key() != RunConfig().key()
+    default = {"model": "alexnet"}
+    assert from_dict({**default, "avgpool": "6x6"}).key() == from_dict(default).key()
+    with pytest.raises(ValueError, match="unknown option 'avgpool'"):
+        from_dict({"model": "squeezenet1_0", "avgpool": "1x1"})
+    with pytest.raises(ValueError, match="avgpool"):
+        from_dict({"model": "alexnet", "avgpool": "2x2"})
