@@ -751,3 +751,28 @@ def test_forensic_plan_crosses_readings_cells_and_seeds() -> None:
     for r in default:
         bare = from_dict({k: v for k, v in r["config"].items() if k not in unnamed})
         assert r["key"] == run_key(bare)
+
+
+def test_forensic_alexnet_plan_crosses_pools_readings_and_cells() -> None:
+    """The AlexNet forensic study: two pools under two readings at three Table A1 cells, one
+    claim per (pool, reading); its torchvision-pool runs are the forensic study's (same keys)."""
+    plan = last_json(run_cli("study", "run", "forensic-alexnet", "--dry-run", "--json").stdout)
+    runs = [r["config"] for r in plan["runs"]]
+    variants = {(c["avgpool"], c["augmentation"], c["eval_transform"]) for c in runs}
+    cells = {(c["lr"], c["momentum"], c["weight_decay"]) for c in runs}
+    assert len(variants) == 4 and len(cells) == 3 and plan["total"] == len(runs) == 4 * 3 * 2
+    assert {c["model"] for c in runs} == {"alexnet"}
+    published = []
+    for lr, momentum, wd in sorted(cells):
+        cfg = {"model": "alexnet", "batch_norm": False, "lr": lr, "momentum": momentum,
+               "weight_decay": wd, "batch_size": 64, "fire_delta": 0, "init": None}  # fmt: skip
+        published.append(published_value(published_runs("table_a1"), cfg))
+    assert published == [10.0, 22.67, 40.74]  # chance, weak, learned
+    spec = load_study("forensic-alexnet")
+    assert len(plan["claims"]) == 4 and {c.test for c in spec.claims} == {"equivalence"}
+    assert {tuple(v[0] for v in c.where.values()) for c in spec.claims} == variants
+    forensic = last_json(run_cli("study", "run", "forensic", "--only", "model=alexnet",
+                                 "--dry-run", "--json").stdout)  # fmt: skip
+    shared = {r["key"] for r in forensic["runs"]} & {r["key"] for r in plan["runs"]}
+    # Both readings at lr 0.01 with torchvision's pool, over both seeds.
+    assert len(shared) == 4
