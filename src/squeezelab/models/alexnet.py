@@ -39,11 +39,11 @@ def alexnet(
     """AlexNet (Krizhevsky et al. 2012) in torchvision's single-tower form.
 
     torchvision's AlexNet pools its feature map to 6x6 before the first fully connected layer
-    (9,216 inputs); before torchvision 0.3 (2019) it had no pool and accepted 224x224 images
-    only. At 64x64 the feature map is 1x1, so the 6x6 pool feeds each of its 256 values 36
-    times: the layer computes what a 256-input layer would, with weights summed over the 36
-    copies, but SGD moves that sum 36 times as far per step, and dropout masks each copy
-    apart. ``avgpool="1x1"`` is the 256-input layer (same keys; ``classifier.1`` is 4096 x
+    (9,216 inputs); until February 2019 (pytorch/vision#746) it had no pool and accepted
+    224x224 images only. At 64x64 the feature map is 1x1, so the 6x6 pool feeds each of its
+    256 values 36 times: the layer computes what a 256-input layer would, with weights summed
+    over the 36 copies, but SGD moves that sum 36 times as far per step, and dropout masks
+    each copy apart. ``avgpool="1x1"`` is the 256-input layer (same keys; ``classifier.1`` is 4096 x
     256), initialized as torchvision initializes its own.
     """
     from torchvision.models import alexnet as tv_alexnet  # imported on use: slow to import
