@@ -795,6 +795,32 @@ def test_forensic_report_sets_each_reading_beside_the_study(tmp_path: Path) -> N
     assert "The study's own data, re-analysed" not in md  # nothing of it to re-analyse
 
 
+def test_forensic_alexnet_report_tells_the_pools_apart(tmp_path: Path) -> None:
+    """Constructed data: AlexNet with the 1x1 pool under the literal reading lands on Table
+    A1's AlexNet cells, every other (pool, reading) 20 points above; the report supports the
+    one and contradicts the rest, each pool's runs held to its own claim."""
+    db = tmp_path / "a.db"
+    published = published_runs("table_a1")
+
+    def accuracy(c: RunConfig) -> float:
+        base = float(published_value(published, c.to_dict()))  # type: ignore[arg-type]
+        jitter = 0.8 * (c.seed - 0.5) + 0.3 * (c.lr * 1000 % 3) + 0.2 * c.momentum
+        literal = c.augmentation == "random-resized-crop" and c.eval_transform == "train"
+        return base + jitter + (0.0 if c.avgpool == "1x1" and literal else 20.0)
+
+    store_builtin(db, "forensic-alexnet", accuracy)
+    build_report(db, tmp_path / "r")
+    md = (tmp_path / "r" / "report.md").read_text()
+    part = md.split("Which reading reproduces the study")[1].split("\n## ")[0]
+    rows = [line for line in part.splitlines() if line.startswith("| ") and "AlexNet" in line]
+    assert len(rows) == 4
+    verdicts = {row.split("|")[1].strip(): row for row in rows}
+    one = [v for k, v in verdicts.items() if "1x1 pool under RandomResizedCrop" in k]
+    assert len(one) == 1 and "| supported |" in one[0] and "3 supported" in one[0]
+    others = [v for k, v in verdicts.items() if "1x1 pool under RandomResizedCrop" not in k]
+    assert all("| contradicted |" in v for v in others)
+
+
 def test_the_paper_preset_documents_the_reading_the_evidence_favours(tmp_path: Path) -> None:
     """The faithful preset keeps its default reading until one is supported, and says which
     reading the forensic evidence favours and how to use it, in every report."""
