@@ -281,9 +281,8 @@ def test_alexnet_1x1_pool_computes_the_6x6_layer_at_64x64_but_steps_36_times_sho
     x, y = torch.randn(4, 3, 64, 64), torch.tensor([0, 1, 2, 3])
     assert torch.allclose(wide(x), narrow(x), atol=1e-5)
 
-    lr = 0.01
+    lr = 0.01  # SGD's step is -lr * grad; fresh models hold no gradient before this pass
     for model in (wide, narrow):
-        torch.optim.SGD(model.parameters(), lr=lr).zero_grad()
         torch.nn.functional.cross_entropy(model(x), y).backward()
     step_wide = -lr * wide.classifier[1].weight.grad.view(4096, 256, 36).sum(-1)
     step_narrow = -lr * narrow.classifier[1].weight.grad
